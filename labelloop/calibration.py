@@ -1,0 +1,120 @@
+"""Choosing the confidence threshold above which the model's labels are trusted.
+
+The promise: among items auto-labeled at threshold t, accuracy is at least the target, and we
+say so with a stated confidence. For each candidate threshold we count the validation items at
+or above it (n) and how many the model got right (k), and take the exact one-sided
+Clopper-Pearson lower bound on their accuracy. Thresholds are tested from the highest down and
+testing stops at the first failure (fixed-sequence testing), so testing many thresholds does
+not inflate the error rate: the chosen threshold meets the target with the stated confidence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy.stats import beta
+
+
+@dataclass(frozen=True)
+class Calibration:
+    threshold: float | None  # None: nothing qualifies, nothing is auto-labeled
+    lower_bound: float | None  # accuracy lower bound at the chosen threshold
+    support: int  # validation items at or above the chosen threshold
+    accuracy: float | None  # observed accuracy at the chosen threshold
+    validation_count: int
+    validation_accuracy: float | None  # top-1 accuracy on the whole validation set
+    min_support: int  # the smallest support the test started from
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def clopper_pearson_lower(correct: np.ndarray | int, total: np.ndarray | int, confidence: float) -> np.ndarray:
+    """Exact one-sided lower confidence bound on a binomial proportion."""
+    k = np.asarray(correct, dtype=float)
+    n = np.asarray(total, dtype=float)
+    with np.errstate(invalid="ignore"):
+        bound = beta.ppf(1.0 - confidence, k, n - k + 1.0)
+    return np.where(k <= 0, 0.0, bound)
+
+
+def smallest_passing_support(target: float, confidence: float) -> int:
+    """Fewest items that could ever pass: n all-correct items give a bound of (1-confidence)^(1/n)."""
+    return max(1, math.ceil(math.log(1.0 - confidence) / math.log(target)))
+
+
+def starting_support(target: float, confidence: float) -> int:
+    """Support of the first threshold tested: the fewest items that pass with half the allowed error rate.
+
+    Starting where a single unlucky error already fails (the smallest passing support) would end
+    the fixed sequence at its first step most of the time; starting where the test tolerates
+    errors at half the allowed rate keeps its power. It depends only on the settings, never on
+    which items are correct, so the sequence stays fixed and the guarantee holds.
+    """
+    n = smallest_passing_support(target, confidence)
+    while True:
+        errors = math.floor(n * (1.0 - target) / 2.0)
+        if clopper_pearson_lower(n - errors, n, confidence) >= target:
+            return n
+        n += 1
+
+
+def calibrate_threshold(
+    confidences: Sequence[float],
+    correct: Sequence[bool],
+    *,
+    target_accuracy: float,
+    confidence_level: float,
+    min_support: int = 0,
+) -> Calibration:
+    """Lowest confidence threshold whose auto-labels meet `target_accuracy` with `confidence_level`.
+
+    Testing starts at the highest threshold with `starting_support` validation items at or above
+    it (or `min_support`, if larger), then steps down through each distinct confidence value.
+    """
+    if not 0.0 < target_accuracy < 1.0:
+        raise ValueError(f"target accuracy must be in (0, 1), got {target_accuracy}")
+    if not 0.0 < confidence_level < 1.0:
+        raise ValueError(f"confidence level must be in (0, 1), got {confidence_level}")
+    conf = np.asarray(confidences, dtype=float)
+    ok = np.asarray(correct, dtype=bool)
+    if conf.shape != ok.shape:
+        raise ValueError("confidences and correct must have the same length")
+    start = max(int(min_support), starting_support(target_accuracy, confidence_level))
+    n_val = int(conf.size)
+    val_acc = float(ok.mean()) if n_val else None
+    nothing = Calibration(None, None, 0, None, n_val, val_acc, start)
+    if n_val < start:
+        return nothing
+
+    order = np.argsort(-conf, kind="stable")
+    conf, ok = conf[order], ok[order]
+    # One candidate per distinct confidence value: the last position of each run of ties.
+    last_of_run = np.r_[conf[1:] != conf[:-1], True]
+    idx = np.nonzero(last_of_run)[0]
+    support = idx + 1
+    hits = np.cumsum(ok)[idx]
+    keep = support >= start
+    idx, support, hits = idx[keep], support[keep], hits[keep]
+    if idx.size == 0:
+        return nothing
+    bounds = clopper_pearson_lower(hits, support, confidence_level)
+    passed = bounds >= target_accuracy
+    # Fixed-sequence testing: only the unbroken run of passes from the top counts.
+    failures = np.nonzero(~passed)[0]
+    n_pass = int(failures[0]) if failures.size else int(passed.size)
+    if n_pass == 0:
+        return nothing
+    j = n_pass - 1
+    return Calibration(
+        threshold=float(conf[idx[j]]),
+        lower_bound=float(bounds[j]),
+        support=int(support[j]),
+        accuracy=float(hits[j] / support[j]),
+        validation_count=n_val,
+        validation_accuracy=val_acc,
+        min_support=start,
+    )

@@ -1,0 +1,267 @@
+"""labelloop command line: prepare datasets, run the labeling loop locally."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from labelloop.config import ConfigurationError, JobSettings
+from labelloop.selection import STRATEGIES
+
+
+def _prepare(args: argparse.Namespace):
+    from labelloop.datasets import PREPARERS
+
+    kwargs: dict[str, Any] = {"limit": args.limit, "seed": args.seed}
+    if args.source:
+        kwargs["source"] = Path(args.source)
+    started = time.monotonic()
+    prepared = PREPARERS[args.dataset](Path(args.out), **kwargs)
+    print(
+        f"{args.dataset}: {prepared.count} items, {len(prepared.class_names)} classes "
+        f"in {time.monotonic() - started:.1f}s\n"
+        f"  manifest:        {prepared.manifest}\n"
+        f"  label config:    {prepared.label_config}\n"
+        f"  true labels:     {prepared.truth} (read only by simulated annotators and evaluation)"
+    )
+    return prepared
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    _prepare(args)
+    return 0
+
+
+def _stage_manifest(uri: str, output: Path) -> str:
+    """An s3:// manifest is copied into the output folder before the offline engine starts."""
+    if not uri.startswith("s3://"):
+        path = Path(uri).resolve()
+        if not path.is_file():
+            raise ConfigurationError(f"--manifest {uri}: no such file")
+        return str(path)
+    import boto3
+
+    from labelloop.storage import split_s3
+
+    bucket, key = split_s3(uri)
+    local = output / "input" / "source.manifest"
+    local.parent.mkdir(parents=True, exist_ok=True)
+    boto3.client("s3").download_file(bucket, key, str(local))
+    return str(local)
+
+
+def _execution_input(args: argparse.Namespace, output: Path) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "ManifestUri": _stage_manifest(args.manifest, output),
+        "OutputUri": str(output),
+        "JobName": args.job_name,
+        "TaskType": args.task_type,
+        "LabelAttributeName": args.label_attribute,
+        "HumanBatchSize": args.human_batch_size,
+        "TargetAccuracy": args.target_accuracy,
+        "ConfidenceLevel": args.confidence,
+        "WorkersPerObject": args.workers_per_object,
+        "ValidationFraction": args.validation_fraction,
+        "SelectionStrategy": args.strategy,
+        "RandomFraction": args.random_fraction,
+        "MaxIterations": args.max_iterations,
+        "Seed": args.seed,
+    }
+    if args.human_budget is not None:
+        data["MaxHumanLabeledObjectCount"] = args.human_budget
+    if args.labels:
+        data["LabelCategories"] = [s.strip() for s in args.labels.split(",")]
+    elif args.label_config:
+        data["LabelCategoryConfigUri"] = str(Path(args.label_config).resolve())
+    JobSettings.parse(data)  # fail before anything starts
+    return data
+
+
+class _Progress:
+    """Prints one line per iteration as the loop reports it."""
+
+    HEADER = f"{'iter':>4} {'human':>7} {'auto':>7} {'remaining':>9} {'threshold':>9} {'val-acc':>7} {'val-n':>6} {'elapsed':>8}"
+
+    def __init__(self, stream=sys.stdout):
+        self.started = time.monotonic()
+        self.stream = stream
+        self.rows: list[dict[str, Any]] = []
+
+    def __call__(self, state: str, result: dict[str, Any]) -> None:
+        if state == "Bootstrap":
+            s = result["state"]
+            print(f"input: {s['Total']} items ({s['PreLabeled']} already labeled, {s['Rejected']} rejected)", file=self.stream)
+            print(self.HEADER, file=self.stream)
+        elif state == "GateAndRoute":
+            m = result["LastMetrics"]
+            self.rows.append(m)
+            thr = "-" if m["Threshold"] is None else f"{m['Threshold']:.4f}"
+            acc = "-" if m["ValidationAccuracy"] is None else f"{m['ValidationAccuracy']:.3f}"
+            print(
+                f"{m['Iteration']:>4} {m['HumanLabeled']:>7} {m['AutoLabeled']:>7} {m['Remaining']:>9} "
+                f"{thr:>9} {acc:>7} {m['ValidationCount']:>6} {time.monotonic() - self.started:>7.1f}s",
+                file=self.stream,
+                flush=True,
+            )
+
+
+def run_local(args: argparse.Namespace) -> int:
+    from labelloop.datasets import load_truth
+    from labelloop.evaluation import evaluate
+    from labelloop.local.engine import LocalEngine
+    from labelloop.local.workforce import SimulatedWorkforce
+
+    output = Path(args.output).resolve()
+    if (output / "config" / "settings.json").exists():
+        print(
+            f"error: {output} already holds a labeling run; its labels are kept. "
+            "Choose another --output (or remove that folder yourself).",
+            file=sys.stderr,
+        )
+        return 2
+    output.mkdir(parents=True, exist_ok=True)
+    try:
+        execution_input = _execution_input(args, output)
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not args.truth:
+        print("error: --workforce simulated needs --truth (the true labels file)", file=sys.stderr)
+        return 2
+    truth = load_truth(Path(args.truth))
+    workforce = SimulatedWorkforce(truth, accuracy=args.annotator_accuracy, seed=args.seed)
+    progress = _Progress()
+    engine = LocalEngine(output / "work", workforce, on_step=progress)
+    name = f"{args.job_name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    print(f"labelloop: running {name} locally; artifacts in {output}")
+    result = engine.run(execution_input, name=name)
+    (output / "work" / "execution-history.json").write_text(json.dumps(result.history, default=str, indent=1))
+    if result.status != "SUCCEEDED":
+        print(f"\nexecution {result.status}: {result.error}\n{result.cause}", file=sys.stderr)
+        return 1
+    summary = result.summary
+    manifest = Path(summary["OutputManifestUri"])
+    with open(manifest) as lines:
+        ev = evaluate(lines, args.label_attribute, truth)
+    (output / "output" / "evaluation.json").write_text(json.dumps(ev.to_json(), indent=2))
+    pct = lambda n: f"{100 * n / summary['Total']:.1f} %"  # noqa: E731
+    fmt = lambda x: "n/a" if x is None else f"{100 * x:.2f} %"  # noqa: E731
+    print(
+        f"\nsummary ({result.seconds:.0f}s, {summary['Iterations']} iterations, stopped: {summary['StopReason']})\n"
+        f"  items:                 {summary['Total']} ({summary['Rejected']} rejected lines)\n"
+        f"  human labels used:     {summary['HumanLabeledByThisJob']} ({pct(summary['HumanLabeledByThisJob'])})"
+        f"  [workforce answered {workforce.answered}]\n"
+        f"  auto-labeled:          {summary['AutoLabeled']} ({pct(summary['AutoLabeled'])})\n"
+        f"  unlabeled:             {summary['Unlabeled']}\n"
+        f"  auto-label accuracy:   {fmt(ev.auto_accuracy)} against the true labels (target {fmt(args.target_accuracy)})\n"
+        f"  dataset accuracy:      {fmt(ev.dataset_accuracy)}\n"
+        f"  output manifest:       {manifest}\n"
+        f"  final model:           {summary['FinalModelArtifacts']}"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.workforce != "simulated":
+        print(f"error: workforce {args.workforce!r} is not available", file=sys.stderr)
+        return 2
+    return run_local(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    prep = argparse.Namespace(dataset="digits", out=args.data, limit=None, seed=args.seed, source=None)
+    prepared = _prepare(prep)
+    run = build_parser().parse_args(
+        [
+            "run", "--manifest", str(prepared.manifest), "--output", args.output,
+            "--task-type", prepared.task_type, "--label-attribute", "digit",
+            "--label-config", str(prepared.label_config), "--truth", str(prepared.truth),
+            "--job-name", "digits-demo", "--human-batch-size", str(args.human_batch_size),
+            "--seed", str(args.seed),
+        ]
+    )
+    return cmd_run(run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="labelloop",
+        description="Active-learning data labeling: humans label what the model is unsure of, "
+        "the model labels what it is sure of, at a calibrated accuracy target.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run a labeling job locally (the real state machine, offline)",
+        description="Run the active-learning state machine on this machine: Lambda steps in-process, "
+        "training and batch transform in subprocesses, humans simulated from true labels.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    run.add_argument("--manifest", required=True, help="input manifest (Ground Truth JSON Lines): local path or s3:// URI")
+    run.add_argument("--output", required=True, help="folder for every artifact of the run (must not hold an earlier run)")
+    run.add_argument("--task-type", required=True, choices=["image-classification", "text-classification"])
+    run.add_argument("--label-attribute", required=True, help="name of the label key in the output manifest")
+    labels = run.add_mutually_exclusive_group(required=True)
+    labels.add_argument("--labels", help="label categories, comma-separated, in class-index order")
+    labels.add_argument("--label-config", help="Ground Truth label category config file (JSON)")
+    run.add_argument("--job-name", default="labelloop", help="job name (letters, digits, hyphens; ≤ 32)")
+    run.add_argument("--human-batch-size", type=int, default=100, help="items sent to humans per iteration")
+    run.add_argument("--human-budget", type=int, default=None,
+                     help="most items humans may label in this job (MaxHumanLabeledObjectCount); default: no limit")
+    run.add_argument("--target-accuracy", type=float, default=0.95, help="accuracy the auto-labels must meet")
+    run.add_argument("--confidence", type=float, default=0.95,
+                     help="confidence with which the threshold must meet the target (lower-bound test)")
+    run.add_argument("--validation-fraction", type=float, default=0.2,
+                     help="share of human labels held out to calibrate the threshold")
+    run.add_argument("--strategy", choices=sorted(STRATEGIES), default="least-confidence",
+                     help="how uncertain items are ranked for humans")
+    run.add_argument("--random-fraction", type=float, default=0.1, help="share of each human batch drawn at random")
+    run.add_argument("--max-iterations", type=int, default=50, help="stop after this many iterations")
+    run.add_argument("--workers-per-object", type=int, default=1, help="annotators per item (answers consolidated by vote)")
+    run.add_argument("--seed", type=int, default=0, help="seed for sampling, splits and training")
+    run.add_argument("--workforce", choices=["simulated"], default="simulated",
+                     help="who answers the human tasks: simulated annotators (need --truth)")
+    run.add_argument("--truth", help="true labels file (truth.jsonl from `labelloop prepare`) for simulated annotators")
+    run.add_argument("--annotator-accuracy", type=float, default=1.0,
+                     help="chance a simulated annotator answers correctly")
+    run.set_defaults(func=cmd_run)
+
+    prep = sub.add_parser(
+        "prepare",
+        help="turn a public dataset into a Ground Truth input manifest (+ hidden true labels)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    prep.add_argument("dataset", choices=["digits", "fashion-mnist", "spamassassin"])
+    prep.add_argument("--out", required=True, help="folder to write manifest.jsonl, truth.jsonl, labels.json (and images/)")
+    prep.add_argument("--limit", type=int, default=None, help="a seeded random subset of this many items")
+    prep.add_argument("--seed", type=int, default=0)
+    prep.add_argument("--source", default=None,
+                      help="where the raw dataset is (fashion-mnist: the IDX folder; spamassassin: the package's data folder)")
+    prep.set_defaults(func=cmd_prepare)
+
+    demo = sub.add_parser(
+        "demo",
+        help="prepare scikit-learn's digits and label them locally with simulated annotators",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    demo.add_argument("--data", default="data/digits", help="where to write the prepared dataset")
+    demo.add_argument("--output", default=f"runs/digits-demo-{datetime.now():%Y%m%d-%H%M%S}", help="run folder")
+    demo.add_argument("--human-batch-size", type=int, default=100)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""The labeling job's settings: parsed once, checked before any human is paid.
+
+Pure logic. The state machine's execution input is the user's settings; `JobSettings.parse`
+turns it into a checked object or raises `ConfigurationError` naming every field that is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from labelloop.manifest import TASK_TYPES
+from labelloop.selection import STRATEGIES
+
+JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
+
+
+class ConfigurationError(ValueError):
+    """The job's settings are invalid; raised before any work starts."""
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    manifest_uri: str
+    output_uri: str
+    job_name: str
+    task_type: str
+    label_attribute: str
+    label_categories: list[str] = field(default_factory=list)
+    label_category_config_uri: str = ""
+    human_batch_size: int = 100
+    max_human_labels: int | None = None  # None: no limit but the dataset size
+    target_accuracy: float = 0.95
+    confidence_level: float = 0.95
+    workers_per_object: int = 1
+    validation_fraction: float = 0.2
+    min_validation_support: int = 0
+    selection_strategy: str = "least-confidence"
+    random_fraction: float = 0.1
+    max_iterations: int = 50
+    seed: int = 0
+
+    # Execution-input field names, as a user writes them (Ground Truth's spelling where it has one).
+    FIELDS = {
+        "ManifestUri": "manifest_uri",
+        "OutputUri": "output_uri",
+        "JobName": "job_name",
+        "TaskType": "task_type",
+        "LabelAttributeName": "label_attribute",
+        "LabelCategories": "label_categories",
+        "LabelCategoryConfigUri": "label_category_config_uri",
+        "HumanBatchSize": "human_batch_size",
+        "MaxHumanLabeledObjectCount": "max_human_labels",
+        "TargetAccuracy": "target_accuracy",
+        "ConfidenceLevel": "confidence_level",
+        "WorkersPerObject": "workers_per_object",
+        "ValidationFraction": "validation_fraction",
+        "MinValidationSupport": "min_validation_support",
+        "SelectionStrategy": "selection_strategy",
+        "RandomFraction": "random_fraction",
+        "MaxIterations": "max_iterations",
+        "Seed": "seed",
+    }
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> "JobSettings":
+        if not isinstance(data, dict):
+            raise ConfigurationError("execution input must be a JSON object")
+        unknown = sorted(set(data) - set(cls.FIELDS))
+        problems = [f"unknown setting {name!r}" for name in unknown]
+        values = {cls.FIELDS[k]: v for k, v in data.items() if k in cls.FIELDS}
+        for required in ("ManifestUri", "OutputUri", "JobName", "TaskType", "LabelAttributeName"):
+            if not data.get(required):
+                problems.append(f"{required} is required")
+        if problems:
+            raise ConfigurationError("; ".join(problems))
+        try:
+            settings = cls(**values)
+        except TypeError as exc:
+            raise ConfigurationError(str(exc)) from None
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        p: list[str] = []
+        if not JOB_NAME.match(str(self.job_name)):
+            p.append(f"JobName {self.job_name!r} must be 1-32 letters, digits or hyphens, not starting with a hyphen")
+        if self.task_type not in TASK_TYPES:
+            p.append(f"TaskType {self.task_type!r} is not one of {sorted(TASK_TYPES)}")
+        if not isinstance(self.label_attribute, str) or not self.label_attribute:
+            p.append("LabelAttributeName must be a non-empty string")
+        elif self.label_attribute.endswith("-metadata"):
+            p.append(f"LabelAttributeName {self.label_attribute!r} may not end in '-metadata'")
+        elif not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,126}$", self.label_attribute):
+            p.append(f"LabelAttributeName {self.label_attribute!r} must be letters, digits or hyphens")
+        if bool(self.label_categories) == bool(self.label_category_config_uri):
+            p.append("give exactly one of LabelCategories or LabelCategoryConfigUri")
+        if self.label_categories:
+            p += check_label_categories(self.label_categories, "LabelCategories")
+        for name, value in (
+            ("HumanBatchSize", self.human_batch_size),
+            ("WorkersPerObject", self.workers_per_object),
+            ("MaxIterations", self.max_iterations),
+        ):
+            if not _is_int(value) or value < 1:
+                p.append(f"{name} must be a positive integer, got {value!r}")
+        if self.max_human_labels is not None and (not _is_int(self.max_human_labels) or self.max_human_labels < 1):
+            p.append(f"MaxHumanLabeledObjectCount must be a positive integer, got {self.max_human_labels!r}")
+        if not _is_int(self.min_validation_support) or self.min_validation_support < 0:
+            p.append(f"MinValidationSupport must be a non-negative integer, got {self.min_validation_support!r}")
+        for name, value in (
+            ("TargetAccuracy", self.target_accuracy),
+            ("ConfidenceLevel", self.confidence_level),
+            ("ValidationFraction", self.validation_fraction),
+        ):
+            if not _is_number(value) or not 0.0 < float(value) < 1.0:
+                p.append(f"{name} must be a number in (0, 1), got {value!r}")
+        if not _is_number(self.random_fraction) or not 0.0 <= float(self.random_fraction) <= 1.0:
+            p.append(f"RandomFraction must be a number in [0, 1], got {self.random_fraction!r}")
+        if self.selection_strategy not in STRATEGIES:
+            p.append(f"SelectionStrategy {self.selection_strategy!r} is not one of {sorted(STRATEGIES)}")
+        if not _is_int(self.seed):
+            p.append(f"Seed must be an integer, got {self.seed!r}")
+        if p:
+            raise ConfigurationError("; ".join(p))
+
+    def run_id(self, execution_name: str) -> str:
+        """Short, stable suffix that keeps SageMaker job names unique per execution."""
+        return hashlib.sha1(f"{self.job_name}/{execution_name}".encode()).hexdigest()[:8]
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: asdict(self)[v] for k, v in self.FIELDS.items()}
+
+
+def check_label_categories(labels: Any, where: str) -> list[str]:
+    if not isinstance(labels, list) or not labels:
+        return [f"{where}: needs a non-empty list of labels"]
+    p = []
+    seen: set[str] = set()
+    for i, label in enumerate(labels):
+        if not isinstance(label, str) or not label.strip():
+            p.append(f"{where}: label #{i + 1} must be a non-empty string, got {label!r}")
+        elif label in seen:
+            p.append(f"{where}: label {label!r} appears more than once")
+        else:
+            seen.add(label)
+    if len(labels) < 2:
+        p.append(f"{where}: classification needs at least 2 labels")
+    return p
+
+
+def parse_label_category_config(data: Any, where: str) -> list[str]:
+    """Class names from Ground Truth's label category config document."""
+    if not isinstance(data, dict) or not isinstance(data.get("labels"), list):
+        raise ConfigurationError(
+            f"{where}: expected {{\"document-version\": \"2018-11-28\", \"labels\": [{{\"label\": ...}}, ...]}}"
+        )
+    names = []
+    for i, entry in enumerate(data["labels"]):
+        if not isinstance(entry, dict) or "label" not in entry:
+            raise ConfigurationError(f"{where}: labels[{i}] must be an object with a 'label' key")
+        names.append(entry["label"])
+    problems = check_label_categories(names, where)
+    if problems:
+        raise ConfigurationError("; ".join(problems))
+    return names
+
+
+def label_category_config(names: list[str]) -> dict[str, Any]:
+    return {"document-version": "2018-11-28", "labels": [{"label": n} for n in names]}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

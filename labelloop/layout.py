@@ -1,0 +1,50 @@
+"""Where each artifact of a run lives under the output URI, and what its jobs are called.
+
+One place for names, so the handlers, the local engine and the report agree.
+"""
+
+from __future__ import annotations
+
+from labelloop.storage import join
+
+
+def iteration_dir(output_uri: str, iteration: int) -> str:
+    return join(output_uri, "iterations", f"{iteration:03d}")
+
+
+def ledger_uri(output_uri: str, iteration: int, stage: str) -> str:
+    """stage: 'input' (after bootstrap), 'human' (after merging human labels), 'auto' (after gating)."""
+    return join(iteration_dir(output_uri, iteration), f"ledger-{stage}.jsonl")
+
+
+def job_name(job: str, run_id: str, iteration: int, kind: str) -> str:
+    # SageMaker names: at most 63 characters; job is at most 32, run_id 8.
+    return f"{job}-{run_id}-{iteration:03d}-{kind}"
+
+
+def label_config_uri(output_uri: str) -> str:
+    return join(output_uri, "config", "label-categories.json")
+
+
+def ui_template_uri(output_uri: str) -> str:
+    return join(output_uri, "config", "task-template.liquid.html")
+
+
+def settings_uri(output_uri: str) -> str:
+    return join(output_uri, "config", "settings.json")
+
+
+def rejected_uri(output_uri: str) -> str:
+    return join(output_uri, "input", "rejected.manifest")
+
+
+def output_manifest_uri(output_uri: str) -> str:
+    return join(output_uri, "output", "output.manifest")
+
+
+def summary_uri(output_uri: str) -> str:
+    return join(output_uri, "output", "summary.json")
+
+
+def metrics_uri(output_uri: str, iteration: int) -> str:
+    return join(iteration_dir(output_uri, iteration), "metrics.json")

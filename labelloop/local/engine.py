@@ -1,0 +1,324 @@
+"""Run `statemachine/active_learning.asl.json` on this machine: no AWS account, no Docker.
+
+The ASL is executed by moto's Step Functions interpreter (moto is pinned exactly: what follows
+binds to its internals, and `tests/unit/test_engine_internals.py` imports each of them so an
+upgrade fails loudly). Two bindings replace the cloud:
+
+- Lambda Task states call the handlers in `functions/` in-process (moto's no-Docker Lambda
+  backend only echoes; its `invoke` is the one place to dispatch).
+- `sagemaker:*` Task states, which moto does not run, go to `LocalSageMaker` (training, models,
+  batch transform in subprocesses) and to the local workforce (labeling jobs). `.sync` results
+  are Describe*-shaped; a Failed job ends the state with `States.TaskFailed` and the Describe*
+  JSON as cause, as on AWS.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import re
+import sys
+import threading
+import time
+import traceback
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+from unittest import mock
+
+from labelloop.algorithm_source import package_source
+from labelloop.local.sagemaker_jobs import ACCOUNT, LocalJobError, LocalSageMaker
+
+REPO = Path(__file__).resolve().parents[2]
+DEFINITION = REPO / "statemachine" / "active_learning.asl.json"
+FUNCTIONS_DIR = REPO / "functions"
+REGION = "us-east-1"
+
+# Lambda Task state → handler module in functions/ (also the SAM template's function names).
+FUNCTIONS = {
+    "Bootstrap": "bootstrap",
+    "SampleForHumans": "sample_for_humans",
+    "MergeHumanLabels": "merge_human_labels",
+    "SplitValidation": "split_validation",
+    "CalibrateThreshold": "calibrate_threshold",
+    "GateAndRoute": "gate_and_route",
+    "ExportOutput": "export_output",
+}
+TASK_FOLDERS = {"image-classification": "pytorch", "text-classification": "scikit-learn"}
+
+
+class EngineError(RuntimeError):
+    """The local engine could not run the state machine (not: the execution failed)."""
+
+
+@dataclass
+class ExecutionResult:
+    status: str  # SUCCEEDED, FAILED, TIMED_OUT, ABORTED
+    output: dict[str, Any] | None
+    error: str | None
+    cause: str | None
+    history: list[dict[str, Any]]
+    seconds: float
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        return (self.output or {}).get("summary")
+
+
+@dataclass
+class _LambdaContext:
+    """What Powertools reads from a Lambda context."""
+
+    function_name: str
+    invoked_function_arn: str
+    aws_request_id: str
+    memory_limit_in_mb: int = 1024
+    function_version: str = "$LATEST"
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+def function_arn(state: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:labelloop-{state}"
+
+
+def load_handlers() -> dict[str, Callable]:
+    """Import each handler module from functions/ the way Lambda would (its folder on sys.path)."""
+    if not FUNCTIONS_DIR.is_dir():
+        raise EngineError(f"{FUNCTIONS_DIR} not found: install labelloop from a checkout (pip install -e .)")
+    if str(FUNCTIONS_DIR) not in sys.path:
+        sys.path.insert(0, str(FUNCTIONS_DIR))
+    handlers = {}
+    for state, module in FUNCTIONS.items():
+        spec = importlib.util.spec_from_file_location(f"labelloop_functions.{module}", FUNCTIONS_DIR / f"{module}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        handlers[f"labelloop-{state}"] = mod.lambda_handler
+    return handlers
+
+
+def substitute(definition: str, values: dict[str, str]) -> str:
+    """Apply DefinitionSubstitutions as Step Functions does: `${Name}` → value."""
+    out = re.sub(r"\$\{([A-Za-z0-9_]+)\}", lambda m: values.get(m.group(1), m.group(0)), definition)
+    missing = sorted(set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", out)))
+    if missing:
+        raise EngineError(f"no value for definition substitutions: {', '.join(missing)}")
+    return out
+
+
+@dataclass
+class LocalEngine:
+    """Runs executions of the labeling state machine locally."""
+
+    workdir: Path
+    workforce: Any  # anything with run_labeling_job(params) -> DescribeLabelingJob dict
+    on_step: Callable[[str, dict[str, Any]], None] | None = None  # (state name, handler result)
+    poll_seconds: float = 0.2
+    sagemaker: LocalSageMaker = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir)
+        self.sagemaker = LocalSageMaker(self.workdir / "jobs", region=REGION)
+        self._handlers = load_handlers()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ substitutions
+
+    def substitutions(self) -> dict[str, str]:
+        values = {f"{state}FunctionArn": function_arn(state) for state in FUNCTIONS}
+        for task, prefix in (("image-classification", "ImageClassification"), ("text-classification", "TextClassification")):
+            source = package_source(task, self.workdir / "source" / task)
+            image = f"labelloop-local/{TASK_FOLDERS[task]}"
+            values[f"{prefix}TrainingImage"] = image
+            values[f"{prefix}InferenceImage"] = image
+            values[f"{prefix}SourceDirUri"] = str(source)
+        values.update(
+            Region=REGION,
+            TrainingInstanceType="local",
+            TransformInstanceType="local",
+            SageMakerRoleArn=f"arn:aws:iam::{ACCOUNT}:role/labelloop-local-sagemaker",
+            WorkteamArn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:workteam/private-crowd/labelloop-local",
+        )
+        return values
+
+    # ------------------------------------------------------------ bindings
+
+    def _invoke_lambda(self, backend, function_name, qualifier, body, headers, response_headers):
+        name = function_name.split(":")[6] if function_name.startswith("arn:") else function_name
+        handler = self._handlers.get(name)
+        if handler is None:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({"errorType": "ResourceNotFoundException", "errorMessage": f"no handler for {name}"}).encode()
+        event = json.loads(body) if body else {}
+        context = _LambdaContext(name, function_arn(name.removeprefix("labelloop-")), f"local-{time.time_ns()}")
+        try:
+            result = handler(event, context)
+        except Exception as exc:  # reported as Lambda does, so Retry/Catch match the class name
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps(
+                {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": traceback.format_exc().splitlines()}
+            ).encode()
+        if self.on_step:
+            self.on_step(name.removeprefix("labelloop-"), result)
+        return json.dumps(result).encode()
+
+    def _run_sagemaker(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        if action == "createTrainingJob":
+            return self.sagemaker.create_training_job(params)
+        if action == "createModel":
+            return self.sagemaker.create_model(params)
+        if action == "createTransformJob":
+            return self.sagemaker.create_transform_job(params)
+        if action == "createLabelingJob":
+            self.sagemaker.validate("CreateLabelingJob", params)
+            return self.workforce.run_labeling_job(params)
+        raise LocalJobError(f"the local engine does not run sagemaker:{action}")
+
+    def _sagemaker_task_factory(self):
+        from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+        from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+        from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+            FailureEvent,
+            FailureEventException,
+        )
+        from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+        from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+            StatesErrorNameType,
+        )
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_factory
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_unsupported import (
+            StateTaskServiceUnsupported,
+        )
+        from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+        from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+
+        engine = self
+        original = state_task_service_factory.state_task_service_for
+
+        class LocalSageMakerTask(StateTaskServiceUnsupported):
+            """sagemaker:* Task states, served by the local binding."""
+
+            def _validate_service_integration_is_supported(self):
+                pass
+
+            def _fail(self, env, error_name, error: str, cause: str):
+                raise FailureEventException(
+                    FailureEvent(
+                        env=env,
+                        error_name=error_name,
+                        event_type=HistoryEventType.TaskFailed,
+                        event_details=EventDetails(
+                            taskFailedEventDetails=TaskFailedEventDetails(
+                                resource=self._get_sfn_resource(),
+                                resourceType=self._get_sfn_resource_type(),
+                                error=error,
+                                cause=cause,
+                            )
+                        ),
+                    )
+                )
+
+            def _eval_service_task(self, env, resource_runtime_part, normalised_parameters, state_credentials):
+                action = self.resource.api_action
+                try:
+                    result = engine._run_sagemaker(action, normalised_parameters)
+                except LocalJobError as exc:
+                    # What SageMaker answers to a request it refuses.
+                    self._fail(env, CustomErrorName("SageMaker.AmazonSageMakerException"),
+                               "SageMaker.AmazonSageMakerException", str(exc))
+                self._describe = result
+                if self.resource.condition is None:
+                    env.stack.append(result)
+                else:  # the Create* answer; the .sync pattern then yields the Describe*
+                    arn_key = next((k for k in result if k.endswith("Arn") and k != "ModelArn"), None)
+                    env.stack.append({arn_key: result[arn_key]} if arn_key else {})
+
+            def _eval_integration_pattern(self, env, resource_runtime_part, normalised_parameters, state_credentials):
+                env.stack.pop()
+                describe = self._describe
+                status = next((v for k, v in describe.items() if k.endswith("JobStatus")), "Completed")
+                if status in ("Failed", "Stopped"):
+                    self._fail(env, StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
+                               StatesErrorNameType.StatesTaskFailed.to_name(), to_json_str(describe))
+                env.stack.append(describe)
+
+        def factory(service_name: str):
+            return LocalSageMakerTask() if service_name == "sagemaker" else original(service_name)
+
+        return factory
+
+    # ------------------------------------------------------------ execution
+
+    def run(self, execution_input: dict[str, Any], name: str, timeout_seconds: float | None = None) -> ExecutionResult:
+        """Start one execution and wait for it to end."""
+        import boto3
+        from moto import mock_aws
+        from moto.awslambda_simple.models import LambdaSimpleBackend
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
+
+        definition = substitute(DEFINITION.read_text(), self.substitutions())
+        env = {
+            "AWS_DEFAULT_REGION": REGION,
+            "POWERTOOLS_METRICS_NAMESPACE": "labelloop",
+            # Locally the per-iteration metrics go to files and the terminal, not to EMF on stdout.
+            "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+        }
+        started = time.monotonic()
+        engine = self
+
+        def invoke(backend, function_name, qualifier, body, headers, response_headers):
+            return engine._invoke_lambda(backend, function_name, qualifier, body, headers, response_headers)
+
+        with (
+            mock.patch.dict(os.environ, env),
+            mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}),
+            mock.patch.object(LambdaSimpleBackend, "invoke", invoke),
+            mock.patch.object(state_task_factory, "state_task_service_for", self._sagemaker_task_factory()),
+        ):
+            iam = boto3.client("iam", region_name=REGION)
+            role = iam.create_role(
+                RoleName="labelloop-local",
+                AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+            )["Role"]["Arn"]
+            lam = boto3.client("lambda", region_name=REGION)
+            code = io.BytesIO()
+            with zipfile.ZipFile(code, "w") as z:
+                z.writestr("handler.py", "# the local engine dispatches to functions/ in-process\n")
+            for state, module in FUNCTIONS.items():
+                lam.create_function(
+                    FunctionName=f"labelloop-{state}", Runtime="python3.11", Role=role,
+                    Handler=f"{module}.lambda_handler", Code={"ZipFile": code.getvalue()},
+                )
+            sfn = boto3.client("stepfunctions", region_name=REGION)
+            machine = sfn.create_state_machine(name="labelloop-active-learning", definition=definition, roleArn=role)
+            execution = sfn.start_execution(
+                stateMachineArn=machine["stateMachineArn"], name=name, input=json.dumps(execution_input)
+            )["executionArn"]
+            while True:
+                described = sfn.describe_execution(executionArn=execution)
+                if described["status"] != "RUNNING":
+                    break
+                if timeout_seconds and time.monotonic() - started > timeout_seconds:
+                    sfn.stop_execution(executionArn=execution, error="LocalTimeout", cause="the local run took too long")
+                time.sleep(self.poll_seconds)
+            history = [
+                event
+                for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution)
+                for event in page["events"]
+            ]
+        output = json.loads(described["output"]) if described.get("output") else None
+        return ExecutionResult(
+            status=described["status"],
+            output=output,
+            error=described.get("error"),
+            cause=described.get("cause"),
+            history=history,
+            seconds=time.monotonic() - started,
+        )

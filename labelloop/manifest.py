@@ -1,0 +1,157 @@
+"""Ground Truth manifests: parsing input lines and writing augmented output lines.
+
+Pure logic: no I/O here. Callers stream lines in and out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, Iterator
+
+TASK_TYPES = {
+    "image-classification": "groundtruth/image-classification",
+    "text-classification": "groundtruth/text-classification",
+}
+
+# Key the local engine adds to the lines it hands to labeling and transform jobs, so results
+# can be joined back to items without trusting line order. Stripped from the final output.
+ID_KEY = "labelloop-id"
+
+
+class ManifestError(ValueError):
+    """A manifest line is unusable; the message names the line and the problem."""
+
+
+def item_key(line: dict[str, Any]) -> str:
+    """Identity of an item, independent of its position in the manifest.
+
+    Image items are identified by their `source-ref`; text items by a digest of `source`
+    (texts can be long, and the key is stored beside every label).
+    """
+    if "source-ref" in line:
+        return str(line["source-ref"])
+    if "source" in line:
+        digest = hashlib.sha256(str(line["source"]).encode("utf-8")).hexdigest()
+        return f"sha256:{digest}"
+    raise ManifestError("line has neither 'source' nor 'source-ref'")
+
+
+def parse_line(text: str, line_number: int) -> dict[str, Any]:
+    """Parse one JSON Lines record of an input manifest, naming the line on error."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"line {line_number}: not valid JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise ManifestError(f"line {line_number}: expected a JSON object, got {type(value).__name__}")
+    has_ref, has_source = "source-ref" in value, "source" in value
+    if not has_ref and not has_source:
+        raise ManifestError(f"line {line_number}: missing 'source' or 'source-ref'")
+    if has_ref and has_source:
+        raise ManifestError(f"line {line_number}: has both 'source' and 'source-ref'; keep one")
+    if has_ref and not (isinstance(value["source-ref"], str) and value["source-ref"]):
+        raise ManifestError(f"line {line_number}: 'source-ref' must be a non-empty string")
+    if has_source and not (isinstance(value["source"], str) and value["source"]):
+        raise ManifestError(f"line {line_number}: 'source' must be a non-empty string")
+    return value
+
+
+def iter_json_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, text) for each non-blank line."""
+    for number, text in enumerate(lines, start=1):
+        text = text.strip()
+        if text:
+            yield number, text
+
+
+def creation_date(now: datetime | None = None) -> str:
+    """ISO 8601 with microseconds, as Ground Truth writes it (minutes where minutes belong)."""
+    now = now or datetime.now(timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+@dataclass(frozen=True)
+class Label:
+    """One item's label, as the ledger keeps it."""
+
+    class_id: int
+    confidence: float
+    human: bool
+    job_name: str
+    created: str
+    iteration: int
+    threshold: float | None = None  # the calibrated threshold an auto-label passed
+    lower_bound: float | None = None  # its accuracy lower bound on validation
+    support: int | None = None  # validation items behind that bound
+
+    def to_json(self) -> dict[str, Any]:
+        data = {
+            "class": self.class_id,
+            "confidence": self.confidence,
+            "human": self.human,
+            "job-name": self.job_name,
+            "creation-date": self.created,
+            "iteration": self.iteration,
+        }
+        if not self.human:
+            data.update(threshold=self.threshold, **{"lower-bound": self.lower_bound, "support": self.support})
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Label":
+        return cls(
+            class_id=int(data["class"]),
+            confidence=float(data["confidence"]),
+            human=bool(data["human"]),
+            job_name=str(data["job-name"]),
+            created=str(data["creation-date"]),
+            iteration=int(data["iteration"]),
+            threshold=data.get("threshold"),
+            lower_bound=data.get("lower-bound"),
+            support=data.get("support"),
+        )
+
+
+def output_line(
+    source: dict[str, Any],
+    label: Label | None,
+    *,
+    attribute: str,
+    task_type: str,
+    class_names: list[str],
+    unlabeled_reason: str = "",
+    job_name: str = "",
+) -> dict[str, Any]:
+    """The Ground Truth augmented-manifest line for one item.
+
+    Unlabeled items keep their input line and get a metadata block with `failure-reason`,
+    as Ground Truth writes for objects it could not label.
+    """
+    line = {k: v for k, v in source.items() if k != ID_KEY}
+    if label is None:
+        line[f"{attribute}-metadata"] = {
+            "type": TASK_TYPES[task_type],
+            "job-name": job_name,
+            "failure-reason": unlabeled_reason or "not labeled",
+        }
+        return line
+    metadata: dict[str, Any] = {
+        "class-name": class_names[label.class_id],
+        "confidence": round(float(label.confidence), 4),
+        "type": TASK_TYPES[task_type],
+        "job-name": label.job_name,
+        "human-annotated": "yes" if label.human else "no",
+        "creation-date": label.created,
+    }
+    if not label.human and label.threshold is not None:
+        metadata["labelloop-calibration"] = {
+            "threshold": label.threshold,
+            "accuracy-lower-bound": label.lower_bound,
+            "support": label.support,
+        }
+    line[attribute] = label.class_id
+    line[f"{attribute}-metadata"] = metadata
+    return line

@@ -1,0 +1,517 @@
+"""The loop's Lambda steps as plain functions: event dict in, result dict out.
+
+Each function is one Task state of `statemachine/active_learning.asl.json`; the handlers in
+`functions/` wrap them with Powertools and nothing else. They read and write artifacts by URI
+(see `labelloop.storage`), so they run the same in Lambda against S3 and in the local engine
+against a folder. Manifests are streamed; only per-batch data (a human batch, the unlabeled
+items' predictions) is held in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+import numpy as np
+
+from labelloop import layout, ledger, storage
+from labelloop.calibration import calibrate_threshold as calibrate
+from labelloop.config import (
+    ConfigurationError,
+    JobSettings,
+    label_category_config,
+    parse_label_category_config,
+)
+from labelloop.ground_truth import built_in_lambda_arns, task_title, task_ui_template
+from labelloop.manifest import (
+    ID_KEY,
+    Label,
+    ManifestError,
+    creation_date,
+    item_key,
+    iter_json_lines,
+    output_line,
+    parse_line,
+)
+from labelloop.selection import STRATEGIES, select_for_humans
+
+# Ground Truth fails a job when more than 10 % of its input objects are invalid.
+MAX_REJECTED_SHARE = 0.10
+
+
+class InputManifestError(ValueError):
+    """The input manifest cannot be used (empty, or too many invalid lines)."""
+
+
+class LabelingOutputError(ValueError):
+    """A labeling job's output manifest has a line the loop cannot use."""
+
+
+class AlgorithmOutputError(ValueError):
+    """A batch transform's output is missing items or is not what the algorithm contract says."""
+
+
+# ---------------------------------------------------------------- Bootstrap
+
+
+def bootstrap(event: dict[str, Any]) -> dict[str, Any]:
+    """Check the settings, read the input manifest into the first ledger, write the job's config."""
+    settings = JobSettings.parse(event.get("Input"))
+    deployment = event.get("Deployment") or {}
+    execution_name = event.get("ExecutionName") or "local"
+    class_names = _class_names(settings)
+    algorithm = (deployment.get("Algorithms") or {}).get(settings.task_type)
+    if not algorithm:
+        raise ConfigurationError(f"this deployment has no algorithm for task type {settings.task_type!r}")
+    region = deployment.get("Region", "us-east-1")
+    pre_lambda, acs_lambda = built_in_lambda_arns(region, settings.task_type)
+
+    out = settings.output_uri
+    storage.write_json(layout.settings_uri(out), settings.to_json())
+    storage.write_json(layout.label_config_uri(out), label_category_config(class_names))
+    storage.write_text(layout.ui_template_uri(out), task_ui_template(settings.task_type))
+
+    ledger_uri = layout.ledger_uri(out, 0, "input")
+    counts = _write_input_ledger(settings, class_names, ledger_uri)
+    config = {
+        "Settings": settings.to_json(),
+        "RunId": settings.run_id(execution_name),
+        "ClassNames": class_names,
+        "LabelCategoryConfigUri": layout.label_config_uri(out),
+        "UiTemplateUri": layout.ui_template_uri(out),
+        "TrainingImage": algorithm["TrainingImage"],
+        "InferenceImage": algorithm["InferenceImage"],
+        "SourceDirUri": algorithm["SourceDirUri"],
+        "TrainingInstanceType": deployment.get("TrainingInstanceType", "ml.m5.xlarge"),
+        "TransformInstanceType": deployment.get("TransformInstanceType", "ml.m5.xlarge"),
+        "PreHumanTaskLambdaArn": pre_lambda,
+        "AnnotationConsolidationLambdaArn": acs_lambda,
+        "TaskTitle": task_title(settings.task_type),
+        "TaskDescription": f"Choose one of {len(class_names)} categories",
+        "MaxConcurrentTaskCount": min(1000, settings.human_batch_size),
+    }
+    state = {
+        "Iteration": 1,
+        "LedgerUri": ledger_uri,
+        "Total": counts["total"],
+        "Rejected": counts["rejected"],
+        "PreLabeled": counts["labeled"],
+        "HumanLabeled": 0,
+        "AutoLabeled": 0,
+        "Remaining": counts["total"] - counts["labeled"],
+        "HumanBatch": {"Count": 0},
+        "ModelArtifacts": None,
+        "StopReason": None,
+    }
+    return {"config": config, "state": state}
+
+
+def _class_names(settings: JobSettings) -> list[str]:
+    if settings.label_categories:
+        return list(settings.label_categories)
+    uri = settings.label_category_config_uri
+    try:
+        data = storage.read_json(uri)
+    except FileNotFoundError:
+        raise ConfigurationError(f"label category config {uri} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"label category config {uri} is not JSON ({exc.msg})") from None
+    return parse_label_category_config(data, uri)
+
+
+def _write_input_ledger(settings: JobSettings, class_names: list[str], ledger_uri: str) -> dict[str, int]:
+    attribute = settings.label_attribute
+    seen: dict[str, int] = {}
+    total = rejected = labeled = lines = 0
+    try:
+        source_lines = storage.iter_lines(settings.manifest_uri)
+        with storage.LineWriter(ledger_uri) as out, storage.LineWriter(layout.rejected_uri(settings.output_uri)) as bad:
+            for number, text in iter_json_lines(source_lines):
+                lines += 1
+                try:
+                    line = parse_line(text, number)
+                    key = item_key(line)
+                    if key in seen:
+                        raise ManifestError(f"line {number}: duplicate of line {seen[key]} ({key[:80]})")
+                    seen[key] = number
+                    label = _existing_label(line, attribute, class_names, number, settings.job_name)
+                except ManifestError as exc:
+                    rejected += 1
+                    bad.write({"line": number, "reason": str(exc), "text": text[:10_000]})
+                    continue
+                source = {k: v for k, v in line.items() if k not in (attribute, f"{attribute}-metadata")}
+                out.write(ledger.new_record(total, source, label))
+                labeled += label is not None
+                total += 1
+    except FileNotFoundError:
+        raise InputManifestError(f"input manifest {settings.manifest_uri} does not exist") from None
+    if lines == 0:
+        raise InputManifestError(f"input manifest {settings.manifest_uri} is empty")
+    if rejected > MAX_REJECTED_SHARE * lines:
+        raise InputManifestError(
+            f"{rejected} of {lines} lines of {settings.manifest_uri} are invalid (more than 10 %); "
+            f"see {layout.rejected_uri(settings.output_uri)} for each line and its problem"
+        )
+    return {"total": total, "rejected": rejected, "labeled": labeled}
+
+
+def _existing_label(line: dict, attribute: str, class_names: list[str], number: int, job: str) -> Label | None:
+    """A label the input line already carries is kept as it is, never re-labeled."""
+    if attribute not in line:
+        return None
+    value = line[attribute]
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < len(class_names):
+        raise ManifestError(
+            f"line {number}: existing label {attribute}={value!r} is not a class index in 0..{len(class_names) - 1}"
+        )
+    meta = line.get(f"{attribute}-metadata") or {}
+    return Label(
+        class_id=value,
+        confidence=float(meta.get("confidence", 1.0)),
+        human=meta.get("human-annotated", "yes") == "yes",
+        job_name=str(meta.get("job-name", job)),
+        created=str(meta.get("creation-date", creation_date())),
+        iteration=0,
+    )
+
+
+# ---------------------------------------------------------------- SampleForHumans
+
+
+def sample_for_humans(event: dict[str, Any]) -> dict[str, Any]:
+    """The first human batch: a seeded random sample of the unlabeled items."""
+    config, state = event["config"], event["state"]
+    settings = JobSettings.parse(config["Settings"])
+    want = _human_batch_limit(settings, state, state["Remaining"])
+    rng = np.random.default_rng([settings.seed, state["Iteration"]])
+    positions = set(rng.choice(state["Remaining"], size=want, replace=False).tolist()) if want else set()
+    chosen = set()
+    unlabeled = 0
+    for record in storage.iter_json_lines(state["LedgerUri"]):
+        if record["label"] is None:
+            if unlabeled in positions:
+                chosen.add(record["id"])
+            unlabeled += 1
+    return {**state, "HumanBatch": _write_human_batch(config, state["Iteration"], state["LedgerUri"], chosen)}
+
+
+def _human_batch_limit(settings: JobSettings, state: dict[str, Any], candidates: int) -> int:
+    budget = settings.max_human_labels
+    left = candidates if budget is None else max(0, budget - state["HumanLabeled"])
+    return max(0, min(settings.human_batch_size, left, candidates))
+
+
+def _write_human_batch(config: dict, iteration: int, ledger_uri: str, chosen: set[int]) -> dict[str, Any]:
+    if not chosen:
+        return {"Count": 0}
+    settings = config["Settings"]
+    out = settings["OutputUri"]
+    batch_uri = storage.join(layout.iteration_dir(out, iteration), "human-input.manifest")
+    with storage.LineWriter(batch_uri) as writer:
+        for record in storage.iter_json_lines(ledger_uri):
+            if record["id"] in chosen:
+                writer.write(ledger.job_line(record))
+    return {
+        "Count": writer.count,
+        "ManifestUri": batch_uri,
+        "OutputUri": storage.join(out, "labeling"),
+        "LabelingJobName": layout.job_name(settings["JobName"], config["RunId"], iteration, "label"),
+    }
+
+
+# ---------------------------------------------------------------- MergeHumanLabels
+
+
+def merge_human_labels(event: dict[str, Any]) -> dict[str, Any]:
+    """Add the labeling job's answers to the ledger. Items it did not label stay unlabeled."""
+    config, state, labeling = event["config"], event["state"], event["labeling"]
+    attribute = config["Settings"]["LabelAttributeName"]
+    n_classes = len(config["ClassNames"])
+    batch_ids = {line[ID_KEY] for line in storage.iter_json_lines(state["HumanBatch"]["ManifestUri"])}
+    output_uri = labeling["OutputManifestUri"]
+    answers: dict[int, Label] = {}
+    for number, text in iter_json_lines(storage.iter_lines(output_uri)):
+        line = json.loads(text)
+        item_id = line.get(ID_KEY)
+        if item_id not in batch_ids:
+            raise LabelingOutputError(f"{output_uri} line {number}: item {item_id!r} was not in this batch")
+        if item_id in answers:
+            raise LabelingOutputError(f"{output_uri} line {number}: item {item_id} answered twice")
+        if attribute not in line:
+            continue  # Ground Truth lists objects it failed to label without the attribute
+        value, meta = line[attribute], line.get(f"{attribute}-metadata") or {}
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < n_classes:
+            raise LabelingOutputError(f"{output_uri} line {number}: label {value!r} is not a class index")
+        answers[item_id] = Label(
+            class_id=value,
+            confidence=float(meta.get("confidence", 1.0)),
+            human=True,
+            job_name=str(meta.get("job-name", state["HumanBatch"]["LabelingJobName"])),
+            created=str(meta.get("creation-date", creation_date())),
+            iteration=state["Iteration"],
+        )
+    new_uri = layout.ledger_uri(config["Settings"]["OutputUri"], state["Iteration"], "human")
+    remaining = _rewrite_ledger(state["LedgerUri"], new_uri, answers)
+    return {
+        **state,
+        "LedgerUri": new_uri,
+        "HumanLabeled": state["HumanLabeled"] + len(answers),
+        "HumanLabeledThisIteration": len(answers),
+        "Remaining": remaining,
+        "HumanBatch": {"Count": 0},
+    }
+
+
+def _rewrite_ledger(src: str, dst: str, new_labels: dict[int, Label]) -> int:
+    """Stream the ledger into a new file with new labels applied; returns the unlabeled count."""
+    remaining = 0
+    with storage.LineWriter(dst) as writer:
+        for record in ledger.apply_labels(storage.iter_json_lines(src), new_labels):
+            remaining += record["label"] is None
+            writer.write(record)
+    return remaining
+
+
+# ---------------------------------------------------------------- SplitValidation
+
+
+def split_validation(event: dict[str, Any]) -> dict[str, Any]:
+    """Write this iteration's train/validation channels and the unlabeled items' transform input."""
+    config, state = event["config"], event["state"]
+    settings = config["Settings"]
+    attribute, seed = settings["LabelAttributeName"], settings["Seed"]
+    fraction = settings["ValidationFraction"]
+    it = state["Iteration"]
+    base = layout.iteration_dir(settings["OutputUri"], it)
+    uris = {
+        "train": storage.join(base, "channels", "train", "train.manifest"),
+        "validation": storage.join(base, "channels", "validation", "validation.manifest"),
+        "unlabeled": storage.join(base, "transform-input", "unlabeled", "unlabeled.manifest"),
+    }
+    with (
+        storage.LineWriter(uris["train"]) as train,
+        storage.LineWriter(uris["validation"]) as validation,
+        storage.LineWriter(uris["unlabeled"]) as unlabeled,
+    ):
+        for record in storage.iter_json_lines(state["LedgerUri"]):
+            label = ledger.label_of(record)
+            if label is None:
+                unlabeled.write(ledger.job_line(record))
+            elif label.human:  # auto-labels never train: the model would learn its own mistakes
+                target = validation if ledger.is_validation(record["id"], seed, fraction) else train
+                target.write(ledger.channel_line(record, attribute))
+    name = lambda kind: layout.job_name(settings["JobName"], config["RunId"], it, kind)  # noqa: E731
+    hyperparameters = {
+        "label-attribute": attribute,
+        "num-classes": len(config["ClassNames"]),
+        "seed": seed + it,
+        "sagemaker_program": "train.py",
+        "sagemaker_submit_directory": config["SourceDirUri"],
+    }
+    return {
+        "TrainingJobName": name("train"),
+        "ModelName": name("model"),
+        "TrainCount": train.count,
+        "ValidationCount": validation.count,
+        "UnlabeledCount": unlabeled.count,
+        "TrainChannelUri": storage.join(base, "channels", "train"),
+        "ValidationChannelUri": storage.join(base, "channels", "validation"),
+        "ModelOutputUri": storage.join(base, "model"),
+        # SageMaker's script-mode convention: every hyperparameter value is a JSON-encoded string.
+        "HyperParameters": {k: json.dumps(v) for k, v in hyperparameters.items()},
+        "ValidationTransform": {
+            "JobName": name("infer-val"),
+            "InputUri": storage.join(base, "channels", "validation"),
+            "OutputUri": storage.join(base, "inference", "validation"),
+        },
+        "UnlabeledTransform": {
+            "JobName": name("infer-unl"),
+            "InputUri": storage.join(base, "transform-input", "unlabeled"),
+            "OutputUri": storage.join(base, "inference", "unlabeled"),
+        },
+    }
+
+
+# ---------------------------------------------------------------- CalibrateThreshold
+
+
+def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
+    """Pick the confidence threshold from the model's predictions on the validation set."""
+    config, iteration = event["config"], event["iteration"]
+    settings = config["Settings"]
+    attribute = settings["LabelAttributeName"]
+    transform = iteration["ValidationTransform"]
+    ids, probs, truth = [], [], []
+    for item_id, prob, line in _transform_results(transform["OutputUri"], len(config["ClassNames"])):
+        ids.append(item_id)
+        probs.append(prob)
+        truth.append(line[attribute])
+    _expect_all(transform["OutputUri"], iteration["ValidationCount"], len(ids))
+    probs_arr = np.asarray(probs).reshape(len(ids), len(config["ClassNames"]))
+    result = calibrate(
+        probs_arr.max(axis=1) if len(ids) else [],
+        probs_arr.argmax(axis=1) == np.asarray(truth, dtype=int) if len(ids) else [],
+        target_accuracy=settings["TargetAccuracy"],
+        confidence_level=settings["ConfidenceLevel"],
+        min_support=settings["MinValidationSupport"],
+    )
+    out = {
+        "Threshold": result.threshold,
+        "LowerBound": result.lower_bound,
+        "Support": result.support,
+        "AccuracyAtThreshold": result.accuracy,
+        "ValidationCount": result.validation_count,
+        "ValidationAccuracy": result.validation_accuracy,
+        "MinSupport": result.min_support,
+    }
+    storage.write_json(storage.join(layout.iteration_dir(settings["OutputUri"], event["state"]["Iteration"]), "calibration.json"), out)
+    return out
+
+
+def _transform_results(prefix: str, n_classes: int) -> Iterator[tuple[int, list[float], dict]]:
+    """(id, probabilities, input line) for each line of a batch transform's joined output."""
+    files = [u for u in storage.list_objects(prefix) if u.endswith(".out")]
+    for uri in files:
+        for number, text in iter_json_lines(storage.iter_lines(uri)):
+            where = f"{uri} line {number}"
+            try:
+                line = json.loads(text)
+                probs = line["SageMakerOutput"]["probabilities"]
+                item_id = line[ID_KEY]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise AlgorithmOutputError(
+                    f"{where}: expected the input line joined with SageMakerOutput.probabilities"
+                ) from None
+            if not isinstance(probs, list) or len(probs) != n_classes:
+                raise AlgorithmOutputError(f"{where}: expected {n_classes} class probabilities")
+            arr = np.asarray(probs, dtype=float)
+            if not np.all(np.isfinite(arr)) or np.any(arr < 0) or abs(arr.sum() - 1.0) > 1e-3:
+                raise AlgorithmOutputError(f"{where}: probabilities must be finite, non-negative and sum to 1")
+            yield item_id, probs, line
+
+
+def _expect_all(prefix: str, expected: int, got: int) -> None:
+    if expected != got:
+        raise AlgorithmOutputError(f"batch transform output under {prefix} has {got} predictions for {expected} items")
+
+
+# ---------------------------------------------------------------- GateAndRoute
+
+
+def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
+    """Auto-label the confident items, route the most uncertain of the rest to humans."""
+    config, state, iteration, cal = event["config"], event["state"], event["iteration"], event["calibration"]
+    settings = JobSettings.parse(config["Settings"])
+    it = state["Iteration"]
+    n_classes = len(config["ClassNames"])
+    ids, probs = [], []
+    for item_id, prob, _ in _transform_results(iteration["UnlabeledTransform"]["OutputUri"], n_classes):
+        ids.append(item_id)
+        probs.append(prob)
+    _expect_all(iteration["UnlabeledTransform"]["OutputUri"], iteration["UnlabeledCount"], len(ids))
+    ids_arr = np.asarray(ids, dtype=np.int64)
+    p = np.asarray(probs, dtype=float).reshape(len(ids), n_classes)
+    conf, pred = p.max(axis=1), p.argmax(axis=1)
+
+    threshold = cal["Threshold"]
+    confident = conf >= threshold if threshold is not None else np.zeros(len(ids), dtype=bool)
+    now = creation_date()
+    auto_job = layout.job_name(settings.job_name, config["RunId"], it, "auto")
+    auto = {
+        int(i): Label(int(c), float(s), False, auto_job, now, it, threshold, cal["LowerBound"], cal["Support"])
+        for i, c, s in zip(ids_arr[confident], pred[confident], conf[confident])
+    }
+    new_uri = layout.ledger_uri(settings.output_uri, it, "auto")
+    remaining = _rewrite_ledger(state["LedgerUri"], new_uri, auto)
+
+    rest = ~confident
+    progress = state.get("HumanLabeledThisIteration", 0) + len(auto)
+    want = _human_batch_limit(settings, state, int(rest.sum()))
+    if it >= settings.max_iterations or progress == 0:
+        want = 0
+    scores = STRATEGIES[settings.selection_strategy](p[rest]) if rest.any() else np.zeros(0)
+    picked = select_for_humans(scores, want, random_fraction=settings.random_fraction, seed=settings.seed + it)
+    batch = _write_human_batch(config, it + 1, new_uri, set(ids_arr[rest][picked].tolist()))
+
+    stop = None
+    if remaining == 0:
+        stop = "all-labeled"
+    elif batch["Count"] == 0:
+        if progress == 0:
+            stop = "no-progress"
+        elif it >= settings.max_iterations:
+            stop = "max-iterations"
+        else:
+            stop = "human-budget-spent"
+    metrics = {
+        "Iteration": it,
+        "HumanLabeled": state["HumanLabeled"],
+        "HumanLabeledThisIteration": state.get("HumanLabeledThisIteration", 0),
+        "AutoLabeled": state["AutoLabeled"] + len(auto),
+        "AutoLabeledThisIteration": len(auto),
+        "Remaining": remaining,
+        "Threshold": threshold,
+        "LowerBound": cal["LowerBound"],
+        "Support": cal["Support"],
+        "ValidationAccuracy": cal["ValidationAccuracy"],
+        "ValidationCount": cal["ValidationCount"],
+        "TrainCount": iteration["TrainCount"],
+        "NextHumanBatch": batch["Count"],
+        "StopReason": stop,
+    }
+    storage.write_json(layout.metrics_uri(settings.output_uri, it), metrics)
+    return {
+        **state,
+        "Iteration": it + 1,
+        "LedgerUri": new_uri,
+        "AutoLabeled": metrics["AutoLabeled"],
+        "Remaining": remaining,
+        "HumanLabeledThisIteration": 0,
+        "HumanBatch": batch,
+        "ModelArtifacts": event.get("training", {}).get("ModelArtifacts"),
+        "StopReason": stop,
+        "LastMetrics": metrics,
+    }
+
+
+# ---------------------------------------------------------------- ExportOutput
+
+
+def export_output(event: dict[str, Any]) -> dict[str, Any]:
+    """Write the Ground Truth output manifest (every input item once) and the run's summary."""
+    config, state = event["config"], event["state"]
+    settings = config["Settings"]
+    out = settings["OutputUri"]
+    reason = state.get("StopReason") or ("all-labeled" if state["Remaining"] == 0 else "human-budget-spent")
+    counts = {"human": 0, "auto": 0, "unlabeled": 0}
+    manifest_uri = layout.output_manifest_uri(out)
+    with storage.LineWriter(manifest_uri) as writer:
+        for record in storage.iter_json_lines(state["LedgerUri"]):
+            label = ledger.label_of(record)
+            counts["unlabeled" if label is None else "human" if label.human else "auto"] += 1
+            writer.write(
+                output_line(
+                    record["source"],
+                    label,
+                    attribute=settings["LabelAttributeName"],
+                    task_type=settings["TaskType"],
+                    class_names=config["ClassNames"],
+                    unlabeled_reason=f"not labeled: the loop stopped ({reason})",
+                    job_name=settings["JobName"],
+                )
+            )
+    summary = {
+        "OutputManifestUri": manifest_uri,
+        "RejectedManifestUri": layout.rejected_uri(out),
+        "Total": state["Total"],
+        "Rejected": state.get("Rejected", 0),
+        "HumanLabeled": counts["human"],
+        "HumanLabeledByThisJob": state["HumanLabeled"],
+        "AutoLabeled": counts["auto"],
+        "Unlabeled": counts["unlabeled"],
+        "Iterations": state["Iteration"] - 1,
+        "StopReason": reason,
+        "FinalModelArtifacts": state.get("ModelArtifacts"),
+    }
+    storage.write_json(layout.summary_uri(out), summary)
+    return summary

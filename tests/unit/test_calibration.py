@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from labelloop.calibration import (
+    calibrate_threshold,
+    clopper_pearson_lower,
+    smallest_passing_support,
+    starting_support,
+)
+
+
+def test_lower_bound_matches_closed_form_when_all_correct():
+    # With k = n, the one-sided bound is (1 - confidence) ** (1 / n).
+    for n in (10, 59, 200):
+        assert clopper_pearson_lower(n, n, 0.95) == pytest.approx(0.05 ** (1 / n))
+    assert clopper_pearson_lower(0, 10, 0.95) == 0.0
+
+
+def test_smallest_passing_support_is_where_all_correct_first_passes():
+    n = smallest_passing_support(0.95, 0.95)
+    assert n == 59
+    assert clopper_pearson_lower(n, n, 0.95) >= 0.95 > clopper_pearson_lower(n - 1, n - 1, 0.95)
+
+
+def test_starting_support_tolerates_half_the_allowed_errors():
+    n = starting_support(0.95, 0.95)
+    assert n == 153  # passes with 3 errors (2 %); 59 items pass only with none
+    assert clopper_pearson_lower(n - 3, n, 0.95) >= 0.95
+
+
+def test_picks_lowest_threshold_whose_bound_meets_target():
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.5, 1.0, 4000)
+    # Accuracy rises with confidence: items above 0.8 are right 99 % of the time, below 0.7 only 60 %.
+    p_right = np.where(conf > 0.8, 0.99, np.where(conf > 0.7, 0.9, 0.6))
+    correct = rng.random(conf.size) < p_right
+    cal = calibrate_threshold(conf, correct, target_accuracy=0.95, confidence_level=0.95)
+    assert cal.threshold is not None
+    assert 0.65 < cal.threshold < 0.85
+    above = conf >= cal.threshold
+    assert cal.support == above.sum()
+    assert cal.lower_bound >= 0.95
+    assert correct[above].mean() >= 0.95
+    assert p_right[above].mean() >= 0.95  # the model's true accuracy there, not only the sample's
+
+
+def test_nothing_qualifies_when_model_is_poor():
+    rng = np.random.default_rng(1)
+    conf = rng.uniform(0.3, 1.0, 500)
+    correct = rng.random(500) < 0.7
+    cal = calibrate_threshold(conf, correct, target_accuracy=0.95, confidence_level=0.95)
+    assert cal.threshold is None and cal.support == 0
+
+
+def test_too_few_validation_items_never_auto_labels():
+    cal = calibrate_threshold([0.99] * 150, [True] * 150, target_accuracy=0.95, confidence_level=0.95)
+    assert cal.threshold is None
+
+
+def test_stops_at_first_failure_from_the_top():
+    # The top 100 are perfect, then a block of 100 wrong ones, then 10,000 perfect ones below.
+    # Continuing past the failure would pick a low threshold; fixed-sequence testing must not.
+    conf = np.r_[np.linspace(0.99, 0.95, 300), np.linspace(0.949, 0.90, 100), np.linspace(0.899, 0.5, 10000)]
+    correct = np.r_[np.ones(300, bool), np.zeros(100, bool), np.ones(10000, bool)]
+    cal = calibrate_threshold(conf, correct, target_accuracy=0.95, confidence_level=0.95)
+    assert cal.threshold is not None and cal.threshold > 0.9
+
+
+def test_ties_are_one_candidate():
+    conf = [1.0] * 200 + [0.9] * 200
+    correct = [True] * 200 + [False] * 200
+    cal = calibrate_threshold(conf, correct, target_accuracy=0.95, confidence_level=0.95)
+    assert cal.threshold == 1.0 and cal.support == 200
+
+
+@pytest.mark.parametrize("kwargs", [{"target_accuracy": 1.0}, {"target_accuracy": 0.0}, {"confidence_level": 1.5}])
+def test_rejects_out_of_range_settings(kwargs):
+    args = {"target_accuracy": 0.95, "confidence_level": 0.95, **kwargs}
+    with pytest.raises(ValueError, match="must be in"):
+        calibrate_threshold([0.9], [True], **args)
+
+
+def test_coverage_of_the_guarantee_on_simulated_models():
+    """Over many draws, the true accuracy above the chosen threshold meets the target ≥ 95 % of the time."""
+    misses = trials = 0
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        conf = rng.uniform(0.5, 1.0, 2000)
+        correct = rng.random(conf.size) < np.sqrt(conf)  # a model whose accuracy at c is sqrt(c)
+        cal = calibrate_threshold(conf, correct, target_accuracy=0.95, confidence_level=0.95)
+        if cal.threshold is None:
+            continue
+        trials += 1
+        t = cal.threshold
+        true_accuracy = (2 / 3) * (1 - t**1.5) / (1 - t)  # mean of sqrt(c) for c uniform on [t, 1]
+        misses += true_accuracy < 0.95
+    assert trials > 250
+    assert misses / trials <= 0.05

@@ -1,0 +1,59 @@
+import pytest
+
+from labelloop.config import ConfigurationError, JobSettings, parse_label_category_config
+
+BASE = {
+    "ManifestUri": "/data/m.jsonl",
+    "OutputUri": "/tmp/out",
+    "JobName": "job-1",
+    "TaskType": "image-classification",
+    "LabelAttributeName": "label",
+    "LabelCategories": ["cat", "dog"],
+}
+
+
+def test_defaults_parse():
+    s = JobSettings.parse(BASE)
+    assert s.human_batch_size == 100 and s.target_accuracy == 0.95 and s.max_human_labels is None
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"LabelAttributeName": "label-metadata"}, "may not end in '-metadata'"),
+        ({"HumanBatchSize": 0}, "HumanBatchSize must be a positive integer"),
+        ({"MaxHumanLabeledObjectCount": -1}, "MaxHumanLabeledObjectCount must be a positive integer"),
+        ({"TargetAccuracy": 1.0}, "TargetAccuracy must be a number in (0, 1)"),
+        ({"TargetAccuracy": 0}, "TargetAccuracy must be a number in (0, 1)"),
+        ({"TaskType": "video"}, "TaskType 'video' is not one of"),
+        ({"LabelCategories": ["a", "a"]}, "appears more than once"),
+        ({"LabelCategories": ["a"]}, "at least 2 labels"),
+        ({"JobName": "-bad"}, "JobName"),
+        ({"Colour": "red"}, "unknown setting 'Colour'"),
+        ({"LabelCategoryConfigUri": "/x.json"}, "exactly one of LabelCategories or LabelCategoryConfigUri"),
+    ],
+)
+def test_bad_settings_fail_with_the_field_named(change, message):
+    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        JobSettings.parse({**BASE, **change})
+
+
+def test_missing_required():
+    data = dict(BASE)
+    del data["ManifestUri"]
+    with pytest.raises(ConfigurationError, match="ManifestUri is required"):
+        JobSettings.parse(data)
+
+
+def test_label_category_config_format():
+    assert parse_label_category_config({"document-version": "2018-11-28", "labels": [{"label": "a"}, {"label": "b"}]}, "f") == ["a", "b"]
+    with pytest.raises(ConfigurationError, match="f: expected"):
+        parse_label_category_config({"labels": "a"}, "f")
+    with pytest.raises(ConfigurationError, match="labels\\[1\\]"):
+        parse_label_category_config({"labels": [{"label": "a"}, {"name": "b"}]}, "f")
+
+
+def test_run_id_is_stable_and_short():
+    s = JobSettings.parse(BASE)
+    assert s.run_id("exec-1") == s.run_id("exec-1") != s.run_id("exec-2")
+    assert len(s.run_id("x")) == 8
