@@ -11,8 +11,8 @@ def lambda_handler(event, context):
     calibration = steps.calibrate_threshold(event)
     job_dimension(event["config"])
     if calibration["ValidationAccuracy"] is not None:
-        metrics.add_metric(name="ValidationAccuracy", unit=MetricUnit.None_, value=calibration["ValidationAccuracy"])
+        metrics.add_metric(name="ValidationAccuracy", unit=MetricUnit.NoUnit, value=calibration["ValidationAccuracy"])
     if calibration["Threshold"] is not None:
-        metrics.add_metric(name="Threshold", unit=MetricUnit.None_, value=calibration["Threshold"])
+        metrics.add_metric(name="Threshold", unit=MetricUnit.NoUnit, value=calibration["Threshold"])
     logger.info("threshold calibrated", extra=calibration)
     return calibration

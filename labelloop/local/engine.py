@@ -125,6 +125,10 @@ class LocalEngine:
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
         self.sagemaker = LocalSageMaker(self.workdir / "jobs", region=REGION)
+        # Powertools reads these when the handler modules are imported. Locally the per-iteration
+        # metrics go to files and the terminal rather than to EMF on stdout.
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
         self._handlers = load_handlers()
         self._lock = threading.Lock()
 
@@ -192,6 +196,10 @@ class LocalEngine:
             StatesErrorNameType,
         )
         from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_factory
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+            StateTaskServiceCallback,
+        )
         from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_unsupported import (
             StateTaskServiceUnsupported,
         )
@@ -203,6 +211,10 @@ class LocalEngine:
 
         class LocalSageMakerTask(StateTaskServiceUnsupported):
             """sagemaker:* Task states, served by the local binding."""
+
+            def __init__(self):
+                # .sync only: moto's base class would refuse it before the state even starts.
+                StateTaskServiceCallback.__init__(self, supported_integration_patterns={ResourceCondition.Sync})
 
             def _validate_service_integration_is_supported(self):
                 pass
@@ -263,13 +275,7 @@ class LocalEngine:
         from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
 
         definition = substitute(DEFINITION.read_text(), self.substitutions())
-        env = {
-            "AWS_DEFAULT_REGION": REGION,
-            "POWERTOOLS_METRICS_NAMESPACE": "labelloop",
-            # Locally the per-iteration metrics go to files and the terminal, not to EMF on stdout.
-            "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
-            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
-        }
+        env = {"AWS_DEFAULT_REGION": REGION}
         started = time.monotonic()
         engine = self
 

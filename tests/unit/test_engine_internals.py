@@ -14,6 +14,10 @@ PATCHED = {
     "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_unsupported": [
         "StateTaskServiceUnsupported"
     ],
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource": ["ResourceCondition"],
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback": [
+        "StateTaskServiceCallback"
+    ],
     "moto.stepfunctions.parser.asl.component.common.error_name.failure_event": ["FailureEvent", "FailureEventException"],
     "moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name": ["CustomErrorName"],
     "moto.stepfunctions.parser.asl.component.common.error_name.states_error_name": ["StatesErrorName"],

@@ -1,0 +1,34 @@
+"""Dataset preparers: public datasets -> Ground Truth input manifests plus hidden truth.
+
+Each preparer writes into a folder `out`:
+
+    out/manifest.jsonl   input manifest, one {"source-ref": "/abs/path.png"} or {"source": "text"} a line
+    out/truth.jsonl      {"key": item_key(line), "label": class name} a line; read only by the
+                         simulated annotators and the evaluation, never by the labeling run
+    out/labels.json      Ground Truth label category config, classes in class-index order
+    out/images/          PNGs of image datasets
+
+Re-running a preparer into the same folder rewrites all of it consistently (temp files, then
+renames); output is deterministic given the seed.
+"""
+
+from labelloop.datasets.common import PreparedDataset, load_truth, read_label_config
+from labelloop.datasets.digits import prepare_digits
+from labelloop.datasets.fashion_mnist import prepare_fashion_mnist
+from labelloop.datasets.spamassassin import prepare_spamassassin
+
+PREPARERS = {
+    "digits": prepare_digits,
+    "fashion-mnist": prepare_fashion_mnist,
+    "spamassassin": prepare_spamassassin,
+}
+
+__all__ = [
+    "PREPARERS",
+    "PreparedDataset",
+    "load_truth",
+    "prepare_digits",
+    "prepare_fashion_mnist",
+    "prepare_spamassassin",
+    "read_label_config",
+]
