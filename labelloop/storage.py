@@ -56,10 +56,22 @@ def exists(uri: str) -> bool:
     return Path(uri).exists()
 
 
+def _get_object(uri: str):
+    """The S3 object's streaming body; a missing object raises FileNotFoundError, as a path would."""
+    from botocore.exceptions import ClientError
+
+    bucket, key = split_s3(uri)
+    try:
+        return _s3().get_object(Bucket=bucket, Key=key)["Body"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NoSuchBucket"):
+            raise FileNotFoundError(f"{uri} does not exist") from None
+        raise
+
+
 def read_bytes(uri: str) -> bytes:
     if is_s3(uri):
-        bucket, key = split_s3(uri)
-        return _s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return _get_object(uri).read()
     return Path(uri).read_bytes()
 
 
@@ -74,9 +86,7 @@ def read_json(uri: str) -> Any:
 def iter_lines(uri: str) -> Iterator[str]:
     """Stream the lines of a text object, without trailing newlines."""
     if is_s3(uri):
-        bucket, key = split_s3(uri)
-        body = _s3().get_object(Bucket=bucket, Key=key)["Body"]
-        for raw in body.iter_lines(chunk_size=1 << 20):
+        for raw in _get_object(uri).iter_lines(chunk_size=1 << 20):
             yield raw.decode("utf-8")
         return
     with open(uri, encoding="utf-8") as handle:

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Callable
 from unittest import mock
 
-from labelloop.algorithm_source import package_source
 from labelloop.local.sagemaker_jobs import ACCOUNT, LocalJobError, LocalSageMaker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,7 +68,7 @@ class ExecutionResult:
 
 
 @dataclass
-class _LambdaContext:
+class LambdaContext:
     """What Powertools reads from a Lambda context."""
 
     function_name: str
@@ -135,6 +134,8 @@ class LocalEngine:
     # ------------------------------------------------------------ substitutions
 
     def substitutions(self) -> dict[str, str]:
+        from labelloop.algorithm_source import package_source
+
         values = {f"{state}FunctionArn": function_arn(state) for state in FUNCTIONS}
         for task, prefix in (("image-classification", "ImageClassification"), ("text-classification", "TextClassification")):
             source = package_source(task, self.workdir / "source" / task)
@@ -160,7 +161,7 @@ class LocalEngine:
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps({"errorType": "ResourceNotFoundException", "errorMessage": f"no handler for {name}"}).encode()
         event = json.loads(body) if body else {}
-        context = _LambdaContext(name, function_arn(name.removeprefix("labelloop-")), f"local-{time.time_ns()}")
+        context = LambdaContext(name, function_arn(name.removeprefix("labelloop-")), f"local-{time.time_ns()}")
         try:
             result = handler(event, context)
         except Exception as exc:  # reported as Lambda does, so Retry/Catch match the class name
