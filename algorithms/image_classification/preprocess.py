@@ -40,20 +40,16 @@ class ImageSpec:
 
 
 def open_image(data: bytes) -> Image.Image:
+    """The image, opened lazily (header read, pixels not yet decoded)."""
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load() if image.format != "JPEG" else None  # JPEG is loaded after draft() below
+        return Image.open(io.BytesIO(data))
     except Exception as exc:  # Pillow raises several types (UnidentifiedImageError, OSError, SyntaxError)
-        raise ValueError(f"not a decodable image ({exc})") from None
-    return image
+        raise ValueError(f"not a decodable image ({exc.__class__.__name__}: {exc})") from None
 
 
 def header(data: bytes) -> tuple[int, int, bool]:
     """(width, height, is_grayscale) of an encoded image, read from its header only."""
-    try:
-        image = Image.open(io.BytesIO(data))
-    except Exception as exc:
-        raise ValueError(f"not a decodable image ({exc})") from None
+    image = open_image(data)
     return image.width, image.height, image.mode in GRAY_MODES
 
 
@@ -100,8 +96,8 @@ def decode(data: bytes, image_size: int, channels: int) -> np.ndarray:
         arr = np.asarray(image, dtype=np.uint8)
     except ValueError:
         raise
-    except Exception as exc:
-        raise ValueError(f"not a decodable image ({exc})") from None
+    except Exception as exc:  # truncated or corrupt pixel data surfaces here
+        raise ValueError(f"not a decodable image ({exc.__class__.__name__}: {exc})") from None
     if arr.ndim == 2:
         arr = arr[None, :, :]
     else:

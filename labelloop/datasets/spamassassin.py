@@ -10,7 +10,6 @@ spam-1, spam-2 are "spam".
 from __future__ import annotations
 
 import email
-import email.errors
 import email.policy
 import html
 import os

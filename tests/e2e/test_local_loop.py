@@ -1,0 +1,151 @@
+"""End to end: the real ASL, run by the local engine, labels scikit-learn's digits.
+
+Everything is real here: the state machine file, the handlers, the CNN trained and served in
+subprocesses, the Ground Truth output layout. Only the annotators are simulated, answering from
+true labels the product never reads.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from labelloop.datasets import load_truth
+from labelloop.datasets.digits import prepare_digits
+from labelloop.evaluation import evaluate
+from labelloop.local.engine import LocalEngine
+from labelloop.local.workforce import SimulatedWorkforce
+from labelloop.manifest import item_key
+
+GT_TYPE = "groundtruth/image-classification"
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    return prepare_digits(tmp_path_factory.mktemp("digits"))
+
+
+def run_loop(digits, out: Path, **settings):
+    truth = load_truth(digits.truth)
+    workforce = SimulatedWorkforce(truth, seed=0)
+    engine = LocalEngine(out / "work", workforce)
+    execution_input = {
+        "ManifestUri": str(digits.manifest),
+        "OutputUri": str(out),
+        "JobName": "digits-e2e",
+        "TaskType": "image-classification",
+        "LabelAttributeName": "digit",
+        "LabelCategoryConfigUri": str(digits.label_config),
+        "HumanBatchSize": 150,
+        "ValidationFraction": 0.3,
+        "Seed": 0,
+        **settings,
+    }
+    result = engine.run(execution_input, name="e2e")
+    return result, workforce, truth
+
+
+def read_output(result):
+    path = Path(result.summary["OutputManifestUri"])
+    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+
+
+@pytest.fixture(scope="module")
+def full_run(digits, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    result, workforce, truth = run_loop(digits, out, MaxHumanLabeledObjectCount=1200)
+    return result, workforce, truth, out
+
+
+def test_execution_succeeds_and_labels_every_item_once(full_run, digits):
+    result, _, _, _ = full_run
+    assert result.status == "SUCCEEDED", f"{result.error}: {result.cause}"
+    lines = read_output(result)
+    inputs = [json.loads(l)["source-ref"] for l in digits.manifest.read_text().splitlines()]
+    assert sorted(l["source-ref"] for l in lines) == sorted(inputs)
+    assert len(lines) == len(inputs) == 1797
+    assert result.summary["StopReason"] == "all-labeled"
+
+
+def test_every_line_is_ground_truth_format(full_run, digits):
+    result, _, _, _ = full_run
+    classes = [c["label"] for c in json.loads(digits.label_config.read_text())["labels"]]
+    for line in read_output(result):
+        meta = line["digit-metadata"]
+        assert isinstance(line["digit"], int) and classes[line["digit"]] == meta["class-name"]
+        assert 0.0 <= meta["confidence"] <= 1.0
+        assert meta["human-annotated"] in ("yes", "no")
+        assert meta["type"] == GT_TYPE
+        assert meta["job-name"]
+        assert len(meta["creation-date"]) == 26 and meta["creation-date"][10] == "T"  # ISO 8601, microseconds
+        assert "labelloop-id" not in line
+
+
+def test_human_lines_match_what_the_workforce_answered_within_budget(full_run):
+    result, workforce, _, _ = full_run
+    human = sum(l["digit-metadata"]["human-annotated"] == "yes" for l in read_output(result))
+    assert human == workforce.answered == result.summary["HumanLabeled"]
+    assert human <= 1200
+
+
+def test_auto_labels_are_accurate_and_carry_their_calibration(full_run):
+    result, _, truth, _ = full_run
+    lines = read_output(result)
+    auto = [l for l in lines if l["digit-metadata"]["human-annotated"] == "no"]
+    assert len(auto) > 300, "auto-labeling should pay off on digits"
+    for line in auto:
+        cal = line["digit-metadata"]["labelloop-calibration"]
+        assert line["digit-metadata"]["confidence"] >= round(cal["threshold"], 4) - 1e-4
+        assert cal["accuracy-lower-bound"] >= 0.95 and cal["support"] >= 153
+    ev = evaluate((json.dumps(l) for l in lines), "digit", truth)
+    assert ev.auto_accuracy >= 0.93  # target 0.95 holds with 95 % confidence; allow sampling noise
+
+
+def test_artifacts_are_written_per_iteration(full_run):
+    result, _, _, out = full_run
+    iterations = sorted((out / "iterations").glob("0*/metrics.json"))
+    assert len(iterations) == result.summary["Iterations"] >= 2
+    first = json.loads(iterations[0].read_text())
+    assert {"HumanLabeled", "AutoLabeled", "Remaining", "Threshold", "ValidationAccuracy"} <= set(first)
+    assert Path(result.summary["FinalModelArtifacts"]).is_file()
+    label_jobs = list((out / "labeling").glob("*/manifests/output/output.manifest"))
+    assert len(label_jobs) >= result.summary["Iterations"]
+
+
+def test_budget_stops_the_loop_and_leaves_items_listed_unlabeled(digits, tmp_path):
+    result, workforce, _ = run_loop(digits, tmp_path, MaxHumanLabeledObjectCount=300, HumanBatchSize=150)
+    assert result.status == "SUCCEEDED", f"{result.error}: {result.cause}"
+    assert result.summary["StopReason"] == "human-budget-spent"
+    lines = read_output(result)
+    assert len(lines) == 1797
+    human = [l for l in lines if l.get("digit-metadata", {}).get("human-annotated") == "yes"]
+    assert len(human) == workforce.answered == 300
+    unlabeled = [l for l in lines if "digit" not in l]
+    assert unlabeled and all("human-budget-spent" in l["digit-metadata"]["failure-reason"] for l in unlabeled)
+    assert result.summary["Unlabeled"] == len(unlabeled)
+
+
+def test_failed_training_job_fails_the_execution_with_the_job_description(tmp_path):
+    # "Images" that are not images: the training job fails, as it would on SageMaker.
+    (tmp_path / "img").mkdir()
+    lines, truth = [], {}
+    for i in range(40):
+        path = tmp_path / "img" / f"{i}.png"
+        path.write_text("not a png")
+        lines.append(json.dumps({"source-ref": str(path)}))
+        truth[item_key({"source-ref": str(path)})] = "a" if i % 2 else "b"
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    engine = LocalEngine(tmp_path / "work", SimulatedWorkforce(truth))
+    result = engine.run(
+        {
+            "ManifestUri": str(manifest), "OutputUri": str(tmp_path / "out"), "JobName": "broken",
+            "TaskType": "image-classification", "LabelAttributeName": "label",
+            "LabelCategories": ["a", "b"], "HumanBatchSize": 40,
+        },
+        name="broken-1",
+    )
+    assert result.status == "FAILED"
+    assert result.error == "States.TaskFailed"
+    cause = json.loads(result.cause)
+    assert cause["TrainingJobStatus"] == "Failed" and "AlgorithmError" in cause["FailureReason"]
