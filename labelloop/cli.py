@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from labelloop.config import ConfigurationError, JobSettings
+from labelloop.config import CALIBRATION_METHODS, VALIDATION_POLICIES, ConfigurationError, JobSettings
 from labelloop.selection import STRATEGIES
 
 
@@ -66,14 +66,26 @@ def _execution_input(args: argparse.Namespace, output: Path) -> dict[str, Any]:
         "TargetAccuracy": args.target_accuracy,
         "ConfidenceLevel": args.confidence,
         "WorkersPerObject": args.workers_per_object,
-        "ValidationFraction": args.validation_fraction,
+        "ValidationPolicy": args.validation_policy,
+        "ValidationSize": args.validation_size,
+        "CalibrationMethod": args.calibration,
+        "MarginThreshold": args.margin_threshold,
         "SelectionStrategy": args.strategy,
         "RandomFraction": args.random_fraction,
+        "ClassBalance": not args.no_class_balance,
         "MaxIterations": args.max_iterations,
+        "PricePerLabel": args.price_per_label,
         "Seed": args.seed,
     }
-    if args.human_budget is not None:
-        data["MaxHumanLabeledObjectCount"] = args.human_budget
+    optional = {
+        "MaxHumanLabeledObjectCount": args.human_budget,
+        "MaxHumanCost": args.max_human_cost,
+        "MaxPercentageOfInputDatasetLabeled": args.max_percentage_labeled,
+        "ValidationFraction": args.validation_fraction,
+    }
+    data.update({k: v for k, v in optional.items() if v is not None})
+    if args.initial_model:
+        data["InitialModelArtifacts"] = str(Path(args.initial_model).resolve())
     if args.labels:
         data["LabelCategories"] = [s.strip() for s in args.labels.split(",")]
     elif args.label_config:
@@ -188,6 +200,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_run(run)
 
 
+def _choices_help(choices: dict[str, str]) -> str:
+    return "; ".join(f"{k}: {v}" for k, v in sorted(choices.items())).replace("%", "%%")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labelloop",
@@ -214,14 +230,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--human-batch-size", type=int, default=100, help="items sent to humans per iteration")
     run.add_argument("--human-budget", type=int, default=None,
                      help="most items humans may label in this job (MaxHumanLabeledObjectCount); default: no limit")
+    run.add_argument("--max-human-cost", type=float, default=None,
+                     help="money budget in dollars: stops when price per label x workers per object x labels reaches it")
+    run.add_argument("--price-per-label", type=float, default=0.08,
+                     help="price per label per worker (Ground Truth's list price for classification)")
+    run.add_argument("--max-percentage-labeled", type=int, default=None,
+                     help="stop once this percentage of the dataset is labeled (MaxPercentageOfInputDatasetLabeled)")
     run.add_argument("--target-accuracy", type=float, default=0.95, help="accuracy the auto-labels must meet")
     run.add_argument("--confidence", type=float, default=0.95,
                      help="confidence with which the threshold must meet the target (lower-bound test)")
-    run.add_argument("--validation-fraction", type=float, default=0.2,
-                     help="share of human labels held out to calibrate the threshold")
+    run.add_argument("--calibration", choices=sorted(CALIBRATION_METHODS), default="lower-bound",
+                     help="how the auto-label threshold is chosen: " + _choices_help(CALIBRATION_METHODS))
+    run.add_argument("--margin-threshold", type=float, default=0.5, help="fixed-margin calibration's margin")
+    run.add_argument("--validation-policy", choices=sorted(VALIDATION_POLICIES), default="adaptive",
+                     help="which human labels judge the model: " + _choices_help(VALIDATION_POLICIES))
+    run.add_argument("--validation-size", type=int, default=400,
+                     help="adaptive policy: active validation items to keep (topped up with random draws)")
+    run.add_argument("--validation-fraction", type=float, default=None,
+                     help="ground-truth / frozen-first policies: share of human labels held out (default: the policy's rule)")
     run.add_argument("--strategy", choices=sorted(STRATEGIES), default="least-confidence",
                      help="how uncertain items are ranked for humans")
-    run.add_argument("--random-fraction", type=float, default=0.1, help="share of each human batch drawn at random")
+    run.add_argument("--random-fraction", type=float, default=0.1,
+                     help="least share of each human batch drawn at random from the unlabeled pool")
+    run.add_argument("--no-class-balance", action="store_true",
+                     help="do not reserve a share of each human batch for every predicted class")
+    run.add_argument("--initial-model", default=None,
+                     help="pre-labeling: a model.tar.gz (e.g. an earlier run's final model) to judge and use in iteration 1")
     run.add_argument("--max-iterations", type=int, default=50, help="stop after this many iterations")
     run.add_argument("--workers-per-object", type=int, default=1, help="annotators per item (answers consolidated by vote)")
     run.add_argument("--seed", type=int, default=0, help="seed for sampling, splits and training")

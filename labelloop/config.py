@@ -14,6 +14,17 @@ from typing import Any
 from labelloop.manifest import TASK_TYPES
 from labelloop.selection import STRATEGIES
 
+VALIDATION_POLICIES = {
+    "adaptive": "random draws from the unlabeled pool; retired into training once the model would auto-label them",
+    "ground-truth": "a fixed, seeded share of the human labels (20 % below 5,000 items, 10 % above)",
+    "frozen-first": "the first 10 % of the first human batch, never refreshed (the public sample)",
+}
+CALIBRATION_METHODS = {
+    "lower-bound": "lowest threshold whose Clopper-Pearson accuracy bound meets the target",
+    "fixed-margin": "top-1 minus top-2 probability above MarginThreshold (the public sample)",
+    "none": "never auto-label (all-human labeling)",
+}
+
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
 
 
@@ -35,11 +46,20 @@ class JobSettings:
     target_accuracy: float = 0.95
     confidence_level: float = 0.95
     workers_per_object: int = 1
-    validation_fraction: float = 0.2
+    validation_policy: str = "adaptive"
+    validation_fraction: float | None = None  # ground-truth / frozen-first policies; None: the policy's rule
+    validation_size: int = 400  # adaptive policy: active validation items to keep
     min_validation_support: int = 0
+    calibration_method: str = "lower-bound"
+    margin_threshold: float = 0.5  # fixed-margin method only
     selection_strategy: str = "least-confidence"
     random_fraction: float = 0.1
+    class_balance: bool = True
     max_iterations: int = 50
+    max_percentage_labeled: int | None = None
+    max_human_cost: float | None = None
+    price_per_label: float = 0.08
+    initial_model_artifacts: str = ""
     seed: int = 0
 
     # Execution-input field names, as a user writes them (Ground Truth's spelling where it has one).
@@ -56,11 +76,20 @@ class JobSettings:
         "TargetAccuracy": "target_accuracy",
         "ConfidenceLevel": "confidence_level",
         "WorkersPerObject": "workers_per_object",
+        "ValidationPolicy": "validation_policy",
         "ValidationFraction": "validation_fraction",
+        "ValidationSize": "validation_size",
         "MinValidationSupport": "min_validation_support",
+        "CalibrationMethod": "calibration_method",
+        "MarginThreshold": "margin_threshold",
         "SelectionStrategy": "selection_strategy",
         "RandomFraction": "random_fraction",
+        "ClassBalance": "class_balance",
         "MaxIterations": "max_iterations",
+        "MaxPercentageOfInputDatasetLabeled": "max_percentage_labeled",
+        "MaxHumanCost": "max_human_cost",
+        "PricePerLabel": "price_per_label",
+        "InitialModelArtifacts": "initial_model_artifacts",
         "Seed": "seed",
     }
 
@@ -113,10 +142,29 @@ class JobSettings:
         for name, value in (
             ("TargetAccuracy", self.target_accuracy),
             ("ConfidenceLevel", self.confidence_level),
-            ("ValidationFraction", self.validation_fraction),
+            ("ValidationFraction", 0.5 if self.validation_fraction is None else self.validation_fraction),
+            ("MarginThreshold", self.margin_threshold),
         ):
             if not _is_number(value) or not 0.0 < float(value) < 1.0:
                 p.append(f"{name} must be a number in (0, 1), got {value!r}")
+        if self.validation_policy not in VALIDATION_POLICIES:
+            p.append(f"ValidationPolicy {self.validation_policy!r} is not one of {sorted(VALIDATION_POLICIES)}")
+        if self.calibration_method not in CALIBRATION_METHODS:
+            p.append(f"CalibrationMethod {self.calibration_method!r} is not one of {sorted(CALIBRATION_METHODS)}")
+        if not _is_int(self.validation_size) or self.validation_size < 1:
+            p.append(f"ValidationSize must be a positive integer, got {self.validation_size!r}")
+        if self.max_percentage_labeled is not None and (
+            not _is_int(self.max_percentage_labeled) or not 1 <= self.max_percentage_labeled <= 100
+        ):
+            p.append(f"MaxPercentageOfInputDatasetLabeled must be an integer in 1..100, got {self.max_percentage_labeled!r}")
+        if self.max_human_cost is not None and (not _is_number(self.max_human_cost) or self.max_human_cost <= 0):
+            p.append(f"MaxHumanCost must be a positive number, got {self.max_human_cost!r}")
+        if not _is_number(self.price_per_label) or self.price_per_label < 0:
+            p.append(f"PricePerLabel must be a non-negative number, got {self.price_per_label!r}")
+        if not isinstance(self.class_balance, bool):
+            p.append(f"ClassBalance must be true or false, got {self.class_balance!r}")
+        if not isinstance(self.initial_model_artifacts, str):
+            p.append("InitialModelArtifacts must be a model.tar.gz URI")
         if not _is_number(self.random_fraction) or not 0.0 <= float(self.random_fraction) <= 1.0:
             p.append(f"RandomFraction must be a number in [0, 1], got {self.random_fraction!r}")
         if self.selection_strategy not in STRATEGIES:
@@ -125,6 +173,26 @@ class JobSettings:
             p.append(f"Seed must be an integer, got {self.seed!r}")
         if p:
             raise ConfigurationError("; ".join(p))
+
+    def human_label_limit(self) -> int | None:
+        """Most items humans may label: the count budget and the money budget, whichever binds."""
+        limits = []
+        if self.max_human_labels is not None:
+            limits.append(self.max_human_labels)
+        if self.max_human_cost is not None and self.price_per_label > 0:
+            limits.append(int(self.max_human_cost / (self.price_per_label * self.workers_per_object) + 1e-9))
+        return min(limits) if limits else None
+
+    def human_cost(self, labels: int) -> float:
+        return round(labels * self.price_per_label * self.workers_per_object, 2)
+
+    def validation_share(self, total: int) -> float:
+        """ground-truth: 20 % below 5,000 items, 10 % above; frozen-first: 10 %; overridable."""
+        if self.validation_fraction is not None:
+            return float(self.validation_fraction)
+        if self.validation_policy == "ground-truth":
+            return 0.2 if total < 5000 else 0.1
+        return 0.1
 
     def run_id(self, execution_name: str) -> str:
         """Short, stable suffix that keeps SageMaker job names unique per execution."""

@@ -44,9 +44,26 @@ def is_validation(item_id: int, seed: int, fraction: float) -> bool:
     return int.from_bytes(digest, "big") / 2**64 < fraction
 
 
-def apply_labels(records: Iterable[dict[str, Any]], new_labels: dict[int, Label]) -> Iterator[dict[str, Any]]:
-    """Yield records with new labels set; an item that already has a label keeps it."""
+# What a human label is for. Validation items judge models and never train the one they judge;
+# a retired validation item (one the model would now auto-label) trains from then on.
+TRAIN, VALIDATION, RETIRED = "train", "validation", "retired"
+
+
+def apply_labels(
+    records: Iterable[dict[str, Any]],
+    new_labels: dict[int, Label],
+    splits: dict[int, str] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield records with new labels (and splits) set; an item that already has a label keeps it."""
+    splits = splits or {}
     for record in records:
-        if record["label"] is None and record["id"] in new_labels:
-            record = {**record, "label": new_labels[record["id"]].to_json()}
+        item_id = record["id"]
+        if record["label"] is None and item_id in new_labels:
+            record = {**record, "label": new_labels[item_id].to_json()}
+        if item_id in splits and record["label"] is not None:
+            record = {**record, "split": splits[item_id]}
         yield record
+
+
+def split_of(record: dict[str, Any]) -> str:
+    return record.get("split") or TRAIN

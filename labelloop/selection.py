@@ -26,28 +26,53 @@ def entropy(probs: np.ndarray) -> np.ndarray:
     return -(p * np.log(p)).sum(axis=1)
 
 
-STRATEGIES = {"least-confidence": least_confidence, "margin": margin, "entropy": entropy}
+def random_order(probs: np.ndarray) -> np.ndarray:
+    """No preference: the public sample's policy (scores are tied, ties broken at random)."""
+    return np.zeros(len(probs))
+
+
+STRATEGIES = {"least-confidence": least_confidence, "margin": margin, "entropy": entropy, "random": random_order}
 
 
 def select_for_humans(
     scores: np.ndarray,
     count: int,
     *,
-    random_fraction: float = 0.1,
+    n_random: int = 0,
+    predicted: np.ndarray | None = None,
     seed: int = 0,
-) -> np.ndarray:
-    """Positions (into `scores`) of the items to route to humans, at most `count` of them."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """(uncertain, random) positions into `scores` of the items to route to humans.
+
+    `n_random` of the `count` are drawn uniformly (they keep the human labels covering the whole
+    pool, and serve as validation draws); the rest are the most uncertain. With `predicted`
+    (each item's predicted class), a class-balance guard first gives every predicted class a
+    share of the uncertain slots, so a rare class is not starved by a common, confusing one.
+    """
     n = len(scores)
     count = max(0, min(int(count), n))
-    if count == 0:
-        return np.zeros(0, dtype=np.int64)
+    n_random = max(0, min(int(n_random), count))
     rng = np.random.default_rng(seed)
-    n_random = int(round(count * random_fraction))
+    empty = np.zeros(0, dtype=np.int64)
+    if count == 0:
+        return empty, empty
+    random_pick = np.sort(rng.choice(n, size=n_random, replace=False)) if n_random else empty
+    available = np.ones(n, dtype=bool)
+    available[random_pick] = False
     n_uncertain = count - n_random
     # Most uncertain first; ties broken at random so equal scores do not favour manifest order.
-    jitter = rng.random(n) * 1e-9
-    chosen = np.argsort(-(scores + jitter), kind="stable")[:n_uncertain]
-    if n_random:
-        rest = np.setdiff1d(np.arange(n), chosen, assume_unique=False)
-        chosen = np.concatenate([chosen, rng.choice(rest, size=min(n_random, rest.size), replace=False)])
-    return np.sort(chosen)
+    order = np.argsort(-(scores + rng.random(n) * 1e-9), kind="stable")
+    order = order[available[order]]
+    chosen: list[int] = []
+    if predicted is not None and n_uncertain > 0:
+        classes = np.unique(predicted)
+        per_class = n_uncertain // (2 * len(classes))
+        for c in classes:
+            chosen += order[predicted[order] == c][:per_class].tolist()
+    taken = set(chosen)
+    for position in order:
+        if len(chosen) >= n_uncertain:
+            break
+        if position not in taken:
+            chosen.append(int(position))
+    return np.sort(np.asarray(chosen, dtype=np.int64)), random_pick

@@ -177,31 +177,43 @@ def _existing_label(line: dict, attribute: str, class_names: list[str], number: 
 
 # ---------------------------------------------------------------- SampleForHumans
 
+ROLE_KEY = "labelloop-role"  # carried in the human batch manifest: why an item was picked
+
 
 def sample_for_humans(event: dict[str, Any]) -> dict[str, Any]:
-    """The first human batch: a seeded random sample of the unlabeled items."""
+    """The first human batch: a seeded random sample of the unlabeled items.
+
+    With the adaptive validation policy part of it (all of it when starting from a given
+    model) is drawn as validation; the rest trains the first model.
+    """
     config, state = event["config"], event["state"]
     settings = JobSettings.parse(config["Settings"])
     want = _human_batch_limit(settings, state, state["Remaining"])
     rng = np.random.default_rng([settings.seed, state["Iteration"]])
-    positions = set(rng.choice(state["Remaining"], size=want, replace=False).tolist()) if want else set()
-    chosen = set()
+    picks = rng.choice(state["Remaining"], size=want, replace=False).tolist() if want else []
+    if settings.validation_policy == "adaptive":
+        n_val = want if settings.initial_model_artifacts else min(settings.validation_size, want // 2)
+    else:
+        n_val = 0
+    roles = {position: (ledger.VALIDATION if k < n_val else ledger.TRAIN) for k, position in enumerate(picks)}
+    chosen: dict[int, str] = {}
     unlabeled = 0
     for record in storage.iter_json_lines(state["LedgerUri"]):
         if record["label"] is None:
-            if unlabeled in positions:
-                chosen.add(record["id"])
+            if unlabeled in roles:
+                chosen[record["id"]] = roles[unlabeled]
             unlabeled += 1
     return {**state, "HumanBatch": _write_human_batch(config, state["Iteration"], state["LedgerUri"], chosen)}
 
 
 def _human_batch_limit(settings: JobSettings, state: dict[str, Any], candidates: int) -> int:
-    budget = settings.max_human_labels
-    left = candidates if budget is None else max(0, budget - state["HumanLabeled"])
+    limit = settings.human_label_limit()
+    left = candidates if limit is None else max(0, limit - state["HumanLabeled"])
     return max(0, min(settings.human_batch_size, left, candidates))
 
 
-def _write_human_batch(config: dict, iteration: int, ledger_uri: str, chosen: set[int]) -> dict[str, Any]:
+def _write_human_batch(config: dict, iteration: int, ledger_uri: str, chosen: dict[int, str]) -> dict[str, Any]:
+    """Write the labeling job's input manifest for the chosen items ({id: role})."""
     if not chosen:
         return {"Count": 0}
     settings = config["Settings"]
@@ -210,7 +222,7 @@ def _write_human_batch(config: dict, iteration: int, ledger_uri: str, chosen: se
     with storage.LineWriter(batch_uri) as writer:
         for record in storage.iter_json_lines(ledger_uri):
             if record["id"] in chosen:
-                writer.write(ledger.job_line(record))
+                writer.write({**ledger.job_line(record), ROLE_KEY: chosen[record["id"]]})
     return {
         "Count": writer.count,
         "ManifestUri": batch_uri,
@@ -227,7 +239,8 @@ def merge_human_labels(event: dict[str, Any]) -> dict[str, Any]:
     config, state, labeling = event["config"], event["state"], event["labeling"]
     attribute = config["Settings"]["LabelAttributeName"]
     n_classes = len(config["ClassNames"])
-    batch_ids = {line[ID_KEY] for line in storage.iter_json_lines(state["HumanBatch"]["ManifestUri"])}
+    batch = {line[ID_KEY]: line.get(ROLE_KEY, ledger.TRAIN) for line in storage.iter_json_lines(state["HumanBatch"]["ManifestUri"])}
+    batch_ids = set(batch)
     output_uri = labeling["OutputManifestUri"]
     answers: dict[int, Label] = {}
     for number, text in iter_json_lines(storage.iter_lines(output_uri)):
@@ -250,8 +263,9 @@ def merge_human_labels(event: dict[str, Any]) -> dict[str, Any]:
             created=str(meta.get("creation-date", creation_date())),
             iteration=state["Iteration"],
         )
+    splits = _assign_splits(JobSettings.parse(config["Settings"]), state, answers, batch)
     new_uri = layout.ledger_uri(config["Settings"]["OutputUri"], state["Iteration"], "human")
-    remaining = _rewrite_ledger(state["LedgerUri"], new_uri, answers)
+    remaining = _rewrite_ledger(state["LedgerUri"], new_uri, answers, splits)
     return {
         **state,
         "LedgerUri": new_uri,
@@ -262,11 +276,25 @@ def merge_human_labels(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _rewrite_ledger(src: str, dst: str, new_labels: dict[int, Label]) -> int:
+def _assign_splits(settings: JobSettings, state: dict, answers: dict[int, Label], batch: dict[int, str]) -> dict[int, str]:
+    """Which new human labels validate and which train, per the validation policy."""
+    if settings.validation_policy == "adaptive":
+        return {i: batch[i] for i in answers}
+    if settings.validation_policy == "ground-truth":
+        share = settings.validation_share(state["Total"])
+        return {i: ledger.VALIDATION if ledger.is_validation(i, settings.seed, share) else ledger.TRAIN for i in answers}
+    # frozen-first: the first share of the first batch, in batch order, never refreshed.
+    first = state["Iteration"] == 1
+    n_val = int(np.ceil(settings.validation_share(state["Total"]) * len(answers))) if first else 0
+    ordered = [i for i in batch if i in answers]
+    return {i: ledger.VALIDATION if k < n_val else ledger.TRAIN for k, i in enumerate(ordered)}
+
+
+def _rewrite_ledger(src: str, dst: str, new_labels: dict[int, Label], splits: dict[int, str] | None = None) -> int:
     """Stream the ledger into a new file with new labels applied; returns the unlabeled count."""
     remaining = 0
     with storage.LineWriter(dst) as writer:
-        for record in ledger.apply_labels(storage.iter_json_lines(src), new_labels):
+        for record in ledger.apply_labels(storage.iter_json_lines(src), new_labels, splits):
             remaining += record["label"] is None
             writer.write(record)
     return remaining
@@ -280,7 +308,6 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
     config, state = event["config"], event["state"]
     settings = config["Settings"]
     attribute, seed = settings["LabelAttributeName"], settings["Seed"]
-    fraction = settings["ValidationFraction"]
     it = state["Iteration"]
     base = layout.iteration_dir(settings["OutputUri"], it)
     uris = {
@@ -298,7 +325,7 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
             if label is None:
                 unlabeled.write(ledger.job_line(record))
             elif label.human:  # auto-labels never train: the model would learn its own mistakes
-                target = validation if ledger.is_validation(record["id"], seed, fraction) else train
+                target = validation if ledger.split_of(record) == ledger.VALIDATION else train
                 target.write(ledger.channel_line(record, attribute))
     name = lambda kind: layout.job_name(settings["JobName"], config["RunId"], it, kind)  # noqa: E731
     hyperparameters = {
@@ -308,7 +335,12 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
         "sagemaker_program": "train.py",
         "sagemaker_submit_directory": config["SourceDirUri"],
     }
+    # Pre-labeling: the first iteration is judged with the model the user gave, not trained.
+    initial = settings.get("InitialModelArtifacts") or ""
+    given = initial if (initial and it == 1) else ""
     return {
+        "Train": not given,
+        "GivenModelArtifacts": given,
         "TrainingJobName": name("train"),
         "ModelName": name("model"),
         "TrainCount": train.count,
@@ -347,19 +379,23 @@ def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
         probs.append(prob)
         truth.append(line[attribute])
     _expect_all(transform["OutputUri"], iteration["ValidationCount"], len(ids))
-    probs_arr = np.asarray(probs).reshape(len(ids), len(config["ClassNames"]))
+    probs_arr = np.asarray(probs, dtype=float).reshape(len(ids), len(config["ClassNames"]))
+    method = settings["CalibrationMethod"]
     result = calibrate(
-        probs_arr.max(axis=1) if len(ids) else [],
-        probs_arr.argmax(axis=1) == np.asarray(truth, dtype=int) if len(ids) else [],
+        probs_arr.max(axis=1),
+        probs_arr.argmax(axis=1) == np.asarray(truth, dtype=int),
         target_accuracy=settings["TargetAccuracy"],
         confidence_level=settings["ConfidenceLevel"],
         min_support=settings["MinValidationSupport"],
     )
+    threshold = {"lower-bound": result.threshold, "fixed-margin": settings["MarginThreshold"], "none": None}[method]
     out = {
-        "Threshold": result.threshold,
-        "LowerBound": result.lower_bound,
-        "Support": result.support,
-        "AccuracyAtThreshold": result.accuracy,
+        "Method": method,
+        "Threshold": threshold,
+        # The bound, support and accuracy vouch for a threshold only when the bound chose it.
+        "LowerBound": result.lower_bound if method == "lower-bound" else None,
+        "Support": result.support if method == "lower-bound" else None,
+        "AccuracyAtThreshold": result.accuracy if method == "lower-bound" else None,
         "ValidationCount": result.validation_count,
         "ValidationAccuracy": result.validation_accuracy,
         "MinSupport": result.min_support,
@@ -398,40 +434,71 @@ def _expect_all(prefix: str, expected: int, got: int) -> None:
 # ---------------------------------------------------------------- GateAndRoute
 
 
+def _predictions(prefix: str, n_classes: int, expected: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, probabilities) from a batch transform's output, checked complete."""
+    ids, probs = [], []
+    for item_id, prob, _ in _transform_results(prefix, n_classes):
+        ids.append(item_id)
+        probs.append(prob)
+    _expect_all(prefix, expected, len(ids))
+    return np.asarray(ids, dtype=np.int64), np.asarray(probs, dtype=float).reshape(len(ids), n_classes)
+
+
+def _confident(probs: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
+    threshold = calibration["Threshold"]
+    if threshold is None:
+        return np.zeros(len(probs), dtype=bool)
+    if calibration["Method"] == "fixed-margin":
+        top2 = np.sort(probs, axis=1)[:, -2:]
+        return (top2[:, 1] - top2[:, 0]) > threshold
+    return probs.max(axis=1) >= threshold
+
+
 def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     """Auto-label the confident items, route the most uncertain of the rest to humans."""
     config, state, iteration, cal = event["config"], event["state"], event["iteration"], event["calibration"]
     settings = JobSettings.parse(config["Settings"])
     it = state["Iteration"]
     n_classes = len(config["ClassNames"])
-    ids, probs = [], []
-    for item_id, prob, _ in _transform_results(iteration["UnlabeledTransform"]["OutputUri"], n_classes):
-        ids.append(item_id)
-        probs.append(prob)
-    _expect_all(iteration["UnlabeledTransform"]["OutputUri"], iteration["UnlabeledCount"], len(ids))
-    ids_arr = np.asarray(ids, dtype=np.int64)
-    p = np.asarray(probs, dtype=float).reshape(len(ids), n_classes)
-    conf, pred = p.max(axis=1), p.argmax(axis=1)
+    ids, p = _predictions(iteration["UnlabeledTransform"]["OutputUri"], n_classes, iteration["UnlabeledCount"])
+    conf, pred = (p.max(axis=1), p.argmax(axis=1)) if len(ids) else (np.zeros(0), np.zeros(0, dtype=int))
+    confident = _confident(p, cal)
 
-    threshold = cal["Threshold"]
-    confident = conf >= threshold if threshold is not None else np.zeros(len(ids), dtype=bool)
     now = creation_date()
     auto_job = layout.job_name(settings.job_name, config["RunId"], it, "auto")
     auto = {
-        int(i): Label(int(c), float(s), False, auto_job, now, it, threshold, cal["LowerBound"], cal["Support"])
-        for i, c, s in zip(ids_arr[confident], pred[confident], conf[confident])
+        int(i): Label(int(c), float(s), False, auto_job, now, it, cal["Threshold"], cal["LowerBound"], cal["Support"])
+        for i, c, s in zip(ids[confident], pred[confident], conf[confident])
     }
+    # Adaptive validation: an item the model would now auto-label no longer resembles the pool
+    # that is left, so it stops judging and starts training.
+    retired: dict[int, str] = {}
+    if settings.validation_policy == "adaptive" and iteration["ValidationCount"]:
+        val_ids, val_p = _predictions(iteration["ValidationTransform"]["OutputUri"], n_classes, iteration["ValidationCount"])
+        retired = {int(i): ledger.RETIRED for i in val_ids[_confident(val_p, cal)]}
     new_uri = layout.ledger_uri(settings.output_uri, it, "auto")
-    remaining = _rewrite_ledger(state["LedgerUri"], new_uri, auto)
+    remaining = _rewrite_ledger(state["LedgerUri"], new_uri, auto, retired)
 
-    rest = ~confident
+    rest = np.nonzero(~confident)[0]
     progress = state.get("HumanLabeledThisIteration", 0) + len(auto)
-    want = _human_batch_limit(settings, state, int(rest.sum()))
-    if it >= settings.max_iterations or progress == 0:
+    labeled_share = 100.0 * (state["Total"] - remaining) / max(1, state["Total"])
+    want = _human_batch_limit(settings, state, len(rest))
+    if it >= settings.max_iterations or progress == 0 or (
+        settings.max_percentage_labeled is not None and labeled_share >= settings.max_percentage_labeled
+    ):
         want = 0
-    scores = STRATEGIES[settings.selection_strategy](p[rest]) if rest.any() else np.zeros(0)
-    picked = select_for_humans(scores, want, random_fraction=settings.random_fraction, seed=settings.seed + it)
-    batch = _write_human_batch(config, it + 1, new_uri, set(ids_arr[rest][picked].tolist()))
+    active_validation = iteration["ValidationCount"] - len(retired)
+    n_random = round(settings.random_fraction * want)
+    if settings.validation_policy == "adaptive":
+        n_random = min(max(n_random, settings.validation_size - active_validation), want // 2 or want)
+    scores = STRATEGIES[settings.selection_strategy](p[rest]) if len(rest) else np.zeros(0)
+    uncertain, random_pick = select_for_humans(
+        scores, want, n_random=n_random, predicted=pred[rest] if settings.class_balance else None, seed=settings.seed + it
+    )
+    random_role = ledger.VALIDATION if settings.validation_policy == "adaptive" else ledger.TRAIN
+    chosen = {int(ids[rest][k]): ledger.TRAIN for k in uncertain}
+    chosen.update({int(ids[rest][k]): random_role for k in random_pick})
+    batch = _write_human_batch(config, it + 1, new_uri, chosen)
 
     stop = None
     if remaining == 0:
@@ -441,20 +508,25 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
             stop = "no-progress"
         elif it >= settings.max_iterations:
             stop = "max-iterations"
+        elif settings.max_percentage_labeled is not None and labeled_share >= settings.max_percentage_labeled:
+            stop = "max-percentage-labeled"
         else:
             stop = "human-budget-spent"
     metrics = {
         "Iteration": it,
         "HumanLabeled": state["HumanLabeled"],
         "HumanLabeledThisIteration": state.get("HumanLabeledThisIteration", 0),
+        "HumanCost": settings.human_cost(state["HumanLabeled"]),
         "AutoLabeled": state["AutoLabeled"] + len(auto),
         "AutoLabeledThisIteration": len(auto),
         "Remaining": remaining,
-        "Threshold": threshold,
+        "Threshold": cal["Threshold"],
+        "CalibrationMethod": cal["Method"],
         "LowerBound": cal["LowerBound"],
         "Support": cal["Support"],
         "ValidationAccuracy": cal["ValidationAccuracy"],
         "ValidationCount": cal["ValidationCount"],
+        "ValidationRetired": len(retired),
         "TrainCount": iteration["TrainCount"],
         "NextHumanBatch": batch["Count"],
         "StopReason": stop,
@@ -468,7 +540,7 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         "Remaining": remaining,
         "HumanLabeledThisIteration": 0,
         "HumanBatch": batch,
-        "ModelArtifacts": event.get("training", {}).get("ModelArtifacts"),
+        "ModelArtifacts": (event.get("training") or {}).get("ModelArtifacts"),
         "StopReason": stop,
         "LastMetrics": metrics,
     }
@@ -510,6 +582,7 @@ def export_output(event: dict[str, Any]) -> dict[str, Any]:
         "AutoLabeled": counts["auto"],
         "Unlabeled": counts["unlabeled"],
         "Iterations": state["Iteration"] - 1,
+        "HumanCost": JobSettings.parse(settings).human_cost(state["HumanLabeled"]),
         "StopReason": reason,
         "FinalModelArtifacts": state.get("ModelArtifacts"),
     }

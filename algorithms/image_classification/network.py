@@ -33,7 +33,6 @@ class SmallCNN(nn.Module):
         layers += _block(cin, width, pool=True)
         layers += _block(width, 2 * width, pool=True)
         layers += _block(2 * width, 4 * width, pool=False)
-        layers += _block(4 * width, 4 * width, pool=False)
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * width, num_classes))
 

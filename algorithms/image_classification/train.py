@@ -203,7 +203,7 @@ def train(args: dict) -> None:
             loss.backward()
             optimiser.step()
             schedule.step()
-            total_loss += float(loss) * len(idx)
+            total_loss += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
             seen += len(idx)
         script_mode.log(

@@ -37,7 +37,6 @@ def run_loop(digits, out: Path, **settings):
         "LabelAttributeName": "digit",
         "LabelCategoryConfigUri": str(digits.label_config),
         "HumanBatchSize": 150,
-        "ValidationFraction": 0.3,
         "Seed": 0,
         **settings,
     }

@@ -12,15 +12,31 @@ def test_uncertainty_scores_rank_the_unsure_item_first():
 
 def test_select_takes_most_uncertain_plus_random_share():
     scores = np.arange(1000, dtype=float)  # item i has uncertainty i
-    picked = select_for_humans(scores, 100, random_fraction=0.1, seed=0)
-    assert len(picked) == 100 and len(set(picked.tolist())) == 100
-    assert set(range(910, 1000)) <= set(picked.tolist())  # the 90 most uncertain
+    uncertain, random = select_for_humans(scores, 100, n_random=10, seed=0)
+    assert len(uncertain) == 90 and len(random) == 10
+    assert not set(uncertain.tolist()) & set(random.tolist())
+    assert set(uncertain.tolist()) == set(range(910, 1000))  # the 90 most uncertain
+
+
+def test_class_balance_guard_keeps_a_rare_class_in_the_batch():
+    rng = np.random.default_rng(0)
+    scores = rng.random(1000)
+    predicted = np.zeros(1000, dtype=int)
+    predicted[:20] = 1  # a rare class whose items are all fairly certain
+    scores[:20] *= 0.1
+    plain, _ = select_for_humans(scores, 100, seed=0)
+    guarded, _ = select_for_humans(scores, 100, predicted=predicted, seed=0)
+    assert (predicted[plain] == 1).sum() == 0
+    assert (predicted[guarded] == 1).sum() == 20  # all of them: its share is 100 // (2 * 2) = 25
+    assert len(guarded) == 100
 
 
 @pytest.mark.parametrize("count", [0, -3])
 def test_select_nothing(count):
-    assert select_for_humans(np.ones(5), count).size == 0
+    uncertain, random = select_for_humans(np.ones(5), count)
+    assert uncertain.size == 0 and random.size == 0
 
 
 def test_select_never_more_than_available():
-    assert sorted(select_for_humans(np.ones(3), 10).tolist()) == [0, 1, 2]
+    uncertain, random = select_for_humans(np.ones(3), 10, n_random=1)
+    assert sorted(uncertain.tolist() + random.tolist()) == [0, 1, 2]
