@@ -554,7 +554,11 @@ def export_output(event: dict[str, Any]) -> dict[str, Any]:
     config, state = event["config"], event["state"]
     settings = config["Settings"]
     out = settings["OutputUri"]
-    reason = state.get("StopReason") or ("all-labeled" if state["Remaining"] == 0 else "human-budget-spent")
+    error = event.get("error")
+    if error:  # called from the failure path: the labels so far, and why the loop could not go on
+        reason = f"failed: {error.get('Error')}"
+    else:
+        reason = state.get("StopReason") or ("all-labeled" if state["Remaining"] == 0 else "human-budget-spent")
     counts = {"human": 0, "auto": 0, "unlabeled": 0}
     manifest_uri = layout.output_manifest_uri(out)
     with storage.LineWriter(manifest_uri) as writer:
@@ -584,7 +588,11 @@ def export_output(event: dict[str, Any]) -> dict[str, Any]:
         "Iterations": state["Iteration"] - 1,
         "HumanCost": JobSettings.parse(settings).human_cost(state["HumanLabeled"]),
         "StopReason": reason,
+        "Error": error,
         "FinalModelArtifacts": state.get("ModelArtifacts"),
     }
     storage.write_json(layout.summary_uri(out), summary)
+    if error:
+        # The Fail state's cause: the failed step's error name and cause, and where the labels are.
+        summary["Cause"] = f"{error.get('Error')}: {error.get('Cause')} (labels so far: {manifest_uri})"
     return summary

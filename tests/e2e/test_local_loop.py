@@ -145,6 +145,14 @@ def test_failed_training_job_fails_the_execution_with_the_job_description(tmp_pa
         name="broken-1",
     )
     assert result.status == "FAILED"
-    assert result.error == "States.TaskFailed"
-    cause = json.loads(result.cause)
-    assert cause["TrainingJobStatus"] == "Failed" and "AlgorithmError" in cause["FailureReason"]
+    assert result.error == "LabelingLoopFailed"
+    assert result.cause.startswith("States.TaskFailed: ")  # the training state failed as on AWS
+    describe = json.loads(result.cause.removeprefix("States.TaskFailed: ").rsplit(" (labels so far:", 1)[0])
+    assert describe["TrainingJobStatus"] == "Failed" and "AlgorithmError" in describe["FailureReason"]
+    # The labels humans gave before the failure are kept in a partial output manifest.
+    out = tmp_path / "out" / "output" / "output.manifest"
+    lines = [json.loads(l) for l in out.read_text().splitlines()]
+    assert len(lines) == 40
+    assert sum(l.get("label-metadata", {}).get("human-annotated") == "yes" for l in lines) == 40
+    summary = json.loads((tmp_path / "out" / "output" / "summary.json").read_text())
+    assert summary["StopReason"] == "failed: States.TaskFailed"
