@@ -130,12 +130,7 @@ def run_local(args: argparse.Namespace) -> int:
 
     output = Path(args.output).resolve()
     if (output / "config" / "settings.json").exists():
-        print(
-            f"error: {output} already holds a labeling run; its labels are kept. "
-            "Choose another --output (or remove that folder yourself).",
-            file=sys.stderr,
-        )
-        return 2
+        print(f"labelloop: {output} holds an earlier run of this job: resuming it (every label is kept)")
     output.mkdir(parents=True, exist_ok=True)
     try:
         execution_input = _execution_input(args, output)
@@ -220,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     run.add_argument("--manifest", required=True, help="input manifest (Ground Truth JSON Lines): local path or s3:// URI")
-    run.add_argument("--output", required=True, help="folder for every artifact of the run (must not hold an earlier run)")
+    run.add_argument("--output", required=True,
+                     help="folder for every artifact of the run; a folder holding an earlier run of the same job resumes it")
     run.add_argument("--task-type", required=True, choices=["image-classification", "text-classification"])
     run.add_argument("--label-attribute", required=True, help="name of the label key in the output manifest")
     labels = run.add_mutually_exclusive_group(required=True)

@@ -48,3 +48,28 @@ def summary_uri(output_uri: str) -> str:
 
 def metrics_uri(output_uri: str, iteration: int) -> str:
     return join(iteration_dir(output_uri, iteration), "metrics.json")
+
+
+def lock_uri(output_uri: str) -> str:
+    return join(output_uri, "config", "lock.json")
+
+
+_STAGES = ("input", "human", "auto")
+
+
+def ledgers(uris: list[str]) -> list[tuple[int, str, str]]:
+    """(iteration, stage, uri) of every ledger among `uris`, oldest first."""
+    found = []
+    for uri in uris:
+        parts = uri.rstrip("/").split("/")
+        name = parts[-1]
+        if name.startswith("ledger-") and name.endswith(".jsonl") and parts[-2].isdigit():
+            stage = name[len("ledger-"):-len(".jsonl")]
+            if stage in _STAGES:
+                found.append((int(parts[-2]), stage, uri))
+    return sorted(found, key=lambda f: (f[0], _STAGES.index(f[1])))
+
+
+def labeling_output_suffix(iteration: int) -> str:
+    """How a labeling job's output manifest path ends, whatever run named the job."""
+    return f"-{iteration:03d}-label/manifests/output/output.manifest"

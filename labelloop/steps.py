@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from labelloop import layout, ledger, storage
+from labelloop import layout, ledger, locks, storage
 from labelloop.calibration import calibrate_threshold as calibrate
 from labelloop.config import (
     ConfigurationError,
@@ -55,7 +55,12 @@ class AlgorithmOutputError(ValueError):
 
 
 def bootstrap(event: dict[str, Any]) -> dict[str, Any]:
-    """Check the settings, read the input manifest into the first ledger, write the job's config."""
+    """Check the settings, read the input manifest into the first ledger, write the job's config.
+
+    An output location that already holds a run of the same manifest is resumed: its newest
+    ledger (every label paid for) is carried on, answers of a labeling job that finished after
+    the last merge are merged, and a routed batch nobody answered is sent again.
+    """
     settings = JobSettings.parse(event.get("Input"))
     deployment = event.get("Deployment") or {}
     execution_name = event.get("ExecutionName") or "local"
@@ -67,12 +72,14 @@ def bootstrap(event: dict[str, Any]) -> dict[str, Any]:
     pre_lambda, acs_lambda = built_in_lambda_arns(region, settings.task_type)
 
     out = settings.output_uri
+    previous = storage.read_json(layout.settings_uri(out)) if storage.exists(layout.settings_uri(out)) else None
+    if previous is not None:
+        _check_same_job(previous, settings, class_names)
+    locks.acquire(layout.lock_uri(out), execution_name, event.get("ExecutionArn"))
     storage.write_json(layout.settings_uri(out), settings.to_json())
     storage.write_json(layout.label_config_uri(out), label_category_config(class_names))
     storage.write_text(layout.ui_template_uri(out), task_ui_template(settings.task_type))
 
-    ledger_uri = layout.ledger_uri(out, 0, "input")
-    counts = _write_input_ledger(settings, class_names, ledger_uri)
     config = {
         "Settings": settings.to_json(),
         "RunId": settings.run_id(execution_name),
@@ -90,6 +97,13 @@ def bootstrap(event: dict[str, Any]) -> dict[str, Any]:
         "TaskDescription": f"Choose one of {len(class_names)} categories",
         "MaxConcurrentTaskCount": min(1000, settings.human_batch_size),
     }
+    if previous is not None:
+        state = _resume_state(config, settings)
+        if state is not None:
+            return {"config": config, "state": state}
+
+    ledger_uri = layout.ledger_uri(out, 0, "input")
+    counts = _write_input_ledger(settings, class_names, ledger_uri)
     state = {
         "Iteration": 1,
         "LedgerUri": ledger_uri,
@@ -102,8 +116,79 @@ def bootstrap(event: dict[str, Any]) -> dict[str, Any]:
         "HumanBatch": {"Count": 0},
         "ModelArtifacts": None,
         "StopReason": None,
+        "Resumed": False,
     }
     return {"config": config, "state": state}
+
+
+def _check_same_job(previous: dict, settings: JobSettings, class_names: list[str]) -> None:
+    """A run may resume with new budgets, never with a different dataset or label set."""
+    now = settings.to_json()
+    for key in ("ManifestUri", "TaskType", "LabelAttributeName"):
+        if previous.get(key) != now[key]:
+            raise ConfigurationError(
+                f"{settings.output_uri} holds a run with {key}={previous.get(key)!r}, not {now[key]!r}: "
+                "choose another output location"
+            )
+    old_classes = previous.get("LabelCategories") or None
+    if old_classes and old_classes != class_names:
+        raise ConfigurationError(f"{settings.output_uri} holds a run with label categories {old_classes}, not {class_names}")
+
+
+def _resume_state(config: dict[str, Any], settings: JobSettings) -> dict[str, Any] | None:
+    """The state to go on from, rebuilt from what the earlier run wrote; None if it wrote no ledger."""
+    out = settings.output_uri
+    found = layout.ledgers(storage.list_objects(storage.join(out, "iterations")))
+    if not found:
+        return None
+    iteration, stage, ledger_uri = found[-1]
+    next_iteration = iteration + 1 if stage != "input" else 1
+    # A routed batch for the next iteration: merge its answers if its labeling job finished.
+    batch_uri = storage.join(layout.iteration_dir(out, next_iteration), "human-input.manifest")
+    pending = storage.exists(batch_uri)
+    answered = None
+    if pending:
+        outputs = [
+            u for u in storage.list_objects(storage.join(out, "labeling"))
+            if u.endswith(layout.labeling_output_suffix(next_iteration))
+        ]
+        answered = outputs[-1] if outputs else None
+    total = pre = human = auto = 0
+    for record in storage.iter_json_lines(ledger_uri):
+        total += 1
+        label = ledger.label_of(record)
+        if label is not None:
+            pre += label.iteration == 0
+            human += label.human and label.iteration > 0
+            auto += not label.human
+    state = {
+        "Iteration": next_iteration,
+        "LedgerUri": ledger_uri,
+        "Total": total,
+        "Rejected": sum(1 for _ in storage.iter_lines(layout.rejected_uri(out))) if storage.exists(layout.rejected_uri(out)) else 0,
+        "PreLabeled": pre,
+        "HumanLabeled": human,
+        "AutoLabeled": auto,
+        "Remaining": total - pre - human - auto,
+        "HumanBatch": {"Count": 0},
+        "ModelArtifacts": None,
+        "StopReason": None,
+        "Resumed": True,
+    }
+    if pending:
+        count = sum(1 for _ in storage.iter_lines(batch_uri))
+        state["HumanBatch"] = {
+            "Count": count,
+            "ManifestUri": batch_uri,
+            "OutputUri": storage.join(out, "labeling"),
+            "LabelingJobName": layout.job_name(settings.job_name, config["RunId"], next_iteration, "label"),
+        }
+        if answered:
+            # Paid-for answers that the crash kept from being merged: merge them now, and let the
+            # loop carry on from the next step with nothing sent to humans twice.
+            state = merge_human_labels({"config": config, "state": state, "labeling": {"OutputManifestUri": answered}})
+            state["Iteration"] = next_iteration + 1
+    return state
 
 
 def _class_names(settings: JobSettings) -> list[str]:
@@ -187,6 +272,8 @@ def sample_for_humans(event: dict[str, Any]) -> dict[str, Any]:
     model) is drawn as validation; the rest trains the first model.
     """
     config, state = event["config"], event["state"]
+    if state["HumanBatch"]["Count"]:
+        return state  # a resumed run re-sends the batch its predecessor routed and nobody answered
     settings = JobSettings.parse(config["Settings"])
     want = _human_batch_limit(settings, state, state["Remaining"])
     rng = np.random.default_rng([settings.seed, state["Iteration"]])
@@ -592,6 +679,7 @@ def export_output(event: dict[str, Any]) -> dict[str, Any]:
         "FinalModelArtifacts": state.get("ModelArtifacts"),
     }
     storage.write_json(layout.summary_uri(out), summary)
+    locks.release(layout.lock_uri(out), event.get("ExecutionName"))
     if error:
         # The Fail state's cause: the failed step's error name and cause, and where the labels are.
         summary["Cause"] = f"{error.get('Error')}: {error.get('Cause')} (labels so far: {manifest_uri})"

@@ -176,6 +176,14 @@ class LineWriter:
             self.abort()
 
 
+def delete(uri: str) -> None:
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        _s3().delete_object(Bucket=bucket, Key=key)
+    else:
+        Path(uri).unlink(missing_ok=True)
+
+
 def list_objects(prefix: str) -> list[str]:
     """URIs of the objects under a prefix (a folder locally), sorted."""
     if is_s3(prefix):
