@@ -9,6 +9,7 @@ items' predictions) is held in memory.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Iterator
 
@@ -206,7 +207,7 @@ def _class_names(settings: JobSettings) -> list[str]:
 
 def _write_input_ledger(settings: JobSettings, class_names: list[str], ledger_uri: str) -> dict[str, int]:
     attribute = settings.label_attribute
-    seen: dict[str, int] = {}
+    seen: dict[int, int] = {}  # 8-byte digest of each item key -> its line: flat memory for a million lines
     total = rejected = labeled = lines = 0
     try:
         source_lines = storage.iter_lines(settings.manifest_uri)
@@ -216,9 +217,10 @@ def _write_input_ledger(settings: JobSettings, class_names: list[str], ledger_ur
                 try:
                     line = parse_line(text, number)
                     key = item_key(line)
-                    if key in seen:
-                        raise ManifestError(f"line {number}: duplicate of line {seen[key]} ({key[:80]})")
-                    seen[key] = number
+                    digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+                    if digest in seen:
+                        raise ManifestError(f"line {number}: duplicate of line {seen[digest]} ({key[:80]})")
+                    seen[digest] = number
                     label = _existing_label(line, attribute, class_names, number, settings.job_name)
                 except ManifestError as exc:
                     rejected += 1
@@ -377,7 +379,7 @@ def _assign_splits(settings: JobSettings, state: dict, answers: dict[int, Label]
     return {i: ledger.VALIDATION if k < n_val else ledger.TRAIN for k, i in enumerate(ordered)}
 
 
-def _rewrite_ledger(src: str, dst: str, new_labels: dict[int, Label], splits: dict[int, str] | None = None) -> int:
+def _rewrite_ledger(src: str, dst: str, new_labels: "dict[int, Label] | _AutoLabels", splits: dict[int, str] | None = None) -> int:
     """Stream the ledger into a new file with new labels applied; returns the unlabeled count."""
     remaining = 0
     with storage.LineWriter(dst) as writer:
@@ -522,13 +524,40 @@ def _expect_all(prefix: str, expected: int, got: int) -> None:
 
 
 def _predictions(prefix: str, n_classes: int, expected: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, probabilities) from a batch transform's output, checked complete."""
-    ids, probs = [], []
+    """(ids, probabilities) from a batch transform's output, checked complete.
+
+    Filled into preallocated arrays: a million items' predictions take 8 bytes a number, not
+    the hundreds a Python list of floats would.
+    """
+    ids = np.empty(expected, dtype=np.int64)
+    probs = np.empty((expected, n_classes), dtype=np.float64)
+    got = 0
     for item_id, prob, _ in _transform_results(prefix, n_classes):
-        ids.append(item_id)
-        probs.append(prob)
-    _expect_all(prefix, expected, len(ids))
-    return np.asarray(ids, dtype=np.int64), np.asarray(probs, dtype=float).reshape(len(ids), n_classes)
+        if got == expected:
+            raise AlgorithmOutputError(f"batch transform output under {prefix} has more predictions than its {expected} items")
+        ids[got] = item_id
+        probs[got] = prob
+        got += 1
+    _expect_all(prefix, expected, got)
+    return ids, probs
+
+
+class _AutoLabels:
+    """The auto-labels of one gate, looked up by item id without a million Label objects."""
+
+    def __init__(self, ids: np.ndarray, classes: np.ndarray, confidences: np.ndarray, make: Any):
+        self._index = {int(i): k for k, i in enumerate(ids)}
+        self._classes, self._confidences, self._make = classes, confidences, make
+
+    def __contains__(self, item_id: int) -> bool:
+        return item_id in self._index
+
+    def __getitem__(self, item_id: int) -> Label:
+        k = self._index[item_id]
+        return self._make(int(self._classes[k]), float(self._confidences[k]))
+
+    def __len__(self) -> int:
+        return len(self._index)
 
 
 def _confident(probs: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
@@ -553,10 +582,10 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
 
     now = creation_date()
     auto_job = layout.job_name(settings.job_name, config["RunId"], it, "auto")
-    auto = {
-        int(i): Label(int(c), float(s), False, auto_job, now, it, cal["Threshold"], cal["LowerBound"], cal["Support"])
-        for i, c, s in zip(ids[confident], pred[confident], conf[confident])
-    }
+    auto = _AutoLabels(
+        ids[confident], pred[confident], conf[confident],
+        lambda c, s: Label(c, s, False, auto_job, now, it, cal["Threshold"], cal["LowerBound"], cal["Support"]),
+    )
     # Adaptive validation: an item the model would now auto-label no longer resembles the pool
     # that is left, so it stops judging and starts training.
     retired: dict[int, str] = {}
@@ -583,8 +612,9 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         scores, want, n_random=n_random, predicted=pred[rest] if settings.class_balance else None, seed=settings.seed + it
     )
     random_role = ledger.VALIDATION if settings.validation_policy == "adaptive" else ledger.TRAIN
-    chosen = {int(ids[rest][k]): ledger.TRAIN for k in uncertain}
-    chosen.update({int(ids[rest][k]): random_role for k in random_pick})
+    rest_ids = ids[rest]
+    chosen = {int(rest_ids[k]): ledger.TRAIN for k in uncertain}
+    chosen.update({int(rest_ids[k]): random_role for k in random_pick})
     batch = _write_human_batch(config, it + 1, new_uri, chosen)
 
     stop = None
