@@ -156,3 +156,17 @@ def test_failed_training_job_fails_the_execution_with_the_job_description(tmp_pa
     assert sum(l.get("label-metadata", {}).get("human-annotated") == "yes" for l in lines) == 40
     summary = json.loads((tmp_path / "out" / "output" / "summary.json").read_text())
     assert summary["StopReason"] == "failed: States.TaskFailed"
+
+
+def test_pre_labeling_starts_from_a_given_model(full_run, digits, tmp_path):
+    result, _, truth, _ = full_run
+    model = result.summary["FinalModelArtifacts"]
+    pre, workforce, _ = run_loop(digits, tmp_path, InitialModelArtifacts=model, HumanBatchSize=300, MaxIterations=1)
+    assert pre.status == "SUCCEEDED", f"{pre.error}: {pre.cause}"
+    first = json.loads((tmp_path / "iterations" / "001" / "metrics.json").read_text())
+    assert first["TrainCount"] == 0  # iteration 1 judged the given model; nothing was trained
+    assert first["AutoLabeledThisIteration"] > 1000  # a good model labels most items at once
+    assert workforce.answered == 300  # humans labeled only the random validation sample
+    lines = read_output(pre)
+    ev = evaluate((json.dumps(l) for l in lines), "digit", truth)
+    assert ev.auto_accuracy >= 0.93
