@@ -10,6 +10,6 @@ from labelloop import steps
 def lambda_handler(event, context):
     state = steps.merge_human_labels(event)
     job_dimension(event["config"])
-    metrics.add_metric(name="HumanLabeled", unit=MetricUnit.Count, value=state["HumanLabeledThisIteration"])
+    metrics.add_metric(name="HumanLabeledThisIteration", unit=MetricUnit.Count, value=state["HumanLabeledThisIteration"])
     logger.info("human labels merged", extra={"merged": state["HumanLabeledThisIteration"], "remaining": state["Remaining"]})
     return state

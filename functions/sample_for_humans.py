@@ -1,6 +1,6 @@
 """SampleForHumans: the first human batch, a seeded random sample of the unlabeled items."""
 
-from observability import logger, metrics
+from observability import MetricUnit, job_dimension, logger, metrics
 
 from labelloop import steps
 
@@ -9,5 +9,7 @@ from labelloop import steps
 @logger.inject_lambda_context
 def lambda_handler(event, context):
     state = steps.sample_for_humans(event)
+    job_dimension(event["config"])
+    metrics.add_metric(name="NextHumanBatch", unit=MetricUnit.Count, value=state["HumanBatch"]["Count"])
     logger.info("first human batch", extra={"count": state["HumanBatch"]["Count"]})
     return state

@@ -122,11 +122,31 @@ class _Progress:
             )
 
 
-def run_local(args: argparse.Namespace) -> int:
+def _workforce(args: argparse.Namespace):
+    """The local workforce the labeling jobs go to, and the true labels if there are any."""
     from labelloop.datasets import load_truth
+
+    truth = load_truth(Path(args.truth)) if args.truth else None
+    if args.workforce == "simulated":
+        if truth is None:
+            raise ConfigurationError("--workforce simulated needs --truth (the true labels file)")
+        from labelloop.local.workforce import SimulatedWorkforce
+
+        return SimulatedWorkforce(truth, accuracy=args.annotator_accuracy, seed=args.seed), truth
+    from labelloop.local.worker_page import PeopleWorkforce
+
+    workforce = PeopleWorkforce(
+        port=args.port,
+        on_ready=lambda url: print(f"worker page (open it in a browser on this machine): {url}", flush=True),
+        on_job=lambda name, n, url: print(f"  {n} items waiting for people ({name})", flush=True),
+    )
+    return workforce, truth
+
+
+def run_local(args: argparse.Namespace) -> int:
     from labelloop.evaluation import evaluate
     from labelloop.local.engine import LocalEngine
-    from labelloop.local.workforce import SimulatedWorkforce
+    from labelloop.local.workforce import WorkforceError
 
     output = Path(args.output).resolve()
     if (output / "config" / "settings.json").exists():
@@ -134,49 +154,55 @@ def run_local(args: argparse.Namespace) -> int:
     output.mkdir(parents=True, exist_ok=True)
     try:
         execution_input = _execution_input(args, output)
-    except ConfigurationError as exc:
+        workforce, truth = _workforce(args)
+        if hasattr(workforce, "start"):
+            workforce.start()
+    except (ConfigurationError, WorkforceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not args.truth:
-        print("error: --workforce simulated needs --truth (the true labels file)", file=sys.stderr)
-        return 2
-    truth = load_truth(Path(args.truth))
-    workforce = SimulatedWorkforce(truth, accuracy=args.annotator_accuracy, seed=args.seed)
     progress = _Progress()
     engine = LocalEngine(output / "work", workforce, on_step=progress)
     name = f"{args.job_name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     print(f"labelloop: running {name} locally; artifacts in {output}")
-    result = engine.run(execution_input, name=name)
+    try:
+        result = engine.run(execution_input, name=name)
+    finally:
+        if hasattr(workforce, "close"):
+            workforce.close()
     (output / "work" / "execution-history.json").write_text(json.dumps(result.history, default=str, indent=1))
     if result.status != "SUCCEEDED":
         print(f"\nexecution {result.status}: {result.error}\n{result.cause}", file=sys.stderr)
         return 1
     summary = result.summary
     manifest = Path(summary["OutputManifestUri"])
-    with open(manifest) as lines:
-        ev = evaluate(lines, args.label_attribute, truth)
-    (output / "output" / "evaluation.json").write_text(json.dumps(ev.to_json(), indent=2))
     pct = lambda n: f"{100 * n / summary['Total']:.1f} %"  # noqa: E731
     fmt = lambda x: "n/a" if x is None else f"{100 * x:.2f} %"  # noqa: E731
-    print(
-        f"\nsummary ({result.seconds:.0f}s, {summary['Iterations']} iterations, stopped: {summary['StopReason']})\n"
-        f"  items:                 {summary['Total']} ({summary['Rejected']} rejected lines)\n"
-        f"  human labels used:     {summary['HumanLabeledByThisJob']} ({pct(summary['HumanLabeledByThisJob'])})"
-        f"  [workforce answered {workforce.answered}]\n"
-        f"  auto-labeled:          {summary['AutoLabeled']} ({pct(summary['AutoLabeled'])})\n"
-        f"  unlabeled:             {summary['Unlabeled']}\n"
-        f"  auto-label accuracy:   {fmt(ev.auto_accuracy)} against the true labels (target {fmt(args.target_accuracy)})\n"
-        f"  dataset accuracy:      {fmt(ev.dataset_accuracy)}\n"
-        f"  output manifest:       {manifest}\n"
-        f"  final model:           {summary['FinalModelArtifacts']}"
-    )
+    lines = [
+        f"\nsummary ({result.seconds:.0f}s, {summary['Iterations']} iterations, stopped: {summary['StopReason']})",
+        f"  items:                 {summary['Total']} ({summary['Rejected']} rejected lines)",
+        f"  human labels used:     {summary['HumanLabeledByThisJob']} ({pct(summary['HumanLabeledByThisJob'])}), "
+        f"${summary['HumanCost']:.2f}  [workforce answered {workforce.answered}]",
+        f"  auto-labeled:          {summary['AutoLabeled']} ({pct(summary['AutoLabeled'])})",
+        f"  unlabeled:             {summary['Unlabeled']}",
+    ]
+    if truth is not None:
+        with open(manifest) as f:
+            ev = evaluate(f, args.label_attribute, truth)
+        (output / "output" / "evaluation.json").write_text(json.dumps(ev.to_json(), indent=2))
+        lines += [
+            f"  auto-label accuracy:   {fmt(ev.auto_accuracy)} against the true labels (target {fmt(args.target_accuracy)})",
+            f"  dataset accuracy:      {fmt(ev.dataset_accuracy)}",
+        ]
+    lines += [
+        f"  output manifest:       {manifest}",
+        f"  final model:           {summary['FinalModelArtifacts']}",
+        f"  report:                labelloop report {output}",
+    ]
+    print("\n".join(lines))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.workforce != "simulated":
-        print(f"error: workforce {args.workforce!r} is not available", file=sys.stderr)
-        return 2
     return run_local(args)
 
 
@@ -255,9 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-iterations", type=int, default=50, help="stop after this many iterations")
     run.add_argument("--workers-per-object", type=int, default=1, help="annotators per item (answers consolidated by vote)")
     run.add_argument("--seed", type=int, default=0, help="seed for sampling, splits and training")
-    run.add_argument("--workforce", choices=["simulated"], default="simulated",
-                     help="who answers the human tasks: simulated annotators (need --truth)")
-    run.add_argument("--truth", help="true labels file (truth.jsonl from `labelloop prepare`) for simulated annotators")
+    run.add_argument("--workforce", choices=["simulated", "people"], default="simulated",
+                     help="who answers the human tasks: simulated annotators (need --truth), or people on a local worker page")
+    run.add_argument("--port", type=int, default=0, help="people: worker page port on 127.0.0.1 (0: any free port)")
+    run.add_argument("--truth",
+                     help="true labels file (truth.jsonl from `labelloop prepare`): answers for simulated annotators; "
+                     "with people, only used to score the result")
     run.add_argument("--annotator-accuracy", type=float, default=1.0,
                      help="chance a simulated annotator answers correctly")
     run.set_defaults(func=cmd_run)
@@ -285,6 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--human-batch-size", type=int, default=100)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
+
+    from labelloop.aws_cli import add_aws_commands
+    from labelloop.report import add_report_command
+
+    add_report_command(sub)
+    add_aws_commands(sub)
     return parser
 
 

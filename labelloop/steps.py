@@ -67,8 +67,12 @@ def bootstrap(event: dict[str, Any]) -> dict[str, Any]:
     execution_name = event.get("ExecutionName") or "local"
     class_names = _class_names(settings)
     algorithm = (deployment.get("Algorithms") or {}).get(settings.task_type)
-    if not algorithm:
-        raise ConfigurationError(f"this deployment has no algorithm for task type {settings.task_type!r}")
+    if not algorithm or not all(algorithm.get(k) for k in ("TrainingImage", "InferenceImage", "SourceDirUri")):
+        raise ConfigurationError(
+            f"this deployment has no algorithm for task type {settings.task_type!r} "
+            "(deploy with the parameters `labelloop prepare-deploy` prints)"
+        )
+    _check_within_deployment(settings, deployment)
     region = deployment.get("Region", "us-east-1")
     pre_lambda, acs_lambda = built_in_lambda_arns(region, settings.task_type)
 
@@ -120,6 +124,23 @@ def bootstrap(event: dict[str, Any]) -> dict[str, Any]:
         "Resumed": False,
     }
     return {"config": config, "state": state}
+
+
+def _check_within_deployment(settings: JobSettings, deployment: dict[str, Any]) -> None:
+    """On AWS the roles only reach the stack's bucket and job-name prefix: say so before any job starts."""
+    prefix, bucket = deployment.get("JobNamePrefix"), deployment.get("DataBucket")
+    if prefix and not settings.job_name.lower().startswith(prefix.lower()):
+        raise ConfigurationError(f"JobName {settings.job_name!r} must start with this stack's job-name prefix {prefix!r}")
+    if bucket:
+        uris = {
+            "ManifestUri": settings.manifest_uri,
+            "OutputUri": settings.output_uri,
+            "LabelCategoryConfigUri": settings.label_category_config_uri,
+            "InitialModelArtifacts": settings.initial_model_artifacts,
+        }
+        for name, uri in uris.items():
+            if uri and not uri.startswith(f"s3://{bucket}/"):
+                raise ConfigurationError(f"{name} {uri!r} is outside this stack's data bucket s3://{bucket}/")
 
 
 def _check_same_job(previous: dict, settings: JobSettings, class_names: list[str]) -> None:
@@ -301,8 +322,14 @@ def _human_batch_limit(settings: JobSettings, state: dict[str, Any], candidates:
     return max(0, min(settings.human_batch_size, left, candidates))
 
 
-def _write_human_batch(config: dict, iteration: int, ledger_uri: str, chosen: dict[int, str]) -> dict[str, Any]:
+GUESS_KEY = "labelloop-guess"  # the model's guess, shown to people on the local worker page
+
+
+def _write_human_batch(
+    config: dict, iteration: int, ledger_uri: str, chosen: dict[int, str], guesses: dict[int, dict] | None = None
+) -> dict[str, Any]:
     """Write the labeling job's input manifest for the chosen items ({id: role})."""
+    guesses = guesses or {}
     if not chosen:
         return {"Count": 0}
     settings = config["Settings"]
@@ -311,7 +338,10 @@ def _write_human_batch(config: dict, iteration: int, ledger_uri: str, chosen: di
     with storage.LineWriter(batch_uri) as writer:
         for record in storage.iter_json_lines(ledger_uri):
             if record["id"] in chosen:
-                writer.write({**ledger.job_line(record), ROLE_KEY: chosen[record["id"]]})
+                line = {**ledger.job_line(record), ROLE_KEY: chosen[record["id"]]}
+                if record["id"] in guesses:
+                    line[GUESS_KEY] = guesses[record["id"]]
+                writer.write(line)
     return {
         "Count": writer.count,
         "ManifestUri": batch_uri,
@@ -612,10 +642,14 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         scores, want, n_random=n_random, predicted=pred[rest] if settings.class_balance else None, seed=settings.seed + it
     )
     random_role = ledger.VALIDATION if settings.validation_policy == "adaptive" else ledger.TRAIN
-    rest_ids = ids[rest]
+    rest_ids, rest_pred, rest_conf = ids[rest], pred[rest], conf[rest]
     chosen = {int(rest_ids[k]): ledger.TRAIN for k in uncertain}
     chosen.update({int(rest_ids[k]): random_role for k in random_pick})
-    batch = _write_human_batch(config, it + 1, new_uri, chosen)
+    guesses = {
+        int(rest_ids[k]): {"class": int(rest_pred[k]), "confidence": round(float(rest_conf[k]), 4)}
+        for k in np.concatenate([uncertain, random_pick])
+    }
+    batch = _write_human_batch(config, it + 1, new_uri, chosen, guesses)
 
     stop = None
     if remaining == 0:

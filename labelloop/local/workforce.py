@@ -10,6 +10,7 @@ for classification. It writes Ground Truth's output layout:
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -59,7 +60,8 @@ class SimulatedWorkforce:
         started = datetime.now(timezone.utc)
         labeled = failed = 0
         responses = []
-        with open(out_path, "w", encoding="utf-8") as out:
+        partial = out_path.with_name(f".{out_path.name}.partial")  # a crash never leaves half a manifest
+        with open(partial, "w", encoding="utf-8") as out:
             for text in manifest.read_text(encoding="utf-8").splitlines():
                 if not text.strip():
                     continue
@@ -67,50 +69,25 @@ class SimulatedWorkforce:
                 true = self.truth.get(item_key(line))
                 if true is None or true not in index:
                     failed += 1
-                    line[f"{attribute}-metadata"] = {
-                        "failure-reason": "ClientError: no annotator could label this object",
-                        "job-name": f"labeling-job/{name}", "type": TASK_TYPES[task],
-                    }
+                    line[f"{attribute}-metadata"] = failure_metadata(
+                        "ClientError: no annotator could label this object", name, task
+                    )
                     out.write(json.dumps(line) + "\n")
                     continue
                 votes = [self._answer(index[true], len(classes), rng) for _ in range(workers)]
-                winner, count = _majority(votes, rng)
+                winner, confidence = consolidate(votes, workers, rng)
                 responses.append({"key": item_key(line), "answers": votes})
                 line[attribute] = winner
-                line[f"{attribute}-metadata"] = {
-                    "class-name": classes[winner],
-                    "confidence": round(count / workers * 0.95 + 0.04, 2) if workers > 1 else 0.95,
-                    "type": TASK_TYPES[task],
-                    "job-name": f"labeling-job/{name}",
-                    "human-annotated": "yes",
-                    "creation-date": creation_date(),
-                }
+                line[f"{attribute}-metadata"] = human_label_metadata(classes[winner], confidence, name, task)
                 out.write(json.dumps(line) + "\n")
                 labeled += 1
+        os.replace(partial, out_path)
         answers = job_root / "annotations" / "worker-response" / "responses.jsonl"
         answers.parent.mkdir(parents=True, exist_ok=True)
         answers.write_text("".join(json.dumps(r) + "\n" for r in responses))
         with self._lock:
             self.answered += labeled
-        describe = {
-            "LabelingJobName": name,
-            "LabelingJobArn": f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:labeling-job/{name.lower()}",
-            "LabelingJobStatus": "Completed",
-            "LabelAttributeName": attribute,
-            "LabelCounters": {
-                "TotalLabeled": labeled,
-                "HumanLabeled": labeled,
-                "MachineLabeled": 0,
-                "FailedNonRetryableError": failed,
-                "Unlabeled": 0,
-            },
-            "CreationTime": started.isoformat(),
-            "LastModifiedTime": datetime.now(timezone.utc).isoformat(),
-            "LabelingJobOutput": {"OutputDatasetS3Uri": str(out_path)},
-            "InputConfig": params["InputConfig"],
-            "OutputConfig": params["OutputConfig"],
-            "HumanTaskConfig": params["HumanTaskConfig"],
-        }
+        describe = describe_labeling_job(params, labeled=labeled, failed=failed, started=started, output=out_path)
         with self._lock:
             self.jobs.append(describe)
         return describe
@@ -120,6 +97,59 @@ class SimulatedWorkforce:
             return true
         wrong = int(rng.integers(n_classes - 1))
         return wrong + (wrong >= true)
+
+
+# Shared by every local workforce (simulated annotators, people on the local worker page), so
+# their output manifests are alike line for line.
+
+
+def consolidate(votes: list[int], workers: int, rng: np.random.Generator) -> tuple[int, float]:
+    """(class index, confidence) for one item's answers: majority vote, ties broken by `rng`."""
+    winner, count = _majority(votes, rng)
+    return winner, (round(count / workers * 0.95 + 0.04, 2) if workers > 1 else 0.95)
+
+
+def human_label_metadata(class_name: str, confidence: float, job_name: str, task: str) -> dict[str, Any]:
+    """The `<attribute>-metadata` Ground Truth writes beside a consolidated human label."""
+    return {
+        "class-name": class_name,
+        "confidence": confidence,
+        "type": TASK_TYPES[task],
+        "job-name": f"labeling-job/{job_name}",
+        "human-annotated": "yes",
+        "creation-date": creation_date(),
+    }
+
+
+def failure_metadata(reason: str, job_name: str, task: str) -> dict[str, Any]:
+    """The `<attribute>-metadata` Ground Truth writes for an object it could not label."""
+    return {"failure-reason": reason, "job-name": f"labeling-job/{job_name}", "type": TASK_TYPES[task]}
+
+
+def describe_labeling_job(
+    params: dict[str, Any], *, labeled: int, failed: int, started: datetime, output: Path
+) -> dict[str, Any]:
+    """DescribeLabelingJob's answer for a completed local labeling job."""
+    name = params["LabelingJobName"]
+    return {
+        "LabelingJobName": name,
+        "LabelingJobArn": f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:labeling-job/{name.lower()}",
+        "LabelingJobStatus": "Completed",
+        "LabelAttributeName": params["LabelAttributeName"],
+        "LabelCounters": {
+            "TotalLabeled": labeled,
+            "HumanLabeled": labeled,
+            "MachineLabeled": 0,
+            "FailedNonRetryableError": failed,
+            "Unlabeled": 0,
+        },
+        "CreationTime": started.isoformat(),
+        "LastModifiedTime": datetime.now(timezone.utc).isoformat(),
+        "LabelingJobOutput": {"OutputDatasetS3Uri": str(output)},
+        "InputConfig": params["InputConfig"],
+        "OutputConfig": params["OutputConfig"],
+        "HumanTaskConfig": params["HumanTaskConfig"],
+    }
 
 
 def _majority(votes: list[int], rng: np.random.Generator) -> tuple[int, int]:

@@ -1,0 +1,519 @@
+"""The local worker page over plain HTTP: answers, leases, several workers, the journal, bad requests.
+
+Each test serves a small synthesized batch with `PeopleWorkforce` on a random loopback port and
+talks to it over HTTP (http.client), as the page's script does.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labelloop.local.worker_page import PeopleWorkforce
+from labelloop.local.workforce import SimulatedWorkforce, WorkforceError, consolidate
+from labelloop.manifest import item_key
+
+CLASSES = ["cat", "dog", "bird"]
+
+
+def make_params(folder: Path, lines: list[dict], workers: int = 1, name: str = "pets-abc-001-label", **task) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "labels.json").write_text(
+        json.dumps({"document-version": "2018-11-28", "labels": [{"label": c} for c in CLASSES]})
+    )
+    manifest = folder / f"{name}.manifest"
+    manifest.write_text("".join(json.dumps({"labelloop-id": 10 + i, **line}) + "\n" for i, line in enumerate(lines)))
+    return {
+        "LabelingJobName": name,
+        "LabelAttributeName": "animal",
+        "InputConfig": {"DataSource": {"S3DataSource": {"ManifestS3Uri": str(manifest)}}},
+        "OutputConfig": {"S3OutputPath": str(folder / "labeling")},
+        "LabelCategoryConfigS3Uri": str(folder / "labels.json"),
+        "HumanTaskConfig": {
+            "NumberOfHumanWorkersPerDataObject": workers,
+            "TaskTimeLimitInSeconds": 300,
+            "PreHumanTaskLambdaArn": "arn:aws:lambda:us-east-1:432418664414:function:PRE-TextMultiClass",
+            **task,
+        },
+    }
+
+
+def texts(n: int) -> list[dict]:
+    return [{"source": f"text number {i}"} for i in range(n)]
+
+
+class Job:
+    """A labeling job running in a thread, and an HTTP client for its page."""
+
+    def __init__(self, workforce: PeopleWorkforce, params: dict):
+        self.workforce, self.params = workforce, params
+        self.box: dict = {}
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (workforce._server is None or workforce._current() is None):
+            if "error" in self.box:
+                raise self.box["error"]
+            time.sleep(0.01)
+        self.port = workforce._server.server_address[1]
+        self.token = workforce.token
+
+    def _run(self) -> None:
+        try:
+            self.box["describe"] = self.workforce.run_labeling_job(self.params)
+        except BaseException as exc:
+            self.box["error"] = exc
+
+    @property
+    def name(self) -> str:
+        return self.params["LabelingJobName"]
+
+    @property
+    def root(self) -> Path:
+        return Path(self.params["OutputConfig"]["S3OutputPath"]) / self.name
+
+    @property
+    def journal(self) -> Path:
+        return self.root / "annotations" / "worker-response" / "answers.jsonl"
+
+    def journal_bytes(self) -> bytes:
+        return self.journal.read_bytes() if self.journal.exists() else b""
+
+    def request(self, method: str, path: str, body=None, *, worker: str | None = "alice", token: str | None = "",
+                headers: dict | None = None, raw: bytes | None = None) -> tuple[int, dict | bytes, dict]:
+        token = self.token if token == "" else token
+        query = []
+        if worker is not None:
+            query.append(f"worker={worker}")
+        sep = "&" if "?" in path else "?"
+        url = path + (sep + "&".join(query) if query else "")
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        if token is not None:
+            all_headers["X-Labelloop-Token"] = token
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request(method, url, body=data, headers=all_headers)
+            response = conn.getresponse()
+            payload = response.read()
+            kind = response.getheader("Content-Type", "")
+            parsed = json.loads(payload) if kind.startswith("application/json") else payload
+            return response.status, parsed, dict(response.getheaders())
+        finally:
+            conn.close()
+
+    def next(self, worker: str = "alice") -> dict:
+        status, data, _ = self.request("POST", "/api/next", {}, worker=worker)
+        assert status == 200, data
+        return data
+
+    def answer(self, item: int, label: int, worker: str = "alice", answer_id: str | None = None, job: str | None = None):
+        body = {"job": job or self.name, "item": item, "label": label}
+        if answer_id:
+            body["answer_id"] = answer_id
+        return self.request("POST", "/api/answer", body, worker=worker)
+
+    def answer_next(self, label: int, worker: str = "alice") -> int:
+        data = self.next(worker)
+        assert data["state"] == "item", data
+        status, body, _ = self.answer(data["item"]["index"], label, worker)
+        assert status == 200, body
+        return data["item"]["index"]
+
+    def result(self, timeout: float = 10) -> dict:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the labeling job is still waiting"
+        if "error" in self.box:
+            raise self.box["error"]
+        return self.box["describe"]
+
+    def output(self) -> list[dict]:
+        path = self.root / "manifests" / "output" / "output.manifest"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def workforce():
+    wf = PeopleWorkforce(port=0)
+    yield wf
+    wf.close()
+
+
+# ---------------------------------------------------------------- the happy path
+
+
+def test_a_batch_answered_on_the_page_writes_ground_truths_output_like_the_simulated_workforce(tmp_path, workforce):
+    urls: list[str] = []
+    workforce.on_ready = urls.append
+    params = make_params(tmp_path / "people", texts(3))
+    job = Job(workforce, params)
+    assert urls == [workforce.url] and urls[0].startswith(f"http://127.0.0.1:{job.port}/?token=")
+    labels = {}
+    for label in (2, 0, 1):
+        labels[job.answer_next(label)] = label
+    describe = job.result()
+    assert describe["LabelingJobStatus"] == "Completed"
+    assert describe["LabelCounters"]["HumanLabeled"] == 3 and describe["LabelCounters"]["FailedNonRetryableError"] == 0
+    assert workforce.answered == 3 and workforce.jobs == [describe]
+    out = job.output()
+    assert [line["labelloop-id"] for line in out] == [10, 11, 12]
+    assert [line["animal"] for line in out] == [labels[0], labels[1], labels[2]]
+
+    # The simulated workforce, answering the same, writes the same lines (but the creation date).
+    truth = {item_key(line): CLASSES[line["animal"]] for line in out}
+    simulated_params = make_params(tmp_path / "simulated", texts(3))
+    simulated = SimulatedWorkforce(truth).run_labeling_job(simulated_params)
+    sim_out = [json.loads(line) for line in Path(simulated["LabelingJobOutput"]["OutputDatasetS3Uri"]).read_text().splitlines()]
+    strip = lambda line: {**line, "animal-metadata": {k: v for k, v in line["animal-metadata"].items() if k != "creation-date"}}  # noqa: E731
+    assert [strip(line) for line in out] == [strip(line) for line in sim_out]
+    assert set(describe) == set(simulated)
+    assert out[0]["animal-metadata"]["human-annotated"] == "yes"
+    assert out[0]["animal-metadata"]["job-name"] == f"labeling-job/{job.name}"
+
+
+def test_the_page_is_served_with_the_token_and_sets_a_worker_cookie(tmp_path, workforce):
+    job = Job(workforce, make_params(tmp_path, texts(1)))
+    status, body, headers = job.request("GET", f"/?token={job.token}", worker=None, token=None)
+    assert status == 200 and b"labelloop" in body
+    assert "labelloop-worker=w-" in headers["Set-Cookie"] and "HttpOnly" in headers["Set-Cookie"]
+    assert "script-src 'nonce-" in headers["Content-Security-Policy"]
+    cookie = headers["Set-Cookie"].split(";")[0]
+    status, data, _ = job.request("POST", "/api/next", {}, worker=None, headers={"Cookie": cookie})
+    assert status == 200 and data["worker"] == cookie.split("=")[1]
+
+
+def test_the_models_guess_is_passed_on_when_valid_and_dropped_when_not(tmp_path, workforce):
+    lines = [
+        {"source": "a", "labelloop-guess": {"class": 1, "confidence": 0.87}},
+        {"source": "b"},
+        {"source": "c", "labelloop-guess": {"class": 7, "confidence": 0.5}},
+        {"source": "d", "labelloop-guess": {"class": 2, "confidence": "high"}},
+    ]
+    job = Job(workforce, make_params(tmp_path, lines))
+    guesses = []
+    for _ in lines:
+        data = job.next()
+        guesses.append(data["item"]["guess"])
+        job.answer(data["item"]["index"], 0)
+    assert guesses == [{"class": 1, "name": "dog", "confidence": 0.87}, None, None,
+                       {"class": 2, "name": "bird", "confidence": None}]
+    job.result()
+    assert job.output()[0]["labelloop-guess"] == {"class": 1, "confidence": 0.87}, "input lines are kept as they are"
+
+
+def test_images_are_served_only_for_items_of_the_batch(tmp_path, workforce):
+    from PIL import Image
+
+    img = tmp_path / "one.png"
+    Image.new("L", (8, 8), 200).save(img)
+    job = Job(workforce, make_params(tmp_path, [{"source-ref": str(img)}, {"source": "text"}]))
+    item = job.next()["item"]
+    assert item["kind"] == "image" and item["source_ref"] == str(img)
+    status, body, headers = job.request("GET", item["image_url"], worker=None)
+    assert status == 200 and headers["Content-Type"] == "image/png" and body == img.read_bytes()
+    for query in (f"job={job.name}&item=1", f"job={job.name}&item=2", f"job={job.name}&item=../../etc/passwd",
+                  "job=other&item=0"):
+        status, data, _ = job.request("GET", f"/api/image?{query}&token={job.token}")
+        assert status == 404 and data["error"], query
+
+
+# ---------------------------------------------------------------- bad requests change nothing
+
+
+def bad_requests(job: Job) -> list[tuple[str, dict, int]]:
+    answer = lambda **kw: {"job": job.name, "item": 0, "label": 1, **kw}  # noqa: E731
+    return [
+        ("no token", dict(method="POST", path="/api/answer", body=answer(), token=None), 401),
+        ("wrong token", dict(method="POST", path="/api/answer", body=answer(), token="not-the-token-at-all"), 403),
+        ("token in the query, wrong", dict(method="GET", path="/?token=nope-nope-nope-nope", token=None, worker=None), 403),
+        ("unknown item", dict(method="POST", path="/api/answer", body=answer(item=99)), 404),
+        ("item not a number", dict(method="POST", path="/api/answer", body=answer(item="0")), 404),
+        ("unknown job", dict(method="POST", path="/api/answer", body=answer(job="nope")), 404),
+        ("label outside the categories", dict(method="POST", path="/api/answer", body=answer(label=3)), 400),
+        ("negative label", dict(method="POST", path="/api/answer", body=answer(label=-1)), 400),
+        ("label by name", dict(method="POST", path="/api/answer", body=answer(label="dog")), 400),
+        ("label true", dict(method="POST", path="/api/answer", body=answer(label=True)), 400),
+        ("replayed answer", dict(method="POST", path="/api/answer", body=answer(answer_id="first-answer")), 409),
+        ("second answer by the same worker", dict(method="POST", path="/api/answer", body=answer(label=2)), 409),
+        ("item leased to another worker", dict(method="POST", path="/api/answer", body=answer(item=1)), 409),
+        ("bad answer id", dict(method="POST", path="/api/answer", body=answer(item=1, answer_id="a b")), 400),
+        ("not JSON", dict(method="POST", path="/api/answer", raw=b"{label: 1"), 400),
+        ("JSON but not an object", dict(method="POST", path="/api/answer", raw=b"[1, 2]"), 400),
+        ("no worker", dict(method="POST", path="/api/answer", body=answer(item=1), worker=None), 400),
+        ("bad worker name", dict(method="POST", path="/api/answer", body=answer(item=1), worker="%3Cscript%3E"), 400),
+        ("GET on a POST route", dict(method="GET", path="/api/answer"), 405),
+        ("unknown path", dict(method="GET", path="/etc/passwd"), 404),
+        ("skip an item not assigned", dict(method="POST", path="/api/skip", body={"job": job.name, "item": 1}), 409),
+        ("wrong Host header", dict(method="POST", path="/api/next", body={}, headers={"Host": "evil.example:80"}), 403),
+        ("body too large", dict(method="POST", path="/api/answer", raw=b" " * (70 * 1024)), 413),
+    ]
+
+
+def test_bad_requests_get_a_clear_4xx_and_change_nothing(tmp_path, workforce):
+    job = Job(workforce, make_params(tmp_path, texts(3)))
+    first = job.next("alice")["item"]["index"]
+    assert first == 0
+    assert job.next("bob")["item"]["index"] == 1  # bob holds item 1 now
+    status, body, _ = job.answer(0, 1, answer_id="first-answer")
+    assert status == 200, body
+    assert job.next("alice")["item"]["index"] == 2  # item 1 is bob's
+    before_journal, before = job.journal_bytes(), job.next("carol")
+    for what, kwargs, expected in bad_requests(job):
+        status, data, _ = job.request(**kwargs)
+        assert status == expected, f"{what}: {status} {data}"
+        assert isinstance(data, dict) and data["error"] and data["status"] == expected, what
+        assert job.journal_bytes() == before_journal, f"{what} changed the journal"
+    after = job.next("carol")
+    assert after["progress"] == before["progress"] and after["progress"]["done"] == 1
+    workforce.close()
+    with pytest.raises(WorkforceError, match="closed"):
+        job.result()
+
+
+def test_an_answer_for_a_finished_batch_is_refused(tmp_path, workforce):
+    job = Job(workforce, make_params(tmp_path, texts(1)))
+    job.answer_next(0)
+    job.result()
+    status, data, _ = job.answer(0, 1)
+    assert status == 409 and "complete" in data["error"]
+    status, data, _ = job.request("POST", "/api/undo", {"job": job.name})
+    assert status == 409
+    assert job.next()["state"] == "idle"
+
+
+# ---------------------------------------------------------------- several workers
+
+
+def test_two_workers_share_a_batch_without_labeling_an_item_twice(tmp_path, workforce):
+    job = Job(workforce, make_params(tmp_path, texts(6)))
+    a, b = job.next("alice")["item"]["index"], job.next("bob")["item"]["index"]
+    assert a != b
+    assert job.next("alice")["item"]["index"] == a, "asking again returns the item one holds"
+    status, data, _ = job.answer(a, 0, worker="bob")
+    assert status == 409 and "another worker" in data["error"]
+    done = {"alice": [], "bob": []}
+    turn = ["alice", "bob"]
+    while True:
+        worker = turn[len(done["alice"]) + len(done["bob"]) & 1]
+        data = job.next(worker)
+        if data["state"] != "item":
+            other = turn[(turn.index(worker) + 1) % 2]
+            data = job.next(other)
+            if data["state"] != "item":
+                break
+            worker = other
+        status, body, _ = job.answer(data["item"]["index"], 1, worker)
+        assert status == 200, body
+        done[worker].append(data["item"]["index"])
+    job.result()
+    assert sorted(done["alice"] + done["bob"]) == list(range(6))
+    assert done["alice"] and done["bob"]
+    events = [json.loads(line) for line in job.journal.read_text().splitlines()]
+    assert len(events) == 6 and len({e["item"] for e in events}) == 6
+
+
+def test_several_workers_per_object_vote_like_the_simulated_workforce(tmp_path, workforce):
+    job = Job(workforce, make_params(tmp_path, texts(3), workers=2))
+    # Both workers can hold the same item: each item needs two different answers.
+    assert job.next("alice")["item"]["index"] == job.next("bob")["item"]["index"] == 0
+    assert job.next("carol")["item"]["index"] == 1, "both answer slots of item 0 are leased"
+    votes = {0: {"alice": 1, "bob": 1}, 1: {"carol": 2, "alice": 0}, 2: {"bob": 2, "carol": 2}}
+    status, body, _ = job.answer(0, 1, "alice")
+    assert status == 200 and body["complete"] is False
+    status, body, _ = job.answer(0, 2, "alice")
+    assert status == 409, "the same worker cannot answer an item twice"
+    for item, answers in votes.items():
+        for worker, label in answers.items():
+            if (item, worker) == (0, "alice"):
+                continue
+            job.next(worker)
+            status, body, _ = job.answer(item, label, worker)
+            assert status == 200, (item, worker, body)
+    describe = job.result()
+    assert describe["LabelCounters"]["HumanLabeled"] == 3
+    out = job.output()
+    rng = np.random.default_rng([0, sum(job.name.encode())])
+    expected = [consolidate(list(votes[i].values()), 2, rng) for i in range(3)]
+    assert [(line["animal"], line["animal-metadata"]["confidence"]) for line in out] == expected
+    assert expected[0] == (1, 0.99) and expected[2] == (2, 0.99) and expected[1][1] == 0.52
+    responses = [json.loads(line) for line in (job.root / "annotations" / "worker-response" / "responses.jsonl").read_text().splitlines()]
+    assert [sorted(r["workers"]) for r in responses] == [["alice", "bob"], ["alice", "carol"], ["bob", "carol"]]
+
+
+def test_an_expired_lease_lets_another_worker_take_the_item(tmp_path):
+    with PeopleWorkforce(port=0, lease_seconds=0.3) as workforce:
+        job = Job(workforce, make_params(tmp_path, texts(1)))
+        assert job.next("alice")["item"]["index"] == 0
+        assert job.next("bob")["state"] == "waiting"
+        time.sleep(0.4)
+        assert job.next("bob")["item"]["index"] == 0
+        status, data, _ = job.answer(0, 1, "alice")
+        assert status == 409, "alice's lease went to bob"
+        assert job.answer(0, 2, "bob")[0] == 200
+        job.result()
+
+
+# ---------------------------------------------------------------- skip and undo
+
+
+def test_skip_puts_the_item_last_for_that_worker(tmp_path, workforce):
+    job = Job(workforce, make_params(tmp_path, texts(3)))
+    assert job.next()["item"]["index"] == 0
+    status, _, _ = job.request("POST", "/api/skip", {"job": job.name, "item": 0})
+    assert status == 200
+    order = [job.answer_next(1) for _ in range(2)]
+    assert order == [1, 2]
+    data = job.next()
+    assert data["item"]["index"] == 0 and data["item"]["skipped_before"] is True
+    job.answer(0, 2)
+    job.result()
+
+
+def test_undo_takes_back_the_last_answer_and_brings_its_item_back(tmp_path, workforce):
+    job = Job(workforce, make_params(tmp_path, texts(3)))
+    status, data, _ = job.request("POST", "/api/undo", {"job": job.name})
+    assert status == 409 and "no answer to undo" in data["error"]
+    job.answer_next(1)
+    job.answer_next(1)
+    assert job.next()["item"]["index"] == 2
+    status, data, _ = job.request("POST", "/api/undo", {"job": job.name})
+    assert status == 200 and data["item"] == 1 and data["progress"]["done"] == 1
+    nxt = job.next()
+    assert nxt["item"]["index"] == 1 and nxt["can_undo"] is True
+    status, data, _ = job.request("POST", "/api/undo", {"job": job.name}, worker="bob")
+    assert status == 409, "bob has nothing to undo; alice's answers are hers"
+    job.answer(1, 2)
+    job.answer_next(0)
+    job.result()
+    assert [line["animal"] for line in job.output()] == [1, 2, 0]
+    events = [json.loads(line) for line in job.journal.read_text().splitlines()]
+    assert [e["event"] for e in events] == ["answer", "answer", "undo", "answer", "answer"]
+
+
+# ---------------------------------------------------------------- durability
+
+
+def test_a_restarted_process_continues_from_the_journal(tmp_path):
+    params = make_params(tmp_path, texts(4))
+    with PeopleWorkforce(port=0) as first:
+        job = Job(first, params)
+        job.answer_next(2)
+        job.answer_next(1)
+        job.request("POST", "/api/undo", {"job": job.name})
+        job.answer(1, 0)
+        first.close()
+        with pytest.raises(WorkforceError):
+            job.result()
+    assert not (job.root / "manifests" / "output" / "output.manifest").exists()
+    with open(job.journal, "ab") as handle:  # a crash in the middle of writing a line
+        handle.write(b'{"event":"answer","job":"' + job.name.encode() + b'","ite')
+    with PeopleWorkforce(port=0) as second:
+        again = Job(second, params)
+        data = again.next("alice")
+        assert data["progress"]["done"] == 2 and data["can_undo"] is True
+        assert data["item"]["index"] == 2
+        again.answer(2, 1)
+        again.answer_next(2, worker="bob")
+        again.result()
+    assert [line["animal"] for line in again.output()] == [2, 0, 1, 2]
+    lines = job.journal.read_bytes().splitlines()
+    assert all(json.loads(line) for line in lines if not line.endswith(b'"ite')), "appends after the torn line stay whole"
+
+
+def test_a_journal_that_already_completes_the_batch_finishes_at_once(tmp_path):
+    params = make_params(tmp_path, texts(2))
+    with PeopleWorkforce(port=0) as first:
+        job = Job(first, params)
+        job.answer_next(0)
+        job.answer_next(1)
+        job.result()
+    (job.root / "manifests" / "output" / "output.manifest").unlink()
+    with PeopleWorkforce(port=0) as second:
+        describe = second.run_labeling_job(params)
+    assert describe["LabelCounters"]["HumanLabeled"] == 2 and second.answered == 2
+    assert [line["animal"] for line in job.output()] == [0, 1]
+
+
+def test_unanswered_items_fail_when_the_task_lifetime_ends(tmp_path):
+    with PeopleWorkforce(port=0) as workforce:
+        job = Job(workforce, make_params(tmp_path, texts(2), TaskAvailabilityLifetimeInSeconds=1))
+        job.answer_next(1)
+        describe = job.result(timeout=5)
+    assert describe["LabelCounters"] == {"TotalLabeled": 1, "HumanLabeled": 1, "MachineLabeled": 0,
+                                         "FailedNonRetryableError": 1, "Unlabeled": 0}
+    out = job.output()
+    assert out[0]["animal"] == 1 and "animal" not in out[1]
+    assert "failure-reason" in out[1]["animal-metadata"]
+
+
+def test_one_server_serves_batch_after_batch(tmp_path):
+    urls = []
+    with PeopleWorkforce(port=0, on_ready=urls.append) as workforce:
+        first = Job(workforce, make_params(tmp_path, texts(1), name="pets-abc-001-label"))
+        first.answer_next(0)
+        first.result()
+        second = Job(workforce, make_params(tmp_path, texts(1), name="pets-abc-002-label"))
+        assert second.port == first.port
+        data = second.next()
+        assert data["job"] == "pets-abc-002-label"
+        status, body, _ = second.answer(0, 1, job="pets-abc-001-label")
+        assert status == 409, "an answer for the earlier batch"
+        second.answer(0, 1)
+        second.result()
+    assert len(urls) == 1 and workforce.answered == 2
+
+
+def test_only_the_loopback_interface(tmp_path):
+    with pytest.raises(ValueError, match="loopback"):
+        PeopleWorkforce(host="0.0.0.0")
+    with pytest.raises(ValueError, match="loopback"):
+        PeopleWorkforce(host="192.168.1.10")
+    with pytest.raises(ValueError, match="token"):
+        PeopleWorkforce(token="short")
+    with PeopleWorkforce(port=0, token="a-fixed-token-for-bookmarks") as workforce:
+        assert workforce.start().endswith("/?token=a-fixed-token-for-bookmarks")
+        assert workforce._server.server_address[0] == "127.0.0.1"
+
+
+def test_a_resumed_run_asking_again_under_a_new_job_name_keeps_the_answers_given(tmp_path):
+    # The process died while people were labeling job run-1's batch; the resumed run asks for the
+    # same items (and one more) as a new job, in the same output location.
+    crashed = make_params(tmp_path, texts(3), name="pets-aaaa1111-001-label")
+    with PeopleWorkforce(port=0) as first:
+        job = Job(first, crashed)
+        job.answer_next(2)
+        job.answer_next(1)
+        job.request("POST", "/api/undo", {"job": job.name})
+        first.close()
+        with pytest.raises(WorkforceError):
+            job.result()
+    resumed = make_params(tmp_path, texts(4), name="pets-bbbb2222-001-label")
+    with PeopleWorkforce(port=0) as second:
+        again = Job(second, resumed)
+        data = again.next()
+        assert data["progress"]["done"] == 1, "the answer kept, not the one undone"
+        assert data["item"]["index"] == 1
+        for _ in range(3):
+            again.answer_next(0)
+        again.result()
+    assert [line["animal"] for line in again.output()] == [2, 0, 0, 0]
+    events = [json.loads(line) for line in again.journal.read_text().splitlines()]
+    assert events[0]["carried-from"] == "pets-aaaa1111-001-label" and events[0]["job"] == again.name
+    # A finished job's answers are its own: they are not carried into another batch.
+    with PeopleWorkforce(port=0) as third:
+        other = Job(third, make_params(tmp_path, texts(4), name="pets-cccc3333-001-label"))
+        assert other.next()["progress"]["done"] == 1, "only the unfinished job's answer carries"
+
+
+def test_a_port_in_use_is_a_clear_error():
+    with PeopleWorkforce(port=0) as first:
+        first.start()
+        taken = first._server.server_address[1]
+        with pytest.raises(WorkforceError, match=f"cannot serve the worker page on 127.0.0.1:{taken}"):
+            PeopleWorkforce(port=taken).start()
