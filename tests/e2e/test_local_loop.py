@@ -128,7 +128,7 @@ def test_failed_training_job_fails_the_execution_with_the_job_description(tmp_pa
     # "Images" that are not images: the training job fails, as it would on SageMaker.
     (tmp_path / "img").mkdir()
     lines, truth = [], {}
-    for i in range(40):
+    for i in range(80):
         path = tmp_path / "img" / f"{i}.png"
         path.write_text("not a png")
         lines.append(json.dumps({"source-ref": str(path)}))
@@ -152,7 +152,7 @@ def test_failed_training_job_fails_the_execution_with_the_job_description(tmp_pa
     # The labels humans gave before the failure are kept in a partial output manifest.
     out = tmp_path / "out" / "output" / "output.manifest"
     lines = [json.loads(l) for l in out.read_text().splitlines()]
-    assert len(lines) == 40
+    assert len(lines) == 80
     assert sum(l.get("label-metadata", {}).get("human-annotated") == "yes" for l in lines) == 40
     summary = json.loads((tmp_path / "out" / "output" / "summary.json").read_text())
     assert summary["StopReason"] == "failed: States.TaskFailed"
