@@ -1,5 +1,5 @@
 """`labelloop start` and `labelloop status` against moto (Step Functions, S3), the stack's
-Outputs from a stubbed CloudFormation; and the commands docs/deploy.md tells people to run."""
+Outputs from a stubbed CloudFormation; and the commands the README's "Deploy to AWS" section tells people to run."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from template_model import REGION, REPO, StackSession
 from labelloop import aws_cli
 from labelloop.config import JobSettings
 
-DOCS = REPO / "docs" / "deploy.md"
+DOCS = REPO / "README.md"  # its "Deploy to AWS" section
 BUCKET = "labels"
 DEFAULTS = {
     "TargetAccuracy": 0.95,
@@ -217,7 +217,7 @@ def test_status_refuses_what_is_not_an_execution_arn(capsys):
     assert args.func(args) == 2
 
 
-# ---------------------------------------------------------------- docs/deploy.md
+# ---------------------------------------------------------------- the README's "Deploy to AWS" section
 
 
 def _doc_commands(program: str) -> list[list[str]]:

@@ -1,6 +1,6 @@
 """The SAM CLI, offline: `sam validate --lint` and `sam build` of template.yaml.
 
-Needs the sam CLI (aws-sam-cli 1.170.0 in its own venv, see docs/deploy.md): $LABELLOOP_SAM,
+Needs the sam CLI (aws-sam-cli 1.170.0 in its own venv, see the README's "Deploy to AWS" section): $LABELLOOP_SAM,
 `sam` on PATH, or ~/.cache/labelloop/sam-venv/bin/sam. Skipped, with that reason, only when
 there is none.
 """
