@@ -28,6 +28,22 @@ def model_dir() -> Path:
     return path
 
 
+def bundle_inference_code(out: Path) -> None:
+    """Copy this source dir into `<model>/code/`.
+
+    SageMaker's PyTorch 2.x inference containers (TorchServe) load `code/inference.py` from
+    model.tar.gz rather than downloading SAGEMAKER_SUBMIT_DIRECTORY, so the model carries its
+    code; the scikit-learn container reads either.
+    """
+    import shutil
+
+    source = Path(__file__).resolve().parent
+    target = out / "code"
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.glob("*.py")):
+        shutil.copyfile(path, target / path.name)
+
+
 def num_cpus() -> int:
     value = os.environ.get("SM_NUM_CPUS")
     try:

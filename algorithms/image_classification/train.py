@@ -3,9 +3,9 @@
     python train.py [--epochs 10 ...]     # hyperparameters also come from SM_HPS
 
 Reads the `train` and (optional) `validation` channels (augmented-manifest JSON Lines whose
-`source-ref` is `s3://...` or a local path), trains `network.SmallCNN` with AdamW and a
-one-cycle learning-rate schedule, light augmentation (random shifts of up to 1/8 of the image
-side; horizontal flips only when asked for) and writes to SM_MODEL_DIR:
+`source-ref` is `s3://...` or a local path), trains `network.SmallCNN` with AdamW, a one-cycle
+learning-rate schedule (linear warm-up, cosine decay) and light augmentation (random shifts of
+up to 1/8 of the image side; horizontal flips only when asked for), and writes to SM_MODEL_DIR:
 
     model.pt             the network's state dict
     model-config.json    architecture, preprocessing (ImageSpec), temperature, class counts
@@ -13,8 +13,8 @@ side; horizontal flips only when asked for) and writes to SM_MODEL_DIR:
 Calibration: temperature scaling. When the validation channel has at least
 `calibration-min-items` items, one temperature T (bounded to [0.5, 10]) is fitted on their
 logits by minimising the negative log-likelihood; inference divides the logits by T before the
-softmax. With less validation data T stays 1 (plain softmax, trained with `label-smoothing`,
-0 by default). T never changes the predicted class. The validation items are also those the
+softmax. With less validation data, or none misclassified, T stays 1 (plain softmax, trained
+with `label-smoothing`, 0 by default). T never changes the predicted class. The validation items are also those the
 orchestrator calibrates its threshold on; one scalar fitted on them hardly moves that choice,
 which depends on how the confidences rank the items.
 
@@ -76,6 +76,20 @@ def auto_epochs(n: int, batch_size: int) -> int:
     steps_per_epoch = max(1, n // batch_size)
     epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps_per_epoch)))
     return max(3, min(epochs, math.ceil(SAMPLE_BUDGET / max(1, n))))
+
+
+def one_cycle(total_steps: int, warmup_share: float = 0.25):
+    """Learning-rate factor per step: linear warm-up from 1/25 over the first quarter, then
+    cosine decay to ~0. Works for any number of steps, even 1."""
+    warmup = max(1, int(warmup_share * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return 0.04 + 0.96 * step / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 1e-3 + (1.0 - 1e-3) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
 
 
 def effective_batch_size(n: int, batch_size: int) -> int:
@@ -161,6 +175,8 @@ def train(args: dict) -> None:
     val_records = manifest_channels.read_channel(
         "validation", manifest_channels.channel_dir("validation"), label_attribute=attribute, num_classes=k
     )
+    if args["channels"] not in (None, 1, 3):
+        raise ValueError(f"hyperparameter channels must be 1, 3 or auto, got {args['channels']}")
     image_size, channels = preprocess.choose_geometry(read_headers(train_records), args["image_size"], args["channels"])
     x_train = load_images(train_records, image_size, channels)
     y_train = np.array([r.label for r in train_records], dtype=np.int64)
@@ -182,9 +198,7 @@ def train(args: dict) -> None:
     net = build(arch).to(memory_format=torch.channels_last)
     normalise = normaliser(mean, std)
     optimiser = torch.optim.AdamW(net.parameters(), lr=args["learning_rate"], weight_decay=args["weight_decay"])
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=args["learning_rate"], total_steps=epochs * steps_per_epoch, pct_start=0.25
-    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, one_cycle(epochs * steps_per_epoch))
     max_shift = max(1, image_size // 8) if args["augment"] else 0
     images = torch.from_numpy(x_train)
     labels = torch.from_numpy(y_train)
@@ -247,6 +261,7 @@ def train(args: dict) -> None:
         "torch_version": torch.__version__,
     }
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    script_mode.bundle_inference_code(out)
     script_mode.log(f"model written to {out} in {timer():.1f}s")
 
 

@@ -6,6 +6,7 @@ true labels the product never reads.
 """
 
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -106,7 +107,9 @@ def test_artifacts_are_written_per_iteration(full_run):
     assert len(iterations) == result.summary["Iterations"] >= 2
     first = json.loads(iterations[0].read_text())
     assert {"HumanLabeled", "AutoLabeled", "Remaining", "Threshold", "ValidationAccuracy"} <= set(first)
-    assert Path(result.summary["FinalModelArtifacts"]).is_file()
+    model = Path(result.summary["FinalModelArtifacts"])
+    with tarfile.open(model) as tar:  # the PyTorch inference container loads code/ from the model
+        assert "code/inference.py" in tar.getnames()
     label_jobs = list((out / "labeling").glob("*/manifests/output/output.manifest"))
     assert len(label_jobs) >= result.summary["Iterations"]
 
