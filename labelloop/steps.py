@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from labelloop import layout, ledger, locks, storage
+from labelloop import input_checks, layout, ledger, locks, storage
 from labelloop.calibration import calibrate_threshold as calibrate
 from labelloop.config import (
     ConfigurationError,
@@ -62,7 +62,9 @@ def bootstrap(event: dict[str, Any]) -> dict[str, Any]:
     ledger (every label paid for) is carried on, answers of a labeling job that finished after
     the last merge are merged, and a routed batch nobody answered is sent again.
     """
-    settings = JobSettings.parse(event.get("Input"))
+    # input_checks: MinimumItems is read (and, if JobSettings lacks it, taken out) before parsing.
+    raw_settings, minimum_items = input_checks.split_settings(event.get("Input"))
+    settings = JobSettings.parse(raw_settings)
     deployment = event.get("Deployment") or {}
     execution_name = event.get("ExecutionName") or "local"
     class_names = _class_names(settings)
@@ -108,7 +110,8 @@ def bootstrap(event: dict[str, Any]) -> dict[str, Any]:
             return {"config": config, "state": state}
 
     ledger_uri = layout.ledger_uri(out, 0, "input")
-    counts = _write_input_ledger(settings, class_names, ledger_uri)
+    checks = input_checks.InputChecks(settings, deployment, minimum_items)  # input_checks: per line and per job
+    counts = _write_input_ledger(settings, class_names, ledger_uri, checks)
     state = {
         "Iteration": 1,
         "LedgerUri": ledger_uri,
@@ -226,7 +229,9 @@ def _class_names(settings: JobSettings) -> list[str]:
     return parse_label_category_config(data, uri)
 
 
-def _write_input_ledger(settings: JobSettings, class_names: list[str], ledger_uri: str) -> dict[str, int]:
+def _write_input_ledger(
+    settings: JobSettings, class_names: list[str], ledger_uri: str, checks: "input_checks.InputChecks | None" = None
+) -> dict[str, int]:
     attribute = settings.label_attribute
     seen: dict[int, int] = {}  # 8-byte digest of each item key -> its line: flat memory for a million lines
     total = rejected = labeled = lines = 0
@@ -243,6 +248,8 @@ def _write_input_ledger(settings: JobSettings, class_names: list[str], ledger_ur
                         raise ManifestError(f"line {number}: duplicate of line {seen[digest]} ({key[:80]})")
                     seen[digest] = number
                     label = _existing_label(line, attribute, class_names, number, settings.job_name)
+                    if checks is not None:  # input_checks: the referenced object exists, is readable, decodes
+                        checks.check_line(line, number)
                 except ManifestError as exc:
                     rejected += 1
                     bad.write({"line": number, "reason": str(exc), "text": text[:10_000]})
@@ -260,6 +267,8 @@ def _write_input_ledger(settings: JobSettings, class_names: list[str], ledger_ur
             f"{rejected} of {lines} lines of {settings.manifest_uri} are invalid (more than 10 %); "
             f"see {layout.rejected_uri(settings.output_uri)} for each line and its problem"
         )
+    if checks is not None:  # input_checks: too few valid items fails the job before anyone is paid
+        checks.check_job(total, layout.rejected_uri(settings.output_uri))
     return {"total": total, "rejected": rejected, "labeled": labeled}
 
 

@@ -74,7 +74,7 @@ def test_sam_build_packages_the_handlers_and_the_pure_modules(built):
     local_only = re.search(r"^LOCAL_ONLY := (.+)$", (REPO / "Makefile").read_text(), re.M).group(1).split()
     expected_handlers = {p.name for p in (REPO / "functions").glob("*.py")}
     expected_modules = {p.name for p in (REPO / "labelloop").glob("*.py") if f"labelloop/{p.name}" not in local_only}
-    assert {"cli.py", "aws_cli.py", "deploy.py"} == {Path(p).name for p in local_only}
+    assert {"cli.py", "aws_cli.py", "deploy.py", "report.py"} == {Path(p).name for p in local_only}
     functions = sorted(p for p in built.iterdir() if p.name.endswith("Function"))
     assert len(functions) == 7
     for artifact in functions:

@@ -15,6 +15,7 @@ from labelloop.datasets import load_truth
 from labelloop.datasets.digits import prepare_digits
 from labelloop.evaluation import evaluate
 from labelloop.local.engine import LocalEngine
+from labelloop.local.faults import write_undecodable_png
 from labelloop.local.workforce import SimulatedWorkforce
 from labelloop.manifest import item_key
 
@@ -133,7 +134,7 @@ def test_failed_training_job_fails_the_execution_with_the_job_description(tmp_pa
     lines, truth = [], {}
     for i in range(80):
         path = tmp_path / "img" / f"{i}.png"
-        path.write_text("not a png")
+        write_undecodable_png(path)  # passes Bootstrap's header check; training cannot decode it
         lines.append(json.dumps({"source-ref": str(path)}))
         truth[item_key({"source-ref": str(path)})] = "a" if i % 2 else "b"
     manifest = tmp_path / "m.jsonl"
