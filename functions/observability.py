@@ -11,4 +11,7 @@ __all__ = ["logger", "metrics", "MetricUnit", "job_dimension"]
 
 def job_dimension(config: dict) -> None:
     """One dimension only (the job), so every metric of a job lands on the same dashboard line."""
-    metrics.add_dimension(name="JobName", value=config["Settings"]["JobName"])
+    name = config["Settings"]["JobName"]
+    # A warm container keeps the dimension when metrics are disabled (no flush clears it).
+    if metrics.dimension_set.get("JobName") != name:
+        metrics.add_dimension(name="JobName", value=name)

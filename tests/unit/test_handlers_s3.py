@@ -98,7 +98,7 @@ def test_one_iteration_through_every_handler_on_s3(s3, handlers):
     assert json.loads(iteration["HyperParameters"]["num-classes"]) == 2
 
     # What batch transform would write: the input lines joined with the model's probabilities.
-    val = get_lines(s3, f"runs/r1/iterations/001/channels/validation/validation.manifest")
+    val = get_lines(s3, "runs/r1/iterations/001/channels/validation/validation.manifest")
     put_lines(s3, "runs/r1/iterations/001/inference/validation/validation.manifest.out", joined_predictions(val, lambda l: l["category"]))
     cal = call(handlers, "CalibrateThreshold", {"config": config, "state": state, "iteration": iteration})
     assert cal["ValidationCount"] == iteration["ValidationCount"]
