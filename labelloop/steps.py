@@ -642,18 +642,22 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         settings.max_percentage_labeled is not None and labeled_share >= settings.max_percentage_labeled
     ):
         want = 0
-    active_validation = iteration["ValidationCount"] - len(retired)
-    n_random = round(settings.random_fraction * want)
+    # Adaptive validation: random draws top the validation set up to its size, never past it (a
+    # validation label does not train); the rest of the random share trains.
+    n_validation = 0
     if settings.validation_policy == "adaptive":
-        n_random = min(max(n_random, settings.validation_size - active_validation), want // 2 or want)
+        active_validation = iteration["ValidationCount"] - len(retired)
+        n_validation = min(max(0, settings.validation_size - active_validation), want // 2 or want)
+    n_random = max(round(settings.random_fraction * want), n_validation)
     scores = STRATEGIES[settings.selection_strategy](p[rest]) if len(rest) else np.zeros(0)
     uncertain, random_pick = select_for_humans(
         scores, want, n_random=n_random, predicted=pred[rest] if settings.class_balance else None, seed=settings.seed + it
     )
-    random_role = ledger.VALIDATION if settings.validation_policy == "adaptive" else ledger.TRAIN
     rest_ids, rest_pred, rest_conf = ids[rest], pred[rest], conf[rest]
     chosen = {int(rest_ids[k]): ledger.TRAIN for k in uncertain}
-    chosen.update({int(rest_ids[k]): random_role for k in random_pick})
+    # Which random draws validate is itself drawn at random: positions follow manifest order.
+    shuffled = np.random.default_rng([settings.seed, it, 1]).permutation(random_pick)
+    chosen.update({int(rest_ids[k]): ledger.VALIDATION if j < n_validation else ledger.TRAIN for j, k in enumerate(shuffled)})
     guesses = {
         int(rest_ids[k]): {"class": int(rest_pred[k]), "confidence": round(float(rest_conf[k]), 4)}
         for k in np.concatenate([uncertain, random_pick])
