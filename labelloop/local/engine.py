@@ -20,7 +20,6 @@ import json
 import os
 import re
 import sys
-import threading
 import time
 import traceback
 import zipfile
@@ -129,7 +128,6 @@ class LocalEngine:
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
         self._handlers = load_handlers()
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------ substitutions
 
