@@ -73,6 +73,7 @@ def _execution_input(args: argparse.Namespace, output: Path) -> dict[str, Any]:
         "SelectionStrategy": args.strategy,
         "RandomFraction": args.random_fraction,
         "ClassBalance": not args.no_class_balance,
+        "Diversity": args.diversity,
         "MaxIterations": args.max_iterations,
         "PricePerLabel": args.price_per_label,
         "Seed": args.seed,
@@ -276,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="least share of each human batch drawn at random from the unlabeled pool")
     run.add_argument("--no-class-balance", action="store_true",
                      help="do not reserve a share of each human batch for every predicted class")
+    run.add_argument("--diversity", action="store_true",
+                     help="fill the uncertain slots with a k-center cover (on class probabilities) of the most uncertain items")
     run.add_argument("--initial-model", default=None,
                      help="pre-labeling: a model.tar.gz (e.g. an earlier run's final model) to judge and use in iteration 1")
     run.add_argument("--max-iterations", type=int, default=50, help="stop after this many iterations")

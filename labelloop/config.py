@@ -55,6 +55,7 @@ class JobSettings:
     selection_strategy: str = "least-confidence"
     random_fraction: float = 0.1
     class_balance: bool = True
+    diversity: bool = False
     max_iterations: int = 50
     max_percentage_labeled: int | None = None
     max_human_cost: float | None = None
@@ -85,6 +86,7 @@ class JobSettings:
         "SelectionStrategy": "selection_strategy",
         "RandomFraction": "random_fraction",
         "ClassBalance": "class_balance",
+        "Diversity": "diversity",
         "MaxIterations": "max_iterations",
         "MaxPercentageOfInputDatasetLabeled": "max_percentage_labeled",
         "MaxHumanCost": "max_human_cost",
@@ -161,8 +163,9 @@ class JobSettings:
             p.append(f"MaxHumanCost must be a positive number, got {self.max_human_cost!r}")
         if not _is_number(self.price_per_label) or self.price_per_label < 0:
             p.append(f"PricePerLabel must be a non-negative number, got {self.price_per_label!r}")
-        if not isinstance(self.class_balance, bool):
-            p.append(f"ClassBalance must be true or false, got {self.class_balance!r}")
+        for name, value in (("ClassBalance", self.class_balance), ("Diversity", self.diversity)):
+            if not isinstance(value, bool):
+                p.append(f"{name} must be true or false, got {value!r}")
         if not isinstance(self.initial_model_artifacts, str):
             p.append("InitialModelArtifacts must be a model.tar.gz URI")
         if not _is_number(self.random_fraction) or not 0.0 <= float(self.random_fraction) <= 1.0:

@@ -34,12 +34,35 @@ def random_order(probs: np.ndarray) -> np.ndarray:
 STRATEGIES = {"least-confidence": least_confidence, "margin": margin, "entropy": entropy, "random": random_order}
 
 
+def k_center_greedy(features: np.ndarray, count: int) -> np.ndarray:
+    """Positions of `count` rows that cover `features` best: each pick is the row farthest from
+    every row picked so far (the first: the row farthest from the mean)."""
+    n = len(features)
+    count = max(0, min(int(count), n))
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    x = np.asarray(features, dtype=np.float64)
+    nearest = ((x - x.mean(axis=0)) ** 2).sum(axis=1)
+    picks = []
+    for _ in range(count):
+        k = int(np.argmax(nearest))
+        picks.append(k)
+        nearest = np.minimum(nearest, ((x - x[k]) ** 2).sum(axis=1))
+        nearest[k] = -1.0
+    return np.asarray(picks, dtype=np.int64)
+
+
+# Diversity looks this many times the batch deep into the uncertainty ranking.
+DIVERSITY_POOL = 10
+
+
 def select_for_humans(
     scores: np.ndarray,
     count: int,
     *,
     n_random: int = 0,
     predicted: np.ndarray | None = None,
+    features: np.ndarray | None = None,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(uncertain, random) positions into `scores` of the items to route to humans.
@@ -48,6 +71,8 @@ def select_for_humans(
     pool, and serve as validation draws); the rest are the most uncertain. With `predicted`
     (each item's predicted class), a class-balance guard first gives every predicted class a
     share of the uncertain slots, so a rare class is not starved by a common, confusing one.
+    With `features` (diversity), the uncertain slots go to a k-center cover of the most
+    uncertain items (the top DIVERSITY_POOL x slots), so a batch is not spent on near-duplicates.
     """
     n = len(scores)
     count = max(0, min(int(count), n))
@@ -63,6 +88,9 @@ def select_for_humans(
     # Most uncertain first; ties broken at random so equal scores do not favour manifest order.
     order = np.argsort(-(scores + rng.random(n) * 1e-9), kind="stable")
     order = order[available[order]]
+    if features is not None and n_uncertain > 0:
+        deep = order[: DIVERSITY_POOL * n_uncertain]
+        order = deep[k_center_greedy(features[deep], n_uncertain)]
     chosen: list[int] = []
     if predicted is not None and n_uncertain > 0:
         classes = np.unique(predicted)

@@ -651,7 +651,12 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     n_random = max(round(settings.random_fraction * want), n_validation)
     scores = STRATEGIES[settings.selection_strategy](p[rest]) if len(rest) else np.zeros(0)
     uncertain, random_pick = select_for_humans(
-        scores, want, n_random=n_random, predicted=pred[rest] if settings.class_balance else None, seed=settings.seed + it
+        scores,
+        want,
+        n_random=n_random,
+        predicted=pred[rest] if settings.class_balance else None,
+        features=p[rest] if settings.diversity else None,  # class probabilities: the features batch transform returns
+        seed=settings.seed + it,
     )
     rest_ids, rest_pred, rest_conf = ids[rest], pred[rest], conf[rest]
     chosen = {int(rest_ids[k]): ledger.TRAIN for k in uncertain}

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from labelloop.selection import entropy, least_confidence, margin, select_for_humans
+from labelloop.selection import entropy, k_center_greedy, least_confidence, margin, select_for_humans
 
 
 def test_uncertainty_scores_rank_the_unsure_item_first():
@@ -40,3 +40,22 @@ def test_select_nothing(count):
 def test_select_never_more_than_available():
     uncertain, random = select_for_humans(np.ones(3), 10, n_random=1)
     assert sorted(uncertain.tolist() + random.tolist()) == [0, 1, 2]
+
+
+def test_k_center_covers_clusters_instead_of_repeating_one():
+    rng = np.random.default_rng(0)
+    centers = np.eye(4)
+    features = np.vstack([c + rng.normal(0, 0.01, (50, 4)) for c in centers])
+    picks = k_center_greedy(features, 4)
+    assert sorted(set((picks // 50).tolist())) == [0, 1, 2, 3]  # one from each cluster
+
+
+def test_diversity_spreads_the_uncertain_slots():
+    rng = np.random.default_rng(1)
+    # The 30 most uncertain items are near-duplicates of one point; 170 others are spread out.
+    features = np.vstack([np.full((30, 3), 1 / 3) + rng.normal(0, 1e-3, (30, 3)), rng.dirichlet([1, 1, 1], 170)])
+    scores = np.r_[np.full(30, 0.9), np.full(170, 0.5)] + rng.random(200) * 1e-3
+    plain, _ = select_for_humans(scores, 10, seed=0)
+    diverse, _ = select_for_humans(scores, 10, features=features, seed=0)
+    assert (plain < 30).all()
+    assert (diverse >= 30).sum() >= 8  # the cover leaves the duplicate clump after one or two picks
