@@ -19,6 +19,17 @@ JSONLINES = "application/jsonlines"
 SUPPORTED = (JSONLINES, "application/json", "application/x-jsonlines", "application/jsonl")
 
 
+def parse_json_object(text: str, where: str, error: type[Exception] = ValueError) -> dict[str, Any]:
+    """One JSON Lines record, which must be an object; `error` names `where` and the problem."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(record, dict):
+        raise error(f"{where}: expected a JSON object, got {type(record).__name__}")
+    return record
+
+
 def _media_type(content_type: str | None, default: str) -> str:
     if content_type is None or not str(content_type).strip():
         return default
@@ -56,13 +67,7 @@ def parse_request(request_body: bytes | bytearray | str, content_type: str | Non
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"request line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"request line {number}: expected a JSON object, got {type(record).__name__}")
-        records.append(record)
+        records.append(parse_json_object(line, f"request line {number}"))
     return records
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from jsonlines_protocol import parse_json_object
+
 ID_KEY = "labelloop-id"
 
 
@@ -98,12 +100,7 @@ def read_channel(
                 if not text.strip():
                     continue
                 where = f"{name} channel file {path} line {number}"
-                try:
-                    data = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise ChannelError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-                if not isinstance(data, dict):
-                    raise ChannelError(f"{where}: expected a JSON object, got {type(data).__name__}")
+                data = parse_json_object(text, where, ChannelError)
                 label = None
                 if label_attribute in data:
                     try:
