@@ -25,6 +25,11 @@ CALIBRATION_METHODS = {
     "none": "never auto-label (all-human labeling)",
 }
 
+CALIBRATION_SCOPES = {
+    "cumulative": "the job's auto-labels as a whole meet the target: retired validation verdicts carry over",
+    "iteration": "each iteration's new auto-labels meet the target on their own",
+}
+
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
 
 
@@ -48,9 +53,10 @@ class JobSettings:
     workers_per_object: int = 1
     validation_policy: str = "adaptive"
     validation_fraction: float | None = None  # ground-truth / frozen-first policies; None: the policy's rule
-    validation_size: int = 400  # adaptive policy: active validation items to keep
+    validation_size: int = 400  # adaptive policy: validation labels to hold (see validation_target)
     min_validation_support: int = 0
     calibration_method: str = "lower-bound"
+    calibration_scope: str = "cumulative"
     margin_threshold: float = 0.5  # fixed-margin method only
     selection_strategy: str = "least-confidence"
     random_fraction: float = 0.1
@@ -82,6 +88,7 @@ class JobSettings:
         "ValidationSize": "validation_size",
         "MinValidationSupport": "min_validation_support",
         "CalibrationMethod": "calibration_method",
+        "CalibrationScope": "calibration_scope",
         "MarginThreshold": "margin_threshold",
         "SelectionStrategy": "selection_strategy",
         "RandomFraction": "random_fraction",
@@ -153,6 +160,8 @@ class JobSettings:
             p.append(f"ValidationPolicy {self.validation_policy!r} is not one of {sorted(VALIDATION_POLICIES)}")
         if self.calibration_method not in CALIBRATION_METHODS:
             p.append(f"CalibrationMethod {self.calibration_method!r} is not one of {sorted(CALIBRATION_METHODS)}")
+        if self.calibration_scope not in CALIBRATION_SCOPES:
+            p.append(f"CalibrationScope {self.calibration_scope!r} is not one of {sorted(CALIBRATION_SCOPES)}")
         if not _is_int(self.validation_size) or self.validation_size < 1:
             p.append(f"ValidationSize must be a positive integer, got {self.validation_size!r}")
         if self.max_percentage_labeled is not None and (
@@ -196,6 +205,16 @@ class JobSettings:
         if self.validation_policy == "ground-truth":
             return 0.2 if total < 5000 else 0.1
         return 0.1
+
+    def validation_target(self, active: int, retired: int) -> int:
+        """Adaptive policy: how many validation labels to add so the set judging the model is full.
+
+        Cumulative scope: retired items still judge (their verdicts carry over), so the set is
+        active plus retired, and it stops growing once it holds ValidationSize labels. Iteration
+        scope: only active items judge, so retired ones are replaced.
+        """
+        held = active + retired if self.calibration_scope == "cumulative" else active
+        return max(0, self.validation_size - held)
 
     def run_id(self, execution_name: str) -> str:
         """Short, stable suffix that keeps SageMaker job names unique per execution."""

@@ -47,21 +47,35 @@ def is_validation(item_id: int, seed: int, fraction: float) -> bool:
 # What a human label is for. Validation items judge models and never train the one they judge;
 # a retired validation item (one the model would now auto-label) trains from then on.
 TRAIN, VALIDATION, RETIRED = "train", "validation", "retired"
+VERDICT_KEY = "verdict"  # a retired validation item: what the model that retired it said
+
+
+def verdict_of(record: dict[str, Any]) -> dict[str, Any] | None:
+    return record.get(VERDICT_KEY)
 
 
 def apply_labels(
     records: Iterable[dict[str, Any]],
     new_labels: dict[int, Label],
     splits: dict[int, str] | None = None,
+    verdicts: dict[int, dict[str, Any]] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield records with new labels (and splits) set; an item that already has a label keeps it."""
-    splits = splits or {}
+    """Yield records with new labels (and splits) set; an item that already has a label keeps it.
+
+    `verdicts` ({id: {"iteration", "predicted", "confidence"}}) records, for a validation item
+    being retired, what the model that retired it predicted; its correctness is judged here
+    against the item's human label and kept for good (a later model never rewrites it).
+    """
+    splits, verdicts = splits or {}, verdicts or {}
     for record in records:
         item_id = record["id"]
         if record["label"] is None and item_id in new_labels:
             record = {**record, "label": new_labels[item_id].to_json()}
         if item_id in splits and record["label"] is not None:
             record = {**record, "split": splits[item_id]}
+        if item_id in verdicts and record["label"] is not None and VERDICT_KEY not in record:
+            verdict = verdicts[item_id]
+            record = {**record, VERDICT_KEY: {**verdict, "correct": verdict["predicted"] == record["label"]["class"]}}
         yield record
 
 

@@ -418,11 +418,17 @@ def _assign_splits(settings: JobSettings, state: dict, answers: dict[int, Label]
     return {i: ledger.VALIDATION if k < n_val else ledger.TRAIN for k, i in enumerate(ordered)}
 
 
-def _rewrite_ledger(src: str, dst: str, new_labels: "dict[int, Label] | _AutoLabels", splits: dict[int, str] | None = None) -> int:
+def _rewrite_ledger(
+    src: str,
+    dst: str,
+    new_labels: "dict[int, Label] | _AutoLabels",
+    splits: dict[int, str] | None = None,
+    verdicts: dict[int, dict] | None = None,
+) -> int:
     """Stream the ledger into a new file with new labels applied; returns the unlabeled count."""
     remaining = 0
     with storage.LineWriter(dst) as writer:
-        for record in ledger.apply_labels(storage.iter_json_lines(src), new_labels, splits):
+        for record in ledger.apply_labels(storage.iter_json_lines(src), new_labels, splits, verdicts):
             remaining += record["label"] is None
             writer.write(record)
     return remaining
@@ -443,6 +449,7 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
         "validation": storage.join(base, "channels", "validation", "validation.manifest"),
         "unlabeled": storage.join(base, "transform-input", "unlabeled", "unlabeled.manifest"),
     }
+    retired = retired_right = 0
     with (
         storage.LineWriter(uris["train"]) as train,
         storage.LineWriter(uris["validation"]) as validation,
@@ -455,6 +462,10 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
             elif label.human:  # auto-labels never train: the model would learn its own mistakes
                 target = validation if ledger.split_of(record) == ledger.VALIDATION else train
                 target.write(ledger.channel_line(record, attribute))
+                verdict = ledger.verdict_of(record)
+                if verdict is not None:
+                    retired += 1
+                    retired_right += verdict["correct"]
     name = lambda kind: layout.job_name(settings["JobName"], config["RunId"], it, kind)  # noqa: E731
     hyperparameters = {
         "label-attribute": attribute,
@@ -474,6 +485,8 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
         "TrainCount": train.count,
         "ValidationCount": validation.count,
         "UnlabeledCount": unlabeled.count,
+        # Verdicts of retired validation items, which the cumulative scope carries over.
+        "RetiredValidation": {"Count": retired, "Correct": retired_right},
         "TrainChannelUri": storage.join(base, "channels", "train"),
         "ValidationChannelUri": storage.join(base, "channels", "validation"),
         "ModelOutputUri": storage.join(base, "model"),
@@ -509,12 +522,17 @@ def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
     _expect_all(transform["OutputUri"], iteration["ValidationCount"], len(ids))
     probs_arr = np.asarray(probs, dtype=float).reshape(len(ids), len(config["ClassNames"]))
     method = settings["CalibrationMethod"]
+    carried = iteration.get("RetiredValidation") or {"Count": 0, "Correct": 0}
+    if settings.get("CalibrationScope", "cumulative") != "cumulative":
+        carried = {"Count": 0, "Correct": 0}
     result = calibrate(
         probs_arr.max(axis=1),
         probs_arr.argmax(axis=1) == np.asarray(truth, dtype=int),
         target_accuracy=settings["TargetAccuracy"],
         confidence_level=settings["ConfidenceLevel"],
         min_support=settings["MinValidationSupport"],
+        carried_correct=carried["Correct"],
+        carried_total=carried["Count"],
     )
     threshold = {"lower-bound": result.threshold, "fixed-margin": settings["MarginThreshold"], "none": None}[method]
     out = {
@@ -527,6 +545,8 @@ def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
         "ValidationCount": result.validation_count,
         "ValidationAccuracy": result.validation_accuracy,
         "MinSupport": result.min_support,
+        "CarriedSupport": result.carried_support if method == "lower-bound" else 0,
+        "CarriedCorrect": result.carried_correct if method == "lower-bound" else 0,
     }
     storage.write_json(storage.join(layout.iteration_dir(settings["OutputUri"], event["state"]["Iteration"]), "calibration.json"), out)
     return out
@@ -627,12 +647,17 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     )
     # Adaptive validation: an item the model would now auto-label no longer resembles the pool
     # that is left, so it stops judging and starts training.
+    # It keeps the verdict this model earned on it, which the cumulative scope counts from now on.
     retired: dict[int, str] = {}
+    verdicts: dict[int, dict] = {}
     if settings.validation_policy == "adaptive" and iteration["ValidationCount"]:
-        val_ids, val_p = _predictions(iteration["ValidationTransform"]["OutputUri"], n_classes, iteration["ValidationCount"])
-        retired = {int(i): ledger.RETIRED for i in val_ids[_confident(val_p, cal)]}
+        transform = iteration["ValidationTransform"]["OutputUri"]
+        val_ids, val_p = _predictions(transform, n_classes, iteration["ValidationCount"])
+        for k in np.nonzero(_confident(val_p, cal))[0]:
+            retired[int(val_ids[k])] = ledger.RETIRED
+            verdicts[int(val_ids[k])] = {"iteration": it, "predicted": int(val_p[k].argmax()), "confidence": round(float(val_p[k].max()), 6)}
     new_uri = layout.ledger_uri(settings.output_uri, it, "auto")
-    remaining = _rewrite_ledger(state["LedgerUri"], new_uri, auto, retired)
+    remaining = _rewrite_ledger(state["LedgerUri"], new_uri, auto, retired, verdicts)
 
     rest = np.nonzero(~confident)[0]
     progress = state.get("HumanLabeledThisIteration", 0) + len(auto)
@@ -646,8 +671,9 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     # validation label does not train); the rest of the random share trains.
     n_validation = 0
     if settings.validation_policy == "adaptive":
-        active_validation = iteration["ValidationCount"] - len(retired)
-        n_validation = min(max(0, settings.validation_size - active_validation), want // 2 or want)
+        active = iteration["ValidationCount"] - len(retired)
+        retired_total = (iteration.get("RetiredValidation") or {}).get("Count", 0) + len(retired)
+        n_validation = min(settings.validation_target(active, retired_total), want // 2 or want)
     n_random = max(round(settings.random_fraction * want), n_validation)
     scores = STRATEGIES[settings.selection_strategy](p[rest]) if len(rest) else np.zeros(0)
     uncertain, random_pick = select_for_humans(
@@ -696,6 +722,7 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         "ValidationAccuracy": cal["ValidationAccuracy"],
         "ValidationCount": cal["ValidationCount"],
         "ValidationRetired": len(retired),
+        "CarriedSupport": cal.get("CarriedSupport", 0),
         "TrainCount": iteration["TrainCount"],
         "NextHumanBatch": batch["Count"],
         "StopReason": stop,
