@@ -186,11 +186,25 @@ def main(argv=None) -> int:
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--annotator-accuracy", type=float, default=1.0)
+    parser.add_argument(
+        "--setting", action="append", default=[], metavar="KEY=JSON",
+        help="override one of labelloop's settings for an ablation, e.g. ValidationSize=600 (repeatable)",
+    )
     parser.add_argument("--data", default=str(REPO / "data"), help="where prepared datasets live")
     parser.add_argument("--work", default=str(REPO / "bench" / "results" / "runs"), help="run folders")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"), help="table and plot folder")
     args = parser.parse_args(argv)
 
+    overrides = {}
+    for item in args.setting:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--setting {item!r}: expected KEY=JSON")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    POLICIES["labelloop"] = {**POLICIES["labelloop"], **overrides}
     dataset = prepare(args.dataset, Path(args.data), args.seed)
     workdir = Path(args.work) / args.dataset
     rows = []

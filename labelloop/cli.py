@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from labelloop.config import CALIBRATION_METHODS, VALIDATION_POLICIES, ConfigurationError, JobSettings
+from labelloop.config import CALIBRATION_METHODS, CALIBRATION_SCOPES, VALIDATION_POLICIES, ConfigurationError, JobSettings
 from labelloop.selection import STRATEGIES
 
 
@@ -67,8 +67,8 @@ def _execution_input(args: argparse.Namespace, output: Path) -> dict[str, Any]:
         "ConfidenceLevel": args.confidence,
         "WorkersPerObject": args.workers_per_object,
         "ValidationPolicy": args.validation_policy,
-        "ValidationSize": args.validation_size,
         "CalibrationMethod": args.calibration,
+        "CalibrationScope": args.calibration_scope,
         "MarginThreshold": args.margin_threshold,
         "SelectionStrategy": args.strategy,
         "RandomFraction": args.random_fraction,
@@ -83,6 +83,7 @@ def _execution_input(args: argparse.Namespace, output: Path) -> dict[str, Any]:
         "MaxHumanCost": args.max_human_cost,
         "MaxPercentageOfInputDatasetLabeled": args.max_percentage_labeled,
         "ValidationFraction": args.validation_fraction,
+        "ValidationSize": args.validation_size,
     }
     data.update({k: v for k, v in optional.items() if v is not None})
     if args.initial_model:
@@ -264,11 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="confidence with which the threshold must meet the target (lower-bound test)")
     run.add_argument("--calibration", choices=sorted(CALIBRATION_METHODS), default="lower-bound",
                      help="how the auto-label threshold is chosen: " + _choices_help(CALIBRATION_METHODS))
+    run.add_argument("--calibration-scope", choices=sorted(CALIBRATION_SCOPES), default="cumulative",
+                     help="what the lower bound vouches for: " + _choices_help(CALIBRATION_SCOPES))
     run.add_argument("--margin-threshold", type=float, default=0.5, help="fixed-margin calibration's margin")
     run.add_argument("--validation-policy", choices=sorted(VALIDATION_POLICIES), default="adaptive",
                      help="which human labels judge the model: " + _choices_help(VALIDATION_POLICIES))
-    run.add_argument("--validation-size", type=int, default=400,
-                     help="adaptive policy: active validation items to keep (topped up with random draws)")
+    run.add_argument("--validation-size", type=int, default=None,
+                     help="adaptive policy: validation labels to hold, drawn at random from the unlabeled items "
+                          "(default: 400, or 1.5 %% of a dataset over 26,667 items, at most 2,000)")
     run.add_argument("--validation-fraction", type=float, default=None,
                      help="ground-truth / frozen-first policies: share of human labels held out (default: the policy's rule)")
     run.add_argument("--strategy", choices=sorted(STRATEGIES), default="least-confidence",

@@ -7,6 +7,7 @@ turns it into a checked object or raises `ConfigurationError` naming every field
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -53,7 +54,7 @@ class JobSettings:
     workers_per_object: int = 1
     validation_policy: str = "adaptive"
     validation_fraction: float | None = None  # ground-truth / frozen-first policies; None: the policy's rule
-    validation_size: int = 400  # adaptive policy: validation labels to hold (see validation_target)
+    validation_size: int | None = None  # adaptive policy: validation labels to hold; None: validation_size_for()
     min_validation_support: int = 0
     calibration_method: str = "lower-bound"
     calibration_scope: str = "cumulative"
@@ -162,7 +163,7 @@ class JobSettings:
             p.append(f"CalibrationMethod {self.calibration_method!r} is not one of {sorted(CALIBRATION_METHODS)}")
         if self.calibration_scope not in CALIBRATION_SCOPES:
             p.append(f"CalibrationScope {self.calibration_scope!r} is not one of {sorted(CALIBRATION_SCOPES)}")
-        if not _is_int(self.validation_size) or self.validation_size < 1:
+        if self.validation_size is not None and (not _is_int(self.validation_size) or self.validation_size < 1):
             p.append(f"ValidationSize must be a positive integer, got {self.validation_size!r}")
         if self.max_percentage_labeled is not None and (
             not _is_int(self.max_percentage_labeled) or not 1 <= self.max_percentage_labeled <= 100
@@ -206,15 +207,25 @@ class JobSettings:
             return 0.2 if total < 5000 else 0.1
         return 0.1
 
-    def validation_target(self, active: int, retired: int) -> int:
+    def validation_size_for(self, total: int) -> int:
+        """Adaptive policy's validation set: ValidationSize, else 400 items or 1.5 % of a large dataset.
+
+        400 items bound accuracy to within about 1.5 points; a large dataset buys a tighter bound
+        (1,050 items for 70,000) for a small share of its labels, capped at 2,000.
+        """
+        if self.validation_size is not None:
+            return self.validation_size
+        return max(400, min(2000, math.ceil(0.015 * total)))
+
+    def validation_target(self, total: int, active: int, retired: int) -> int:
         """Adaptive policy: how many validation labels to add so the set judging the model is full.
 
         Cumulative scope: retired items still judge (their verdicts carry over), so the set is
-        active plus retired, and it stops growing once it holds ValidationSize labels. Iteration
-        scope: only active items judge, so retired ones are replaced.
+        active plus retired, and it stops growing once it holds its size. Iteration scope: only
+        active items judge, so retired ones are replaced.
         """
         held = active + retired if self.calibration_scope == "cumulative" else active
-        return max(0, self.validation_size - held)
+        return max(0, self.validation_size_for(total) - held)
 
     def run_id(self, execution_name: str) -> str:
         """Short, stable suffix that keeps SageMaker job names unique per execution."""

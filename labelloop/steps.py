@@ -311,7 +311,7 @@ def sample_for_humans(event: dict[str, Any]) -> dict[str, Any]:
     rng = np.random.default_rng([settings.seed, state["Iteration"]])
     picks = rng.choice(state["Remaining"], size=want, replace=False).tolist() if want else []
     if settings.validation_policy == "adaptive":
-        n_val = want if settings.initial_model_artifacts else min(settings.validation_size, want // 2)
+        n_val = want if settings.initial_model_artifacts else min(settings.validation_size_for(state["Total"]), want // 2)
     else:
         n_val = 0
     roles = {position: (ledger.VALIDATION if k < n_val else ledger.TRAIN) for k, position in enumerate(picks)}
@@ -673,7 +673,7 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     if settings.validation_policy == "adaptive":
         active = iteration["ValidationCount"] - len(retired)
         retired_total = (iteration.get("RetiredValidation") or {}).get("Count", 0) + len(retired)
-        n_validation = min(settings.validation_target(active, retired_total), want // 2 or want)
+        n_validation = min(settings.validation_target(state["Total"], active, retired_total), want // 2 or want)
     n_random = max(round(settings.random_fraction * want), n_validation)
     scores = STRATEGIES[settings.selection_strategy](p[rest]) if len(rest) else np.zeros(0)
     uncertain, random_pick = select_for_humans(

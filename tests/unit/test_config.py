@@ -57,3 +57,13 @@ def test_run_id_is_stable_and_short():
     s = JobSettings.parse(BASE)
     assert s.run_id("exec-1") == s.run_id("exec-1") != s.run_id("exec-2")
     assert len(s.run_id("x")) == 8
+
+
+def test_adaptive_validation_grows_with_a_large_dataset_within_bounds():
+    from labelloop.config import JobSettings
+
+    base = {"ManifestUri": "m", "OutputUri": "o", "JobName": "j", "TaskType": "image-classification",
+            "LabelAttributeName": "label", "LabelCategories": ["a", "b"]}
+    auto = JobSettings.parse(base)
+    assert [auto.validation_size_for(n) for n in (1_000, 5_000, 70_000, 1_000_000)] == [400, 400, 1050, 2000]
+    assert JobSettings.parse({**base, "ValidationSize": 250}).validation_size_for(70_000) == 250
