@@ -136,6 +136,7 @@ def run_policy(name, policy, dataset, args, workdir: Path):
         "iterations": summary["Iterations"],
         "seconds": seconds,
         "stop": summary["StopReason"],
+        "seed": args.seed,
         "curve": curve(run_dir, truth, classes),
     }
 
@@ -186,6 +187,8 @@ def main(argv=None) -> int:
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--annotator-accuracy", type=float, default=1.0)
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of policies not run now from the dataset's earlier results (same seed)")
     parser.add_argument(
         "--setting", action="append", default=[], metavar="KEY=JSON",
         help="override one of labelloop's settings for an ablation, e.g. ValidationSize=600 (repeatable)",
@@ -214,6 +217,12 @@ def main(argv=None) -> int:
         print(f"{name}: {json.dumps({k: v for k, v in row.items() if k != 'curve'})}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    earlier = out / f"{args.dataset}.json"
+    if args.merge and earlier.exists():
+        # Rows of policies this invocation did not run, from an earlier one on the same data and seed.
+        ran = {r["policy"] for r in rows}
+        rows += [r for r in json.loads(earlier.read_text()) if r["policy"] not in ran and r.get("seed", args.seed) == args.seed]
+        rows.sort(key=lambda r: list(POLICIES).index(r["policy"]))
     table = markdown(rows, args.dataset, args.target)
     (out / f"{args.dataset}.md").write_text(table)
     (out / f"{args.dataset}.json").write_text(json.dumps(rows, indent=1))

@@ -5,7 +5,7 @@ with N seeds (sampling, splits and training all change with the seed) and report
 runs whose auto-labels met the target accuracy against the true labels, with an exact
 (Clopper-Pearson) 95 % interval. The calibration promises ≥ 95 % of runs.
 
-  python bench/coverage_study.py --seeds 20
+  python bench/coverage_study.py --seeds 20 --jobs 2
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import argparse
 import json
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 
 from scipy.stats import beta
@@ -32,11 +34,23 @@ def exact_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     return low, high
 
 
+def one_seed(args: argparse.Namespace, dataset, seed: int) -> dict:
+    run_args = argparse.Namespace(**{**vars(args), "seed": seed})
+    work = Path(args.work) / f"coverage-{args.dataset}" / f"seed-{seed}"
+    row = run_policy("labelloop", POLICIES["labelloop"], dataset, run_args, work)
+    row.pop("curve")
+    row["seed"] = seed
+    row["met"] = row["auto_accuracy"] is None or row["auto_accuracy"] >= args.target
+    return row
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="fashion-mnist-5k")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (each run's jobs share the cores)")
+    parser.add_argument("--resume", action="store_true", help="keep the seeds an earlier study already wrote")
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--annotator-accuracy", type=float, default=1.0)
@@ -48,38 +62,41 @@ def main(argv=None) -> int:
     dataset = prepare(args.dataset, Path(args.data), 0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    results = out / f"coverage-{args.dataset}.json"
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    rows = [r for r in json.loads(results.read_text()) if r["seed"] in seeds] if args.resume and results.exists() else []
+    todo = [s for s in seeds if s not in {r["seed"] for r in rows}]
     started = time.monotonic()
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
-        run_args = argparse.Namespace(**{**vars(args), "seed": seed})
-        run_args.dataset = args.dataset
-        row = run_policy("labelloop", POLICIES["labelloop"], dataset, run_args, Path(args.work) / f"coverage-{args.dataset}" / f"seed-{seed}")
-        row.pop("curve")
-        row["seed"] = seed
-        row["met"] = row["auto_accuracy"] is None or row["auto_accuracy"] >= args.target
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-        (out / f"coverage-{args.dataset}.json").write_text(json.dumps(rows, indent=1))
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=get_context("spawn")) as pool:
+        for future in as_completed([pool.submit(one_seed, args, dataset, seed) for seed in todo]):
+            row = future.result()
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            results.write_text(json.dumps(sorted(rows, key=lambda r: r["seed"]), indent=1))
+    rows.sort(key=lambda r: r["seed"])
 
     met = sum(r["met"] for r in rows)
     low, high = exact_interval(met, len(rows))
     pct = lambda x: f"{100 * x:.1f} %"  # noqa: E731
     lines = [
         f"**Coverage, {args.dataset}** ({len(rows)} seeds, target {pct(args.target)}, "
-        f"{(time.monotonic() - started) / 60:.0f} min)",
+        f"{(time.monotonic() - started) / 60:.0f} min with {args.jobs} at a time)",
         "",
         "| seed | human labels | % auto-labeled | auto-label accuracy | met |",
         "|---:|---:|---:|---:|:---:|",
     ]
     for r in rows:
         acc = "—" if r["auto_accuracy"] is None else pct(r["auto_accuracy"])
-        lines.append(f"| {r['seed']} | {r['human']:,} | {pct(r['auto_share'])} | {acc} | {'yes' if r['met'] else 'no'} |")
+        human = f"{r['human']:,} ({pct(r['human'] / r['items'])})"
+        lines.append(f"| {r['seed']} | {human} | {pct(r['auto_share'])} | {acc} | {'yes' if r['met'] else 'no'} |")
     lines += [
         "",
         f"Target met in **{met} of {len(rows)}** runs ({pct(met / len(rows))}; exact 95 % interval "
         f"{pct(low)} – {pct(high)}). Mean auto-label accuracy "
         f"{pct(sum(r['auto_accuracy'] or 0 for r in rows) / len(rows))}, mean share auto-labeled "
-        f"{pct(sum(r['auto_share'] for r in rows) / len(rows))}.",
+        f"{pct(sum(r['auto_share'] for r in rows) / len(rows))}, mean human share "
+        f"{pct(sum(r['human'] / r['items'] for r in rows) / len(rows))}; lowest auto-label accuracy "
+        f"{pct(min(r['auto_accuracy'] or 1.0 for r in rows))}.",
     ]
     table = "\n".join(lines) + "\n"
     (out / f"coverage-{args.dataset}.md").write_text(table)

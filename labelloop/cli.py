@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="confidence with which the threshold must meet the target (lower-bound test)")
     run.add_argument("--calibration", choices=sorted(CALIBRATION_METHODS), default="lower-bound",
                      help="how the auto-label threshold is chosen: " + _choices_help(CALIBRATION_METHODS))
-    run.add_argument("--calibration-scope", choices=sorted(CALIBRATION_SCOPES), default="cumulative",
+    run.add_argument("--calibration-scope", choices=sorted(CALIBRATION_SCOPES), default="job",
                      help="what the lower bound vouches for: " + _choices_help(CALIBRATION_SCOPES))
     run.add_argument("--margin-threshold", type=float, default=0.5, help="fixed-margin calibration's margin")
     run.add_argument("--validation-policy", choices=sorted(VALIDATION_POLICIES), default="adaptive",

@@ -16,7 +16,7 @@ from labelloop.manifest import TASK_TYPES
 from labelloop.selection import STRATEGIES
 
 VALIDATION_POLICIES = {
-    "adaptive": "random draws from the unlabeled pool; retired into training once the model would auto-label them",
+    "adaptive": "random draws from the unlabeled pool, held out for good (iteration scope: retired into training once auto-labeled)",
     "ground-truth": "a fixed, seeded share of the human labels (20 % below 5,000 items, 10 % above)",
     "frozen-first": "the first 10 % of the first human batch, never refreshed (the public sample)",
 }
@@ -27,8 +27,8 @@ CALIBRATION_METHODS = {
 }
 
 CALIBRATION_SCOPES = {
-    "cumulative": "the job's auto-labels as a whole meet the target: retired validation verdicts carry over",
-    "iteration": "each iteration's new auto-labels meet the target on their own",
+    "job": "every iteration re-judges all auto-labels with the newest model; the bound covers them all",
+    "iteration": "auto-labels are final when made; each iteration's new ones meet the target on their own",
 }
 
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
@@ -57,7 +57,7 @@ class JobSettings:
     validation_size: int | None = None  # adaptive policy: validation labels to hold; None: validation_size_for()
     min_validation_support: int = 0
     calibration_method: str = "lower-bound"
-    calibration_scope: str = "cumulative"
+    calibration_scope: str = "job"
     margin_threshold: float = 0.5  # fixed-margin method only
     selection_strategy: str = "least-confidence"
     random_fraction: float = 0.1
@@ -217,15 +217,9 @@ class JobSettings:
             return self.validation_size
         return max(400, min(2000, math.ceil(0.015 * total)))
 
-    def validation_target(self, total: int, active: int, retired: int) -> int:
-        """Adaptive policy: how many validation labels to add so the set judging the model is full.
-
-        Cumulative scope: retired items still judge (their verdicts carry over), so the set is
-        active plus retired, and it stops growing once it holds its size. Iteration scope: only
-        active items judge, so retired ones are replaced.
-        """
-        held = active + retired if self.calibration_scope == "cumulative" else active
-        return max(0, self.validation_size_for(total) - held)
+    def validation_target(self, total: int, active: int) -> int:
+        """Adaptive policy: how many validation labels to add so the set judging the model is full."""
+        return max(0, self.validation_size_for(total) - active)
 
     def run_id(self, execution_name: str) -> str:
         """Short, stable suffix that keeps SageMaker job names unique per execution."""

@@ -45,38 +45,56 @@ def is_validation(item_id: int, seed: int, fraction: float) -> bool:
 
 
 # What a human label is for. Validation items judge models and never train the one they judge;
-# a retired validation item (one the model would now auto-label) trains from then on.
+# under the iteration scope, a retired validation item (one the model would now auto-label)
+# trains from then on.
 TRAIN, VALIDATION, RETIRED = "train", "validation", "retired"
-VERDICT_KEY = "verdict"  # a retired validation item: what the model that retired it said
 
 
-def verdict_of(record: dict[str, Any]) -> dict[str, Any] | None:
-    return record.get(VERDICT_KEY)
+def is_provisional(label: Label) -> bool:
+    """An auto-label this job made: under the job scope, the next gate judges it again.
+
+    Human labels and labels the input manifest already carried (iteration 0) are never touched.
+    """
+    return not label.human and label.iteration > 0
 
 
 def apply_labels(
     records: Iterable[dict[str, Any]],
     new_labels: dict[int, Label],
     splits: dict[int, str] | None = None,
-    verdicts: dict[int, dict[str, Any]] | None = None,
+    regate: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """Yield records with new labels (and splits) set; an item that already has a label keeps it.
+    """Yield records with new labels (and splits) set; an item that already has a label keeps it,
+    but for a provisional auto-label, which a human answer replaces.
 
-    `verdicts` ({id: {"iteration", "predicted", "confidence"}}) records, for a validation item
-    being retired, what the model that retired it predicted; its correctness is judged here
-    against the item's human label and kept for good (a later model never rewrites it).
+    With `regate`, this gate's auto-labels replace the provisional ones: a provisional label the
+    newest model no longer vouches for is withdrawn (the item is unlabeled again, and may go to
+    humans). Human and input labels are kept as they are, whatever `new_labels` says.
     """
-    splits, verdicts = splits or {}, verdicts or {}
+    for _, record in apply_labels_pairwise(records, new_labels, splits, regate):
+        yield record
+
+
+def apply_labels_pairwise(
+    records: Iterable[dict[str, Any]],
+    new_labels: dict[int, Label],
+    splits: dict[int, str] | None = None,
+    regate: bool = False,
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """As `apply_labels`, yielding (record before, record after)."""
+    splits = splits or {}
     for record in records:
         item_id = record["id"]
-        if record["label"] is None and item_id in new_labels:
-            record = {**record, "label": new_labels[item_id].to_json()}
-        if item_id in splits and record["label"] is not None:
-            record = {**record, "split": splits[item_id]}
-        if item_id in verdicts and record["label"] is not None and VERDICT_KEY not in record:
-            verdict = verdicts[item_id]
-            record = {**record, VERDICT_KEY: {**verdict, "correct": verdict["predicted"] == record["label"]["class"]}}
-        yield record
+        label = record["label"]
+        provisional = label is not None and is_provisional(Label.from_json(label))
+        if regate and provisional:
+            label = None
+        if item_id in new_labels and (label is None or (provisional and new_labels[item_id].human)):
+            label = new_labels[item_id].to_json()  # a human answer outranks a provisional auto-label
+        after = record if label is record["label"] else {**record, "label": label}
+        if item_id in splits and label is not None:
+            after = {**after, "split": splits[item_id]}
+        yield record, after
 
 
 def split_of(record: dict[str, Any]) -> str:

@@ -104,3 +104,41 @@ def select_for_humans(
         if position not in taken:
             chosen.append(int(position))
     return np.sort(np.asarray(chosen, dtype=np.int64)), random_pick
+
+
+def shadow_route(
+    pool_scores: np.ndarray,
+    pool_predicted: np.ndarray,
+    uncertain: np.ndarray,
+    n_random: int,
+    scores: np.ndarray,
+    predicted: np.ndarray,
+    *,
+    diversity: bool = False,
+    seed: int = 0,
+) -> np.ndarray:
+    """Which held-out items would have gone to humans, had they been in the pool (a mask).
+
+    Validation must stay a uniform sample of the items no human has labeled, and routing takes
+    the uncertain ones out of that pool; so each below-threshold validation item is routed "in
+    its shadow" by the rule the pool's items just met. Within a predicted class the uncertain
+    picks are a prefix of the uncertainty ranking (with or without the class-balance guard), so
+    an item at or above its class's lowest picked score would have been picked. Diversity picks
+    are no prefix: there an item in the ranking's deep end is routed with the pool's odds. The
+    random share routes each remaining item with the pool's odds.
+    """
+    rng = np.random.default_rng(seed)
+    routed = np.zeros(len(scores), dtype=bool)
+    if len(uncertain):
+        if diversity:
+            deep_cut = np.sort(pool_scores)[::-1][min(len(pool_scores), DIVERSITY_POOL * len(uncertain)) - 1]
+            odds = len(uncertain) / max(1, int((pool_scores >= deep_cut).sum()))
+            routed |= (scores >= deep_cut) & (rng.random(len(scores)) < odds)
+        else:
+            for c in np.unique(pool_predicted[uncertain]):
+                cut = pool_scores[uncertain][pool_predicted[uncertain] == c].min()
+                routed |= (predicted == c) & (scores >= cut)
+    left = len(pool_scores) - len(uncertain)
+    if n_random and left > 0:
+        routed |= ~routed & (rng.random(len(scores)) < n_random / left)
+    return routed

@@ -34,7 +34,7 @@ from labelloop.manifest import (
     output_line,
     parse_line,
 )
-from labelloop.selection import STRATEGIES, select_for_humans
+from labelloop.selection import STRATEGIES, select_for_humans, shadow_route
 
 # Ground Truth fails a job when more than 10 % of its input objects are invalid.
 MAX_REJECTED_SHARE = 0.10
@@ -185,7 +185,7 @@ def _resume_state(config: dict[str, Any], settings: JobSettings) -> dict[str, An
         if label is not None:
             pre += label.iteration == 0
             human += label.human and label.iteration > 0
-            auto += not label.human
+            auto += not label.human and label.iteration > 0
     state = {
         "Iteration": next_iteration,
         "LedgerUri": ledger_uri,
@@ -393,7 +393,7 @@ def merge_human_labels(event: dict[str, Any]) -> dict[str, Any]:
         )
     splits = _assign_splits(JobSettings.parse(config["Settings"]), state, answers, batch)
     new_uri = layout.ledger_uri(config["Settings"]["OutputUri"], state["Iteration"], "human")
-    remaining = _rewrite_ledger(state["LedgerUri"], new_uri, answers, splits)
+    remaining = _rewrite_ledger(state["LedgerUri"], new_uri, answers, splits)["remaining"]
     return {
         **state,
         "LedgerUri": new_uri,
@@ -423,15 +423,27 @@ def _rewrite_ledger(
     dst: str,
     new_labels: "dict[int, Label] | _AutoLabels",
     splits: dict[int, str] | None = None,
-    verdicts: dict[int, dict] | None = None,
-) -> int:
-    """Stream the ledger into a new file with new labels applied; returns the unlabeled count."""
-    remaining = 0
+    regate: bool = False,
+) -> dict[str, int]:
+    """Stream the ledger into a new file with new labels applied; counts what changed.
+
+    remaining: items without a label; auto: auto-labels this job made, now; new_auto: of them,
+    items unlabeled before; withdrawn / relabeled: provisional auto-labels dropped / changed class.
+    """
+    counts = dict.fromkeys(("remaining", "auto", "new_auto", "withdrawn", "relabeled"), 0)
     with storage.LineWriter(dst) as writer:
-        for record in ledger.apply_labels(storage.iter_json_lines(src), new_labels, splits, verdicts):
-            remaining += record["label"] is None
+        before = storage.iter_json_lines(src)
+        for old, record in ledger.apply_labels_pairwise(before, new_labels, splits, regate):
+            label, previous = record["label"], old["label"]
+            counts["remaining"] += label is None
+            own = label is not None and ledger.is_provisional(ledger.label_of(record))
+            counts["auto"] += own
+            counts["new_auto"] += own and previous is None
+            if previous is not None and not previous["human"] and previous["iteration"] > 0:
+                counts["withdrawn"] += label is None
+                counts["relabeled"] += label is not None and label["class"] != previous["class"]
             writer.write(record)
-    return remaining
+    return counts
 
 
 # ---------------------------------------------------------------- SplitValidation
@@ -449,7 +461,7 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
         "validation": storage.join(base, "channels", "validation", "validation.manifest"),
         "unlabeled": storage.join(base, "transform-input", "unlabeled", "unlabeled.manifest"),
     }
-    retired = retired_right = 0
+    job_scope = settings.get("CalibrationScope", "job") == "job"
     with (
         storage.LineWriter(uris["train"]) as train,
         storage.LineWriter(uris["validation"]) as validation,
@@ -457,15 +469,12 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
     ):
         for record in storage.iter_json_lines(state["LedgerUri"]):
             label = ledger.label_of(record)
-            if label is None:
+            if label is None or (job_scope and ledger.is_provisional(label)):
+                # Job scope: an auto-label is provisional, judged again by every new model.
                 unlabeled.write(ledger.job_line(record))
             elif label.human:  # auto-labels never train: the model would learn its own mistakes
                 target = validation if ledger.split_of(record) == ledger.VALIDATION else train
                 target.write(ledger.channel_line(record, attribute))
-                verdict = ledger.verdict_of(record)
-                if verdict is not None:
-                    retired += 1
-                    retired_right += verdict["correct"]
     name = lambda kind: layout.job_name(settings["JobName"], config["RunId"], it, kind)  # noqa: E731
     hyperparameters = {
         "label-attribute": attribute,
@@ -485,8 +494,6 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
         "TrainCount": train.count,
         "ValidationCount": validation.count,
         "UnlabeledCount": unlabeled.count,
-        # Verdicts of retired validation items, which the cumulative scope carries over.
-        "RetiredValidation": {"Count": retired, "Correct": retired_right},
         "TrainChannelUri": storage.join(base, "channels", "train"),
         "ValidationChannelUri": storage.join(base, "channels", "validation"),
         "ModelOutputUri": storage.join(base, "model"),
@@ -522,17 +529,12 @@ def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
     _expect_all(transform["OutputUri"], iteration["ValidationCount"], len(ids))
     probs_arr = np.asarray(probs, dtype=float).reshape(len(ids), len(config["ClassNames"]))
     method = settings["CalibrationMethod"]
-    carried = iteration.get("RetiredValidation") or {"Count": 0, "Correct": 0}
-    if settings.get("CalibrationScope", "cumulative") != "cumulative":
-        carried = {"Count": 0, "Correct": 0}
     result = calibrate(
         probs_arr.max(axis=1),
         probs_arr.argmax(axis=1) == np.asarray(truth, dtype=int),
         target_accuracy=settings["TargetAccuracy"],
         confidence_level=settings["ConfidenceLevel"],
         min_support=settings["MinValidationSupport"],
-        carried_correct=carried["Correct"],
-        carried_total=carried["Count"],
     )
     threshold = {"lower-bound": result.threshold, "fixed-margin": settings["MarginThreshold"], "none": None}[method]
     out = {
@@ -545,8 +547,6 @@ def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
         "ValidationCount": result.validation_count,
         "ValidationAccuracy": result.validation_accuracy,
         "MinSupport": result.min_support,
-        "CarriedSupport": result.carried_support if method == "lower-bound" else 0,
-        "CarriedCorrect": result.carried_correct if method == "lower-bound" else 0,
     }
     storage.write_json(storage.join(layout.iteration_dir(settings["OutputUri"], event["state"]["Iteration"]), "calibration.json"), out)
     return out
@@ -635,45 +635,47 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     settings = JobSettings.parse(config["Settings"])
     it = state["Iteration"]
     n_classes = len(config["ClassNames"])
+    job_scope = settings.calibration_scope == "job"
+    adaptive = settings.validation_policy == "adaptive" and iteration["ValidationCount"] > 0
     ids, p = _predictions(iteration["UnlabeledTransform"]["OutputUri"], n_classes, iteration["UnlabeledCount"])
     conf, pred = (p.max(axis=1), p.argmax(axis=1)) if len(ids) else (np.zeros(0), np.zeros(0, dtype=int))
     confident = _confident(p, cal)
+    if adaptive:
+        val_ids, val_p = _predictions(iteration["ValidationTransform"]["OutputUri"], n_classes, iteration["ValidationCount"])
+        val_confident = _confident(val_p, cal)
 
-    now = creation_date()
-    auto_job = layout.job_name(settings.job_name, config["RunId"], it, "auto")
-    auto = _AutoLabels(
-        ids[confident], pred[confident], conf[confident],
-        lambda c, s: Label(c, s, False, auto_job, now, it, cal["Threshold"], cal["LowerBound"], cal["Support"]),
-    )
-    # Adaptive validation: an item the model would now auto-label no longer resembles the pool
-    # that is left, so it stops judging and starts training.
-    # It keeps the verdict this model earned on it, which the cumulative scope counts from now on.
-    retired: dict[int, str] = {}
-    verdicts: dict[int, dict] = {}
-    if settings.validation_policy == "adaptive" and iteration["ValidationCount"]:
-        transform = iteration["ValidationTransform"]["OutputUri"]
-        val_ids, val_p = _predictions(transform, n_classes, iteration["ValidationCount"])
-        for k in np.nonzero(_confident(val_p, cal))[0]:
-            retired[int(val_ids[k])] = ledger.RETIRED
-            verdicts[int(val_ids[k])] = {"iteration": it, "predicted": int(val_p[k].argmax()), "confidence": round(float(val_p[k].max()), 6)}
-    new_uri = layout.ledger_uri(settings.output_uri, it, "auto")
-    remaining = _rewrite_ledger(state["LedgerUri"], new_uri, auto, retired, verdicts)
-
-    rest = np.nonzero(~confident)[0]
-    progress = state.get("HumanLabeledThisIteration", 0) + len(auto)
+    # The transform judged every item still open (job scope: provisional auto-labels too), so
+    # what is left after this gate is what the model is unsure of.
+    remaining = len(ids) - int(confident.sum())
+    auto_after = int(confident.sum()) + (0 if job_scope else state["AutoLabeled"])
+    progress = state.get("HumanLabeledThisIteration", 0) + max(0, auto_after - state["AutoLabeled"])
     labeled_share = 100.0 * (state["Total"] - remaining) / max(1, state["Total"])
+    rest = np.nonzero(~confident)[0]
     want = _human_batch_limit(settings, state, len(rest))
     if it >= settings.max_iterations or progress == 0 or (
         settings.max_percentage_labeled is not None and labeled_share >= settings.max_percentage_labeled
     ):
         want = 0
-    # Adaptive validation: random draws top the validation set up to its size, never past it (a
-    # validation label does not train); the rest of the random share trains.
+
+    # Adaptive validation: random draws top the validation set up to its size, never past it.
+    retired: dict[int, str] = {}
     n_validation = 0
     if settings.validation_policy == "adaptive":
+        if adaptive and not job_scope:
+            # Iteration scope: an item the model would now auto-label no longer resembles the pool
+            # that is left, so it stops judging and starts training.
+            retired = {int(i): ledger.RETIRED for i in val_ids[val_confident]}
         active = iteration["ValidationCount"] - len(retired)
-        retired_total = (iteration.get("RetiredValidation") or {}).get("Count", 0) + len(retired)
-        n_validation = min(settings.validation_target(state["Total"], active, retired_total), want // 2 or want)
+        n_validation = min(settings.validation_target(state["Total"], active), want // 2 or want)
+    validation_pick = np.zeros(0, dtype=np.int64)
+    if job_scope and n_validation:
+        # Job scope: validation stands for every item no human has labeled, auto-labeled or not,
+        # so its top-ups are drawn from all of them (a provisional auto-label gives way).
+        draw = np.random.default_rng([settings.seed, it, 2]).choice(len(ids), size=min(n_validation, len(ids)), replace=False)
+        validation_pick = np.sort(draw)
+        confident[validation_pick] = False  # humans will label these; no auto-label meanwhile
+        rest = np.setdiff1d(rest, validation_pick)
+        want, n_validation = want - len(validation_pick), 0
     n_random = max(round(settings.random_fraction * want), n_validation)
     scores = STRATEGIES[settings.selection_strategy](p[rest]) if len(rest) else np.zeros(0)
     uncertain, random_pick = select_for_humans(
@@ -684,8 +686,31 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         features=p[rest] if settings.diversity else None,  # class probabilities: the features batch transform returns
         seed=settings.seed + it,
     )
+    if job_scope and adaptive:
+        # Routing just took the uncertain items out of the pool; the validation items that stand
+        # for such items leave the validation set the same way (and train from now on), so it
+        # stays a uniform sample of the items no human has labeled.
+        below = np.nonzero(~val_confident)[0]
+        routed = shadow_route(
+            scores, pred[rest], uncertain, len(random_pick),
+            STRATEGIES[settings.selection_strategy](val_p[below]), val_p[below].argmax(axis=1),
+            diversity=settings.diversity, seed=settings.seed + it,
+        )
+        retired = {int(i): ledger.RETIRED for i in val_ids[below[routed]]}
+
+    now = creation_date()
+    auto_job = layout.job_name(settings.job_name, config["RunId"], it, "auto")
+    auto = _AutoLabels(
+        ids[confident], pred[confident], conf[confident],
+        lambda c, s: Label(c, s, False, auto_job, now, it, cal["Threshold"], cal["LowerBound"], cal["Support"]),
+    )
+    new_uri = layout.ledger_uri(settings.output_uri, it, "auto")
+    counts = _rewrite_ledger(state["LedgerUri"], new_uri, auto, retired, regate=job_scope)
+    remaining = counts["remaining"]
+
     rest_ids, rest_pred, rest_conf = ids[rest], pred[rest], conf[rest]
     chosen = {int(rest_ids[k]): ledger.TRAIN for k in uncertain}
+    chosen.update({int(ids[k]): ledger.VALIDATION for k in validation_pick})
     # Which random draws validate is itself drawn at random: positions follow manifest order.
     shuffled = np.random.default_rng([settings.seed, it, 1]).permutation(random_pick)
     chosen.update({int(rest_ids[k]): ledger.VALIDATION if j < n_validation else ledger.TRAIN for j, k in enumerate(shuffled)})
@@ -693,6 +718,7 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         int(rest_ids[k]): {"class": int(rest_pred[k]), "confidence": round(float(rest_conf[k]), 4)}
         for k in np.concatenate([uncertain, random_pick])
     }
+    guesses.update({int(ids[k]): {"class": int(pred[k]), "confidence": round(float(conf[k]), 4)} for k in validation_pick})
     batch = _write_human_batch(config, it + 1, new_uri, chosen, guesses)
 
     stop = None
@@ -712,8 +738,10 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         "HumanLabeled": state["HumanLabeled"],
         "HumanLabeledThisIteration": state.get("HumanLabeledThisIteration", 0),
         "HumanCost": settings.human_cost(state["HumanLabeled"]),
-        "AutoLabeled": state["AutoLabeled"] + len(auto),
-        "AutoLabeledThisIteration": len(auto),
+        "AutoLabeled": counts["auto"],  # this job's auto-labels, as of this gate
+        "AutoLabeledThisIteration": counts["new_auto"],
+        "AutoLabelsWithdrawn": counts["withdrawn"],
+        "AutoLabelsRelabeled": counts["relabeled"],
         "Remaining": remaining,
         "Threshold": cal["Threshold"],
         "CalibrationMethod": cal["Method"],
@@ -722,7 +750,6 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         "ValidationAccuracy": cal["ValidationAccuracy"],
         "ValidationCount": cal["ValidationCount"],
         "ValidationRetired": len(retired),
-        "CarriedSupport": cal.get("CarriedSupport", 0),
         "TrainCount": iteration["TrainCount"],
         "NextHumanBatch": batch["Count"],
         "StopReason": stop,

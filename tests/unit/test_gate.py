@@ -15,7 +15,7 @@ def roles(batch):
 UNSURE = lambda line: [0.6, 0.4]  # noqa: E731
 
 
-def one_iteration(tmp_path, probabilities=UNSURE, **settings):
+def start_job(tmp_path, **settings):
     tmp_path.mkdir(parents=True, exist_ok=True)
     manifest = tmp_path / "manifest.jsonl"
     manifest.write_text("".join(json.dumps({"source": f"text {i}"}) + "\n" for i in range(300)))
@@ -25,25 +25,40 @@ def one_iteration(tmp_path, probabilities=UNSURE, **settings):
         "HumanBatchSize": 40, **settings,
     }
     boot = steps.bootstrap({"Input": job, "ExecutionName": "g1", "Deployment": DEPLOYMENT})
-    config, state = boot["config"], steps.sample_for_humans(boot)
+    return boot["config"], steps.sample_for_humans(boot)
+
+
+def humans_answer(config, state):
+    """Every item of the routed batch gets class 0 from the humans."""
     batch = state["HumanBatch"]
     out = Path(batch["OutputUri"]) / batch["LabelingJobName"] / "manifests" / "output" / "output.manifest"
     out.parent.mkdir(parents=True)
     lines = [json.loads(l) for l in open(batch["ManifestUri"])]
     out.write_text("".join(json.dumps({**l, "label": 0}) + "\n" for l in lines))
-    first_roles = roles(batch)
-    state = steps.merge_human_labels({"config": config, "state": state, "labeling": {"OutputManifestUri": str(out)}})
+    return steps.merge_human_labels({"config": config, "state": state, "labeling": {"OutputManifestUri": str(out)}})
+
+
+def model_judges(config, state, probabilities):
+    """One iteration after the humans answered: split, a model that says `probabilities`, calibrate, gate."""
     iteration = steps.split_validation({"config": config, "state": state})
-    # By default a model too unsure to auto-label anything: the next batch is all routing.
+    base = Path(config["Settings"]["OutputUri"]) / "iterations" / f"{state['Iteration']:03d}"
     for kind, src in (("ValidationTransform", "channels/validation/validation.manifest"),
                       ("UnlabeledTransform", "transform-input/unlabeled/unlabeled.manifest")):
-        base = tmp_path / "out" / "iterations" / "001"
         dst = Path(iteration[kind]["OutputUri"]) / (Path(src).name + ".out")
         dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_text("".join(json.dumps({**json.loads(l), "SageMakerOutput": {"probabilities": probabilities(json.loads(l))}}) + "\n"
-                               for l in open(base / src)))
+        dst.write_text("".join(
+            json.dumps({**json.loads(l), "SageMakerOutput": {"probabilities": probabilities(json.loads(l))}}) + "\n"
+            for l in open(base / src)
+        ))
     cal = steps.calibrate_threshold({"config": config, "state": state, "iteration": iteration})
-    state = steps.gate_and_route({"config": config, "state": state, "iteration": iteration, "calibration": cal})
+    return steps.gate_and_route({"config": config, "state": state, "iteration": iteration, "calibration": cal})
+
+
+def one_iteration(tmp_path, probabilities=UNSURE, **settings):
+    # By default a model too unsure to auto-label anything: the next batch is all routing.
+    config, state = start_job(tmp_path, **settings)
+    first_roles = roles(state["HumanBatch"])
+    state = model_judges(config, humans_answer(config, state), probabilities)
     return first_roles, roles(state["HumanBatch"]), state
 
 
@@ -55,30 +70,55 @@ def sure_of_even_ids(line):
 LENIENT = {"TargetAccuracy": 0.8, "ConfidenceLevel": 0.8}  # so 20 validation items can certify
 
 
-def test_retired_validation_items_keep_their_verdict_in_the_ledger(tmp_path):
-    _, _, state = one_iteration(tmp_path, sure_of_even_ids, ValidationSize=25, **LENIENT)
-    records = [json.loads(l) for l in open(state["LedgerUri"])]
+def ledger_records(state):
+    return [json.loads(l) for l in open(state["LedgerUri"])]
+
+
+def test_job_scope_rejudges_auto_labels_and_never_touches_human_ones(tmp_path):
+    config, state = start_job(tmp_path, **LENIENT)
+    state = model_judges(config, humans_answer(config, state), sure_of_even_ids)
+    first = {r["id"]: r["label"] for r in ledger_records(state)}
+    auto = {i for i, l in first.items() if l and not l["human"]}
+    assert auto and all(i % 2 == 0 for i in auto)
+    assert state["LastMetrics"]["AutoLabeled"] == len(auto) == state["LastMetrics"]["AutoLabeledThisIteration"]
+    # The next model is sure of every validation item, and of the pool but for ids 2 mod 4:
+    # the threshold lands at its sure level, and those auto-labels are withdrawn.
+    state = humans_answer(config, state)
+    records = ledger_records(state)
+    human = {r["id"]: r["label"] for r in records if r["label"] and r["label"]["human"]}
+    validation = {r["id"] for r in records if r.get("split") == "validation"}
+    unsure_of = lambda i: i % 4 == 2 and i not in validation  # noqa: E731
+    state = model_judges(config, state, lambda l: [0.55, 0.45] if unsure_of(l["labelloop-id"]) else [0.99, 0.01])
+    second = {r["id"]: r["label"] for r in ledger_records(state)}
+    assert {i: l for i, l in second.items() if l and l["human"]} == human  # verbatim
+    kept = {i for i, l in second.items() if l and not l["human"]}
+    assert kept and all(i % 4 != 2 for i in kept) and any(i % 2 for i in kept)
+    assert all(second[i]["iteration"] == 2 for i in kept)  # vouched for by the newest model
+    withdrawn = {i for i in auto if i % 4 == 2}
+    assert withdrawn and all(second[i] is None for i in withdrawn)
+    # Withdrawn too: provisional items drawn as validation top-ups (humans will label them).
+    dropped = {i for i in auto if second[i] is None}
+    assert state["LastMetrics"]["AutoLabelsWithdrawn"] == len(dropped) >= len(withdrawn)
+    assert dropped - withdrawn <= {json.loads(l)["labelloop-id"] for l in open(state["HumanBatch"]["ManifestUri"])}
+    assert state["LastMetrics"]["AutoLabeled"] == len(kept)
+    # Validation items keep judging, but for those standing for items routed to humans: the
+    # first model's unsure ones (odd ids), routed in their shadow, train from then on.
+    shadowed = {r["id"] for r in ledger_records(state) if r.get("split") == "retired"}
+    assert shadowed and all(i % 2 for i in shadowed)
+
+
+def test_iteration_scope_keeps_auto_labels_and_retires_validation(tmp_path):
+    config, state = start_job(tmp_path, CalibrationScope="iteration", **LENIENT)
+    state = model_judges(config, humans_answer(config, state), sure_of_even_ids)
+    records = ledger_records(state)
+    auto = {r["id"] for r in records if r["label"] and not r["label"]["human"]}
     retired = [r for r in records if r.get("split") == "retired"]
-    assert retired and all(r["id"] % 2 == 0 for r in retired)
-    assert all(r["verdict"] == {"iteration": 1, "predicted": 0, "confidence": 0.99, "correct": True} for r in retired)
+    assert auto and retired and all(r["id"] % 2 == 0 for r in retired)
     assert state["LastMetrics"]["ValidationRetired"] == len(retired)
-    # The next iteration's split reports them for the cumulative calibration.
-    config = {"Settings": json.load(open(tmp_path / "out" / "config" / "settings.json"))}
-    config.update({"ClassNames": ["a", "b"], "RunId": "r", "SourceDirUri": "/src.tar.gz"})
-    nxt = steps.split_validation({"config": config, "state": {**state, "Iteration": 2}})
-    assert nxt["RetiredValidation"] == {"Count": len(retired), "Correct": len(retired)}
-
-
-def test_cumulative_scope_counts_retired_items_toward_the_validation_size(tmp_path):
-    # 20 validation items, some retired: cumulative still holds all 20 of 25; iteration only the rest.
-    _, cumulative, _ = one_iteration(tmp_path / "c", sure_of_even_ids, ValidationSize=25, **LENIENT)
-    _, per_iteration, state = one_iteration(
-        tmp_path / "i", sure_of_even_ids, ValidationSize=25, CalibrationScope="iteration", **LENIENT
-    )
-    retired = state["LastMetrics"]["ValidationRetired"]
-    assert retired > 0
-    assert cumulative.count("validation") == 5
-    assert per_iteration.count("validation") == 25 - (20 - retired)
+    # A model that would label those items differently (class 1, unsure) changes none of them.
+    state = model_judges(config, humans_answer(config, state), lambda l: [0.45, 0.55])
+    after = {r["id"]: r["label"] for r in ledger_records(state)}
+    assert all(after[i]["iteration"] == 1 and after[i]["class"] == 0 for i in auto)  # final when made
 
 
 def test_validation_is_topped_up_to_its_size_and_no_further(tmp_path):

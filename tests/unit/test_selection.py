@@ -59,3 +59,22 @@ def test_diversity_spreads_the_uncertain_slots():
     diverse, _ = select_for_humans(scores, 10, features=features, seed=0)
     assert (plain < 30).all()
     assert (diverse >= 30).sum() >= 8  # the cover leaves the duplicate clump after one or two picks
+
+
+def test_shadow_routing_sends_validation_items_where_routing_sent_the_pool():
+    from labelloop.selection import select_for_humans, shadow_route
+
+    rng = np.random.default_rng(0)
+    pool, val = rng.random(5000), rng.random(2000)  # uncertainty scores of pool and validation items
+    pool_pred, val_pred = rng.integers(0, 3, 5000), rng.integers(0, 3, 2000)
+    uncertain, random_pick = select_for_humans(pool, 500, n_random=50, predicted=pool_pred, seed=1)
+    routed = shadow_route(pool, pool_pred, uncertain, len(random_pick), val, val_pred, seed=2)
+    # The same share leaves both sets, and from the same (uncertain) end.
+    assert abs(routed.mean() - 550 / 5000) < 0.02
+    cut = pool[uncertain].min()
+    assert routed[val > cut + 0.01].all()
+    assert (val[routed] <= cut).sum() == pytest.approx(2000 * 50 / 4550, abs=25)  # the random share only
+    # Diversity: no prefix, the deep end's odds.
+    uncertain, random_pick = select_for_humans(pool, 500, n_random=0, features=rng.random((5000, 3)), seed=1)
+    routed = shadow_route(pool, pool_pred, uncertain, 0, val, val_pred, diversity=True, seed=2)
+    assert abs(routed.mean() - 0.1) < 0.02
