@@ -6,6 +6,13 @@ or above it (n) and how many the model got right (k), and take the exact one-sid
 Clopper-Pearson lower bound on their accuracy. Thresholds are tested from the highest down and
 testing stops at the first failure (fixed-sequence testing), so testing many thresholds does
 not inflate the error rate: the chosen threshold meets the target with the stated confidence.
+
+Cumulative scope: the promise is about *all* auto-labels of a job, not one iteration's. The
+validation items that earlier iterations retired (the model of the day would have auto-labeled
+them) keep the verdict that model earned on them, right or wrong; those verdicts are added to
+every candidate's counts. Testing the pool of auto-labels as a whole lets the easy items
+auto-labeled early carry some harder ones later, as long as the pool still meets the target,
+where testing each iteration alone would send the whole hard tail to humans.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ class Calibration:
     validation_count: int
     validation_accuracy: float | None  # top-1 accuracy on the whole validation set
     min_support: int  # the smallest support the test started from
+    carried_support: int = 0  # retired validation verdicts counted in `support` (cumulative scope)
+    carried_correct: int = 0  # ... of which right
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -69,11 +78,15 @@ def calibrate_threshold(
     target_accuracy: float,
     confidence_level: float,
     min_support: int = 0,
+    carried_correct: int = 0,
+    carried_total: int = 0,
 ) -> Calibration:
     """Lowest confidence threshold whose auto-labels meet `target_accuracy` with `confidence_level`.
 
     Testing starts at the highest threshold with `starting_support` validation items at or above
     it (or `min_support`, if larger), then steps down through each distinct confidence value.
+    `carried_correct` of `carried_total` earlier verdicts (cumulative scope) count at every
+    threshold; when they alone fail the bound, nothing new is auto-labeled.
     """
     if not 0.0 < target_accuracy < 1.0:
         raise ValueError(f"target accuracy must be in (0, 1), got {target_accuracy}")
@@ -83,11 +96,13 @@ def calibrate_threshold(
     ok = np.asarray(correct, dtype=bool)
     if conf.shape != ok.shape:
         raise ValueError("confidences and correct must have the same length")
+    if not 0 <= carried_correct <= carried_total:
+        raise ValueError(f"carried verdicts: {carried_correct} right of {carried_total} is impossible")
     start = max(int(min_support), starting_support(target_accuracy, confidence_level))
     n_val = int(conf.size)
     val_acc = float(ok.mean()) if n_val else None
-    nothing = Calibration(None, None, 0, None, n_val, val_acc, start)
-    if n_val < start:
+    nothing = Calibration(None, None, 0, None, n_val, val_acc, start, carried_total, carried_correct)
+    if n_val + carried_total < start or n_val == 0:
         return nothing
 
     order = np.argsort(-conf, kind="stable")
@@ -95,8 +110,11 @@ def calibrate_threshold(
     # One candidate per distinct confidence value: the last position of each run of ties.
     last_of_run = np.r_[conf[1:] != conf[:-1], True]
     idx = np.nonzero(last_of_run)[0]
-    support = idx + 1
-    hits = np.cumsum(ok)[idx]
+    support = idx + 1 + carried_total
+    hits = np.cumsum(ok)[idx] + carried_correct
+    if carried_total:
+        # The first test: do the earlier auto-labels alone still hold? (auto-label nothing new)
+        idx, support, hits = np.r_[-1, idx], np.r_[carried_total, support], np.r_[carried_correct, hits]
     keep = support >= start
     idx, support, hits = idx[keep], support[keep], hits[keep]
     if idx.size == 0:
@@ -106,7 +124,7 @@ def calibrate_threshold(
     # Fixed-sequence testing: only the unbroken run of passes from the top counts.
     failures = np.nonzero(~passed)[0]
     n_pass = int(failures[0]) if failures.size else int(passed.size)
-    if n_pass == 0:
+    if n_pass == 0 or idx[n_pass - 1] < 0:
         return nothing
     j = n_pass - 1
     return Calibration(
@@ -117,4 +135,6 @@ def calibrate_threshold(
         validation_count=n_val,
         validation_accuracy=val_acc,
         min_support=start,
+        carried_support=carried_total,
+        carried_correct=carried_correct,
     )

@@ -69,6 +69,7 @@ def _execution_input(args: argparse.Namespace, output: Path) -> dict[str, Any]:
         "ValidationPolicy": args.validation_policy,
         "CalibrationMethod": args.calibration,
         "CalibrationScope": args.calibration_scope,
+        "SlackReserve": args.slack_reserve,
         "MarginThreshold": args.margin_threshold,
         "SelectionStrategy": args.strategy,
         "RandomFraction": args.random_fraction,
@@ -265,8 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="confidence with which the threshold must meet the target (lower-bound test)")
     run.add_argument("--calibration", choices=sorted(CALIBRATION_METHODS), default="lower-bound",
                      help="how the auto-label threshold is chosen: " + _choices_help(CALIBRATION_METHODS))
-    run.add_argument("--calibration-scope", choices=sorted(CALIBRATION_SCOPES), default="job",
+    run.add_argument("--calibration-scope", choices=sorted(CALIBRATION_SCOPES), default="cumulative",
                      help="what the lower bound vouches for: " + _choices_help(CALIBRATION_SCOPES))
+    run.add_argument("--slack-reserve", type=float, default=0.0,
+                     help="cumulative scope: share of the accuracy slack (1 - target) kept back while the pool is full, "
+                          "released as it empties (0: none)")
     run.add_argument("--margin-threshold", type=float, default=0.5, help="fixed-margin calibration's margin")
     run.add_argument("--validation-policy", choices=sorted(VALIDATION_POLICIES), default="adaptive",
                      help="which human labels judge the model: " + _choices_help(VALIDATION_POLICIES))

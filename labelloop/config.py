@@ -27,7 +27,8 @@ CALIBRATION_METHODS = {
 }
 
 CALIBRATION_SCOPES = {
-    "job": "every iteration re-judges all auto-labels with the newest model; the bound covers them all",
+    "cumulative": "auto-labels are final when made; the bound covers all of them, earlier ones by their retired validation verdicts",
+    "job": "auto-labels stay provisional; every iteration re-judges all of them with the newest model",
     "iteration": "auto-labels are final when made; each iteration's new ones meet the target on their own",
 }
 
@@ -57,7 +58,8 @@ class JobSettings:
     validation_size: int | None = None  # adaptive policy: validation labels to hold; None: validation_size_for()
     min_validation_support: int = 0
     calibration_method: str = "lower-bound"
-    calibration_scope: str = "job"
+    calibration_scope: str = "cumulative"
+    reserve: float = 0.0  # cumulative scope: share of the accuracy slack kept back while the pool is full
     margin_threshold: float = 0.5  # fixed-margin method only
     selection_strategy: str = "least-confidence"
     random_fraction: float = 0.1
@@ -90,6 +92,7 @@ class JobSettings:
         "MinValidationSupport": "min_validation_support",
         "CalibrationMethod": "calibration_method",
         "CalibrationScope": "calibration_scope",
+        "SlackReserve": "reserve",
         "MarginThreshold": "margin_threshold",
         "SelectionStrategy": "selection_strategy",
         "RandomFraction": "random_fraction",
@@ -161,6 +164,8 @@ class JobSettings:
             p.append(f"ValidationPolicy {self.validation_policy!r} is not one of {sorted(VALIDATION_POLICIES)}")
         if self.calibration_method not in CALIBRATION_METHODS:
             p.append(f"CalibrationMethod {self.calibration_method!r} is not one of {sorted(CALIBRATION_METHODS)}")
+        if not _is_number(self.reserve) or not 0.0 <= float(self.reserve) < 1.0:
+            p.append(f"SlackReserve must be a number in [0, 1), got {self.reserve!r}")
         if self.calibration_scope not in CALIBRATION_SCOPES:
             p.append(f"CalibrationScope {self.calibration_scope!r} is not one of {sorted(CALIBRATION_SCOPES)}")
         if self.validation_size is not None and (not _is_int(self.validation_size) or self.validation_size < 1):
@@ -217,9 +222,25 @@ class JobSettings:
             return self.validation_size
         return max(400, min(2000, math.ceil(0.015 * total)))
 
-    def validation_target(self, total: int, active: int) -> int:
-        """Adaptive policy: how many validation labels to add so the set judging the model is full."""
-        return max(0, self.validation_size_for(total) - active)
+    def validation_target(self, total: int, active: int, retired: int = 0) -> int:
+        """Adaptive policy: how many validation labels to add so the set judging the model is full.
+
+        Cumulative scope: retired items still judge through their verdicts, so they count.
+        """
+        held = active + (retired if self.calibration_scope == "cumulative" else 0)
+        return max(0, self.validation_size_for(total) - held)
+
+    def working_target(self, open_share: float) -> float:
+        """Cumulative scope: the accuracy the bound must reach while `open_share` of the items are open.
+
+        The slack between the target and perfection is the job's to spend, once: what early,
+        weaker models spend is gone for the better models that follow. So a share of it
+        (SlackReserve) is kept back in proportion to the items still open, and released as the
+        pool empties; the last items are judged at the target itself.
+        """
+        if self.calibration_scope != "cumulative":
+            return self.target_accuracy
+        return self.target_accuracy + (1.0 - self.target_accuracy) * self.reserve * min(1.0, max(0.0, open_share))
 
     def run_id(self, execution_name: str) -> str:
         """Short, stable suffix that keeps SageMaker job names unique per execution."""

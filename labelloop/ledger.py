@@ -48,6 +48,11 @@ def is_validation(item_id: int, seed: int, fraction: float) -> bool:
 # under the iteration scope, a retired validation item (one the model would now auto-label)
 # trains from then on.
 TRAIN, VALIDATION, RETIRED = "train", "validation", "retired"
+VERDICT_KEY = "verdict"  # cumulative scope: what the model that retired a validation item said of it
+
+
+def verdict_of(record: dict[str, Any]) -> dict[str, Any] | None:
+    return record.get(VERDICT_KEY)
 
 
 def is_provisional(label: Label) -> bool:
@@ -80,9 +85,15 @@ def apply_labels_pairwise(
     new_labels: dict[int, Label],
     splits: dict[int, str] | None = None,
     regate: bool = False,
+    verdicts: dict[int, dict[str, Any]] | None = None,
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """As `apply_labels`, yielding (record before, record after)."""
-    splits = splits or {}
+    """As `apply_labels`, yielding (record before, record after).
+
+    `verdicts` ({id: {"iteration", "predicted", "confidence"}}) records, for a validation item
+    being retired, what the model that retired it predicted; whether it was right is judged
+    against the item's human label and kept for good (a later model never rewrites it).
+    """
+    splits, verdicts = splits or {}, verdicts or {}
     for record in records:
         item_id = record["id"]
         label = record["label"]
@@ -94,6 +105,9 @@ def apply_labels_pairwise(
         after = record if label is record["label"] else {**record, "label": label}
         if item_id in splits and label is not None:
             after = {**after, "split": splits[item_id]}
+        if item_id in verdicts and label is not None and VERDICT_KEY not in after:
+            verdict = verdicts[item_id]
+            after = {**after, VERDICT_KEY: {**verdict, "correct": verdict["predicted"] == label["class"]}}
         yield record, after
 
 

@@ -424,6 +424,7 @@ def _rewrite_ledger(
     new_labels: "dict[int, Label] | _AutoLabels",
     splits: dict[int, str] | None = None,
     regate: bool = False,
+    verdicts: dict[int, dict] | None = None,
 ) -> dict[str, int]:
     """Stream the ledger into a new file with new labels applied; counts what changed.
 
@@ -433,7 +434,7 @@ def _rewrite_ledger(
     counts = dict.fromkeys(("remaining", "auto", "new_auto", "withdrawn", "relabeled"), 0)
     with storage.LineWriter(dst) as writer:
         before = storage.iter_json_lines(src)
-        for old, record in ledger.apply_labels_pairwise(before, new_labels, splits, regate):
+        for old, record in ledger.apply_labels_pairwise(before, new_labels, splits, regate, verdicts):
             label, previous = record["label"], old["label"]
             counts["remaining"] += label is None
             own = label is not None and ledger.is_provisional(ledger.label_of(record))
@@ -461,7 +462,8 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
         "validation": storage.join(base, "channels", "validation", "validation.manifest"),
         "unlabeled": storage.join(base, "transform-input", "unlabeled", "unlabeled.manifest"),
     }
-    job_scope = settings.get("CalibrationScope", "job") == "job"
+    job_scope = settings.get("CalibrationScope") == "job"
+    retired = retired_right = 0
     with (
         storage.LineWriter(uris["train"]) as train,
         storage.LineWriter(uris["validation"]) as validation,
@@ -475,6 +477,10 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
             elif label.human:  # auto-labels never train: the model would learn its own mistakes
                 target = validation if ledger.split_of(record) == ledger.VALIDATION else train
                 target.write(ledger.channel_line(record, attribute))
+                verdict = ledger.verdict_of(record)
+                if verdict is not None:
+                    retired += 1
+                    retired_right += verdict["correct"]
     name = lambda kind: layout.job_name(settings["JobName"], config["RunId"], it, kind)  # noqa: E731
     hyperparameters = {
         "label-attribute": attribute,
@@ -494,6 +500,8 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
         "TrainCount": train.count,
         "ValidationCount": validation.count,
         "UnlabeledCount": unlabeled.count,
+        # Verdicts of retired validation items, which the cumulative scope carries over.
+        "RetiredValidation": {"Count": retired, "Correct": retired_right},
         "TrainChannelUri": storage.join(base, "channels", "train"),
         "ValidationChannelUri": storage.join(base, "channels", "validation"),
         "ModelOutputUri": storage.join(base, "model"),
@@ -529,12 +537,20 @@ def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
     _expect_all(transform["OutputUri"], iteration["ValidationCount"], len(ids))
     probs_arr = np.asarray(probs, dtype=float).reshape(len(ids), len(config["ClassNames"]))
     method = settings["CalibrationMethod"]
+    job = JobSettings.parse(settings)
+    carried = iteration.get("RetiredValidation") or {"Count": 0, "Correct": 0}
+    if job.calibration_scope != "cumulative":
+        carried = {"Count": 0, "Correct": 0}
+    state = event["state"]
+    target = job.working_target(state["Remaining"] / max(1, state["Total"]))
     result = calibrate(
         probs_arr.max(axis=1),
         probs_arr.argmax(axis=1) == np.asarray(truth, dtype=int),
-        target_accuracy=settings["TargetAccuracy"],
+        target_accuracy=target,
         confidence_level=settings["ConfidenceLevel"],
         min_support=settings["MinValidationSupport"],
+        carried_correct=carried["Correct"],
+        carried_total=carried["Count"],
     )
     threshold = {"lower-bound": result.threshold, "fixed-margin": settings["MarginThreshold"], "none": None}[method]
     out = {
@@ -547,6 +563,8 @@ def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
         "ValidationCount": result.validation_count,
         "ValidationAccuracy": result.validation_accuracy,
         "MinSupport": result.min_support,
+        "WorkingTarget": target,
+        "CarriedSupport": result.carried_support if method == "lower-bound" else 0,
     }
     storage.write_json(storage.join(layout.iteration_dir(settings["OutputUri"], event["state"]["Iteration"]), "calibration.json"), out)
     return out
@@ -659,14 +677,21 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
 
     # Adaptive validation: random draws top the validation set up to its size, never past it.
     retired: dict[int, str] = {}
+    verdicts: dict[int, dict] = {}
     n_validation = 0
     if settings.validation_policy == "adaptive":
         if adaptive and not job_scope:
-            # Iteration scope: an item the model would now auto-label no longer resembles the pool
-            # that is left, so it stops judging and starts training.
-            retired = {int(i): ledger.RETIRED for i in val_ids[val_confident]}
+            # Iteration and cumulative scopes: an item the model would now auto-label no longer
+            # resembles the pool that is left, so it stops judging and starts training. Cumulative
+            # scope: it keeps the verdict this model earned on it, which stands for the items
+            # auto-labeled with it in every later bound.
+            for k in np.nonzero(val_confident)[0]:
+                retired[int(val_ids[k])] = ledger.RETIRED
+                if settings.calibration_scope == "cumulative":
+                    verdicts[int(val_ids[k])] = {"iteration": it, "predicted": int(val_p[k].argmax()), "confidence": round(float(val_p[k].max()), 6)}
         active = iteration["ValidationCount"] - len(retired)
-        n_validation = min(settings.validation_target(state["Total"], active), want // 2 or want)
+        retired_total = (iteration.get("RetiredValidation") or {}).get("Count", 0) + len(retired)
+        n_validation = min(settings.validation_target(state["Total"], active, retired_total), want // 2 or want)
     validation_pick = np.zeros(0, dtype=np.int64)
     if job_scope and n_validation:
         # Job scope: validation stands for every item no human has labeled, auto-labeled or not,
@@ -705,7 +730,7 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         lambda c, s: Label(c, s, False, auto_job, now, it, cal["Threshold"], cal["LowerBound"], cal["Support"]),
     )
     new_uri = layout.ledger_uri(settings.output_uri, it, "auto")
-    counts = _rewrite_ledger(state["LedgerUri"], new_uri, auto, retired, regate=job_scope)
+    counts = _rewrite_ledger(state["LedgerUri"], new_uri, auto, retired, regate=job_scope, verdicts=verdicts)
     remaining = counts["remaining"]
 
     rest_ids, rest_pred, rest_conf = ids[rest], pred[rest], conf[rest]
@@ -750,6 +775,8 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         "ValidationAccuracy": cal["ValidationAccuracy"],
         "ValidationCount": cal["ValidationCount"],
         "ValidationRetired": len(retired),
+        "WorkingTarget": cal.get("WorkingTarget"),
+        "CarriedSupport": cal.get("CarriedSupport", 0),
         "TrainCount": iteration["TrainCount"],
         "NextHumanBatch": batch["Count"],
         "StopReason": stop,

@@ -96,3 +96,38 @@ def test_coverage_of_the_guarantee_on_simulated_models():
         misses += true_accuracy < 0.95
     assert trials > 250
     assert misses / trials <= 0.05
+
+
+def test_carried_verdicts_let_easy_auto_labels_carry_a_harder_stratum():
+    # Earlier iterations auto-labeled an easy stratum: 300 retired verdicts, 299 right. What is
+    # left is hard: even its most confident items are right only 92 % of the time.
+    rng = np.random.default_rng(1)
+    conf = rng.uniform(0.5, 1.0, 300)
+    correct = rng.random(300) < np.where(conf > 0.75, 0.92, 0.5)
+    alone = calibrate_threshold(conf, correct, target_accuracy=0.95, confidence_level=0.95)
+    pooled = calibrate_threshold(
+        conf, correct, target_accuracy=0.95, confidence_level=0.95, carried_correct=299, carried_total=300
+    )
+    assert alone.threshold is None  # on its own the hard stratum never certifies
+    assert pooled.threshold is not None
+    above = conf >= pooled.threshold
+    assert pooled.support == 300 + above.sum()
+    assert pooled.accuracy == pytest.approx((299 + correct[above].sum()) / pooled.support)
+    assert pooled.lower_bound >= 0.95
+    assert (pooled.carried_support, pooled.carried_correct) == (300, 299)
+
+
+def test_carried_verdicts_that_already_fail_stop_all_new_auto_labels():
+    # The earlier auto-labels alone no longer meet the target: nothing new may join them, even
+    # items the model is sure of and right about.
+    conf = np.full(200, 0.999)
+    correct = np.ones(200, dtype=bool)
+    cal = calibrate_threshold(
+        conf, correct, target_accuracy=0.95, confidence_level=0.95, carried_correct=180, carried_total=200
+    )
+    assert cal.threshold is None
+
+
+def test_impossible_carried_counts_are_refused():
+    with pytest.raises(ValueError, match="impossible"):
+        calibrate_threshold([0.9], [True], target_accuracy=0.95, confidence_level=0.95, carried_correct=5, carried_total=3)

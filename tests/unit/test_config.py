@@ -67,3 +67,18 @@ def test_adaptive_validation_grows_with_a_large_dataset_within_bounds():
     auto = JobSettings.parse(base)
     assert [auto.validation_size_for(n) for n in (1_000, 5_000, 70_000, 1_000_000)] == [400, 400, 1050, 2000]
     assert JobSettings.parse({**base, "ValidationSize": 250}).validation_size_for(70_000) == 250
+
+
+def test_cumulative_scope_keeps_slack_back_while_the_pool_is_full():
+    from labelloop.config import JobSettings
+
+    base = {"ManifestUri": "m", "OutputUri": "o", "JobName": "j", "TaskType": "image-classification",
+            "LabelAttributeName": "label", "LabelCategories": ["a", "b"]}
+    s = JobSettings.parse({**base, "SlackReserve": 0.5})
+    assert JobSettings.parse(base).working_target(1.0) == 0.95  # by default nothing is kept back
+    assert s.working_target(1.0) == pytest.approx(0.975)  # half the 5 points of slack kept back
+    assert s.working_target(0.2) == pytest.approx(0.955)
+    assert s.working_target(0.0) == pytest.approx(0.95)  # the last items are judged at the target
+    assert JobSettings.parse({**base, "CalibrationScope": "iteration"}).working_target(1.0) == 0.95
+    with pytest.raises(ConfigurationError, match="SlackReserve"):
+        JobSettings.parse({**base, "SlackReserve": 1.0})

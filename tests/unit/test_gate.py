@@ -75,7 +75,7 @@ def ledger_records(state):
 
 
 def test_job_scope_rejudges_auto_labels_and_never_touches_human_ones(tmp_path):
-    config, state = start_job(tmp_path, **LENIENT)
+    config, state = start_job(tmp_path, CalibrationScope="job", **LENIENT)
     state = model_judges(config, humans_answer(config, state), sure_of_even_ids)
     first = {r["id"]: r["label"] for r in ledger_records(state)}
     auto = {i for i, l in first.items() if l and not l["human"]}
@@ -138,3 +138,16 @@ def test_batches_carry_the_models_guess_for_people(tmp_path):
     _, _, state = one_iteration(tmp_path)
     line = json.loads(open(state["HumanBatch"]["ManifestUri"]).readline())
     assert line["labelloop-guess"] == {"class": 0, "confidence": 0.6}
+
+
+def test_cumulative_scope_records_verdicts_and_counts_retired_items_toward_the_validation_size(tmp_path):
+    config, state = start_job(tmp_path, ValidationSize=25, SlackReserve=0.0, **LENIENT)
+    state = model_judges(config, humans_answer(config, state), sure_of_even_ids)
+    retired = [r for r in ledger_records(state) if r.get("split") == "retired"]
+    assert retired and all(r["id"] % 2 == 0 for r in retired)
+    assert all(r["verdict"] == {"iteration": 1, "predicted": 0, "confidence": 0.99, "correct": True} for r in retired)
+    # All 20 validation labels still judge (retired ones by their verdicts): 5 more to reach 25.
+    assert roles(state["HumanBatch"]).count("validation") == 5
+    # The next split reports the verdicts for the bound.
+    nxt = steps.split_validation({"config": config, "state": humans_answer(config, state)})
+    assert nxt["RetiredValidation"] == {"Count": len(retired), "Correct": len(retired)}
