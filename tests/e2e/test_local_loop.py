@@ -174,3 +174,23 @@ def test_pre_labeling_starts_from_a_given_model(full_run, digits, tmp_path):
     lines = read_output(pre)
     ev = evaluate((json.dumps(l) for l in lines), "digit", truth)
     assert ev.auto_accuracy >= 0.93
+
+
+@pytest.mark.parametrize("scope", ["job", "iteration"])
+def test_other_calibration_scopes_label_every_item_once(digits, tmp_path, scope):
+    result, workforce, truth = run_loop(digits, tmp_path, CalibrationScope=scope, MaxHumanLabeledObjectCount=1200)
+    assert result.status == "SUCCEEDED", f"{result.error}: {result.cause}"
+    lines = read_output(result)
+    assert len(lines) == 1797 and len({l["source-ref"] for l in lines}) == 1797
+    human = [l for l in lines if l["digit-metadata"]["human-annotated"] == "yes"]
+    assert len(human) == workforce.answered == result.summary["HumanLabeled"] <= 1200
+    # Human lines say what the humans said; auto-labels passed the threshold that vouches for them.
+    for line in human:
+        assert line["digit-metadata"]["class-name"] == truth[item_key(line)]
+    auto = [l for l in lines if l["digit-metadata"]["human-annotated"] == "no"]
+    assert auto and all(
+        l["digit-metadata"]["confidence"] >= round(l["digit-metadata"]["labelloop-calibration"]["threshold"], 4) - 1e-4
+        for l in auto
+    )
+    ev = evaluate((json.dumps(l) for l in lines), "digit", truth)
+    assert ev.auto_accuracy >= 0.93
