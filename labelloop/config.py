@@ -16,7 +16,7 @@ from labelloop.manifest import TASK_TYPES
 from labelloop.selection import STRATEGIES
 
 VALIDATION_POLICIES = {
-    "adaptive": "random draws from the unlabeled pool, held out for good (iteration scope: retired into training once auto-labeled)",
+    "adaptive": "random draws from the unlabeled pool; retired into training once the model would auto-label them (job scope: routed in the shadow of the pool)",
     "ground-truth": "a fixed, seeded share of the human labels (20 % below 5,000 items, 10 % above)",
     "frozen-first": "the first 10 % of the first human batch, never refreshed (the public sample)",
 }
