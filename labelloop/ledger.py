@@ -55,12 +55,13 @@ def verdict_of(record: dict[str, Any]) -> dict[str, Any] | None:
     return record.get(VERDICT_KEY)
 
 
-def is_provisional(label: Label) -> bool:
-    """An auto-label this job made: under the job scope, the next gate judges it again.
+def is_provisional(label: dict[str, Any] | None) -> bool:
+    """A record's stored label is an auto-label this job made: the job scope judges it again.
 
     Human labels and labels the input manifest already carried (iteration 0) are never touched.
+    Read from the stored JSON: the ledger steps test every record, and a Label each costs time.
     """
-    return not label.human and label.iteration > 0
+    return label is not None and not label["human"] and label["iteration"] > 0
 
 
 def apply_labels(
@@ -68,26 +69,15 @@ def apply_labels(
     new_labels: dict[int, Label],
     splits: dict[int, str] | None = None,
     regate: bool = False,
-) -> Iterator[dict[str, Any]]:
-    """Yield records with new labels (and splits) set; an item that already has a label keeps it,
-    but for a provisional auto-label, which a human answer replaces.
-
-    With `regate`, this gate's auto-labels replace the provisional ones: a provisional label the
-    newest model no longer vouches for is withdrawn (the item is unlabeled again, and may go to
-    humans). Human and input labels are kept as they are, whatever `new_labels` says.
-    """
-    for _, record in apply_labels_pairwise(records, new_labels, splits, regate):
-        yield record
-
-
-def apply_labels_pairwise(
-    records: Iterable[dict[str, Any]],
-    new_labels: dict[int, Label],
-    splits: dict[int, str] | None = None,
-    regate: bool = False,
     verdicts: dict[int, dict[str, Any]] | None = None,
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """As `apply_labels`, yielding (record before, record after).
+    """Yield (record before, record after) with new labels (and splits) set.
+
+    An item that already has a label keeps it, but for a provisional auto-label, which a human
+    answer replaces. With `regate`, this gate's auto-labels replace the provisional ones: a
+    provisional label the newest model no longer vouches for is withdrawn (the item is unlabeled
+    again, and may go to humans). Human and input labels are kept as they are, whatever
+    `new_labels` says.
 
     `verdicts` ({id: {"iteration", "predicted", "confidence"}}) records, for a validation item
     being retired, what the model that retired it predicted; whether it was right is judged
@@ -97,7 +87,7 @@ def apply_labels_pairwise(
     for record in records:
         item_id = record["id"]
         label = record["label"]
-        provisional = label is not None and is_provisional(Label.from_json(label))
+        provisional = is_provisional(label)
         if regate and provisional:
             label = None
         if item_id in new_labels and (label is None or (provisional and new_labels[item_id].human)):

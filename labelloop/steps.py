@@ -434,13 +434,13 @@ def _rewrite_ledger(
     counts = dict.fromkeys(("remaining", "auto", "new_auto", "withdrawn", "relabeled"), 0)
     with storage.LineWriter(dst) as writer:
         before = storage.iter_json_lines(src)
-        for old, record in ledger.apply_labels_pairwise(before, new_labels, splits, regate, verdicts):
+        for old, record in ledger.apply_labels(before, new_labels, splits, regate, verdicts):
             label, previous = record["label"], old["label"]
             counts["remaining"] += label is None
-            own = label is not None and ledger.is_provisional(ledger.label_of(record))
+            own = ledger.is_provisional(label)
             counts["auto"] += own
             counts["new_auto"] += own and previous is None
-            if previous is not None and not previous["human"] and previous["iteration"] > 0:
+            if ledger.is_provisional(previous):
                 counts["withdrawn"] += label is None
                 counts["relabeled"] += label is not None and label["class"] != previous["class"]
             writer.write(record)
@@ -471,7 +471,7 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
     ):
         for record in storage.iter_json_lines(state["LedgerUri"]):
             label = ledger.label_of(record)
-            if label is None or (job_scope and ledger.is_provisional(label)):
+            if label is None or (job_scope and ledger.is_provisional(record["label"])):
                 # Job scope: an auto-label is provisional, judged again by every new model.
                 unlabeled.write(ledger.job_line(record))
             elif label.human:  # auto-labels never train: the model would learn its own mistakes
@@ -566,7 +566,7 @@ def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
         "WorkingTarget": target,
         "CarriedSupport": result.carried_support if method == "lower-bound" else 0,
     }
-    storage.write_json(storage.join(layout.iteration_dir(settings["OutputUri"], event["state"]["Iteration"]), "calibration.json"), out)
+    storage.write_json(storage.join(layout.iteration_dir(settings["OutputUri"], state["Iteration"]), "calibration.json"), out)
     return out
 
 
