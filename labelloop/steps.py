@@ -647,6 +647,39 @@ def _confident(probs: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
     return probs.max(axis=1) >= threshold
 
 
+def _retire_confident_validation(
+    settings: JobSettings, it: int, val_ids: np.ndarray, val_p: np.ndarray, val_confident: np.ndarray
+) -> tuple[dict[int, str], dict[int, dict]]:
+    """Iteration and cumulative scopes: the validation items this model would auto-label.
+
+    Such an item no longer resembles the pool that is left, so it stops judging and starts
+    training. Cumulative scope: it keeps the verdict this model earned on it, which stands for
+    the items auto-labeled with it in every later bound.
+    """
+    retired: dict[int, str] = {}
+    verdicts: dict[int, dict] = {}
+    for k in np.nonzero(val_confident)[0]:
+        retired[int(val_ids[k])] = ledger.RETIRED
+        if settings.calibration_scope == "cumulative":
+            verdicts[int(val_ids[k])] = {"iteration": it, "predicted": int(val_p[k].argmax()), "confidence": round(float(val_p[k].max()), 6)}
+    return retired, verdicts
+
+
+def _stop_reason(settings: JobSettings, it: int, remaining: int, batch: int, progress: int, labeled_share: float) -> str | None:
+    """Why the loop ends after this gate, or None while it goes on."""
+    if remaining == 0:
+        return "all-labeled"
+    if batch:
+        return None
+    if progress == 0:
+        return "no-progress"
+    if it >= settings.max_iterations:
+        return "max-iterations"
+    if settings.max_percentage_labeled is not None and labeled_share >= settings.max_percentage_labeled:
+        return "max-percentage-labeled"
+    return "human-budget-spent"
+
+
 def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     """Auto-label the confident items, route the most uncertain of the rest to humans."""
     config, state, iteration, cal = event["config"], event["state"], event["iteration"], event["calibration"]
@@ -681,14 +714,7 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     n_validation = 0
     if settings.validation_policy == "adaptive":
         if adaptive and not job_scope:
-            # Iteration and cumulative scopes: an item the model would now auto-label no longer
-            # resembles the pool that is left, so it stops judging and starts training. Cumulative
-            # scope: it keeps the verdict this model earned on it, which stands for the items
-            # auto-labeled with it in every later bound.
-            for k in np.nonzero(val_confident)[0]:
-                retired[int(val_ids[k])] = ledger.RETIRED
-                if settings.calibration_scope == "cumulative":
-                    verdicts[int(val_ids[k])] = {"iteration": it, "predicted": int(val_p[k].argmax()), "confidence": round(float(val_p[k].max()), 6)}
+            retired, verdicts = _retire_confident_validation(settings, it, val_ids, val_p, val_confident)
         active = iteration["ValidationCount"] - len(retired)
         retired_total = (iteration.get("RetiredValidation") or {}).get("Count", 0) + len(retired)
         n_validation = min(settings.validation_target(state["Total"], active, retired_total), want // 2 or want)
@@ -733,31 +759,15 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     counts = _rewrite_ledger(state["LedgerUri"], new_uri, auto, retired, regate=job_scope, verdicts=verdicts)
     remaining = counts["remaining"]
 
-    rest_ids, rest_pred, rest_conf = ids[rest], pred[rest], conf[rest]
-    chosen = {int(rest_ids[k]): ledger.TRAIN for k in uncertain}
-    chosen.update({int(ids[k]): ledger.VALIDATION for k in validation_pick})
-    # Which random draws validate is itself drawn at random: positions follow manifest order.
-    shuffled = np.random.default_rng([settings.seed, it, 1]).permutation(random_pick)
-    chosen.update({int(rest_ids[k]): ledger.VALIDATION if j < n_validation else ledger.TRAIN for j, k in enumerate(shuffled)})
-    guesses = {
-        int(rest_ids[k]): {"class": int(rest_pred[k]), "confidence": round(float(rest_conf[k]), 4)}
-        for k in np.concatenate([uncertain, random_pick])
-    }
-    guesses.update({int(ids[k]): {"class": int(pred[k]), "confidence": round(float(conf[k]), 4)} for k in validation_pick})
+    # Positions into `ids`: the routed items train; of the random draws, a random n_validation validate.
+    shuffled = rest[np.random.default_rng([settings.seed, it, 1]).permutation(random_pick)]
+    roles = [(rest[uncertain], ledger.TRAIN), (validation_pick, ledger.VALIDATION),
+             (shuffled[:n_validation], ledger.VALIDATION), (shuffled[n_validation:], ledger.TRAIN)]
+    chosen = {int(ids[k]): role for positions, role in roles for k in positions}
+    guesses = {int(ids[k]): {"class": int(pred[k]), "confidence": round(float(conf[k]), 4)} for positions, _ in roles for k in positions}
     batch = _write_human_batch(config, it + 1, new_uri, chosen, guesses)
 
-    stop = None
-    if remaining == 0:
-        stop = "all-labeled"
-    elif batch["Count"] == 0:
-        if progress == 0:
-            stop = "no-progress"
-        elif it >= settings.max_iterations:
-            stop = "max-iterations"
-        elif settings.max_percentage_labeled is not None and labeled_share >= settings.max_percentage_labeled:
-            stop = "max-percentage-labeled"
-        else:
-            stop = "human-budget-spent"
+    stop = _stop_reason(settings, it, remaining, batch["Count"], progress, labeled_share)
     metrics = {
         "Iteration": it,
         "HumanLabeled": state["HumanLabeled"],
