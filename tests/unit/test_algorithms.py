@@ -231,6 +231,7 @@ def test_image_training_writes_model_and_metric(digits_model):
     assert config["num_classes"] == 10 and config["image"]["channels"] == 1
     assert config["image"]["image_size"] == 16  # 8x8 digits are upsampled
     assert config["epochs"] == 15  # the command line reached the script
+    assert "shifts up to 1 px" in proc.stdout  # 15 epochs: a small set, shifted (auto)
     metric = [line for line in proc.stdout.splitlines() if line.startswith("validation-accuracy=")]
     assert len(metric) == 1 and float(metric[0].split("=")[1]) >= 0.85
 
@@ -266,6 +267,7 @@ def test_image_missing_classes_still_get_probabilities(image_src, digits, tmp_pa
         proc, model_dir, _ = run_training(image_src, work, hps, validation=work / "absent")
         assert_trained(proc)
         assert "validation-accuracy=" not in proc.stdout
+        assert "shifts up to 0 px" in proc.stdout  # 3 epochs: too few passes for shifts to pay (auto)
         inference = import_from(image_src, "inference")
         runs.append(transform(inference, inference.model_fn(str(model_dir)), digit_lines(paths, labels, np.arange(300, 340), False)))
     assert runs[0].shape == (40, 11)
