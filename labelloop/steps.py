@@ -665,19 +665,15 @@ def _retire_confident_validation(
     return retired, verdicts
 
 
-def _stop_reason(settings: JobSettings, it: int, remaining: int, batch: int, progress: int, labeled_share: float) -> str | None:
-    """Why the loop ends after this gate, or None while it goes on."""
-    if remaining == 0:
-        return "all-labeled"
-    if batch:
-        return None
+def _limit_reached(settings: JobSettings, it: int, progress: int, labeled_share: float) -> str | None:
+    """The stop rule, other than a spent human budget, that sends no more items to humans."""
     if progress == 0:
         return "no-progress"
     if it >= settings.max_iterations:
         return "max-iterations"
     if settings.max_percentage_labeled is not None and labeled_share >= settings.max_percentage_labeled:
         return "max-percentage-labeled"
-    return "human-budget-spent"
+    return None
 
 
 def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
@@ -702,11 +698,8 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     progress = state.get("HumanLabeledThisIteration", 0) + max(0, auto_after - state["AutoLabeled"])
     labeled_share = 100.0 * (state["Total"] - remaining) / max(1, state["Total"])
     rest = np.nonzero(~confident)[0]
-    want = _human_batch_limit(settings, state, len(rest))
-    if it >= settings.max_iterations or progress == 0 or (
-        settings.max_percentage_labeled is not None and labeled_share >= settings.max_percentage_labeled
-    ):
-        want = 0
+    limit = _limit_reached(settings, it, progress, labeled_share)
+    want = 0 if limit else _human_batch_limit(settings, state, len(rest))
 
     # Adaptive validation: random draws top the validation set up to its size, never past it.
     retired: dict[int, str] = {}
@@ -767,7 +760,11 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     guesses = {int(ids[k]): {"class": int(pred[k]), "confidence": round(float(conf[k]), 4)} for positions, _ in roles for k in positions}
     batch = _write_human_batch(config, it + 1, new_uri, chosen, guesses)
 
-    stop = _stop_reason(settings, it, remaining, batch["Count"], progress, labeled_share)
+    stop = None
+    if remaining == 0:
+        stop = "all-labeled"
+    elif batch["Count"] == 0:
+        stop = limit or "human-budget-spent"
     metrics = {
         "Iteration": it,
         "HumanLabeled": state["HumanLabeled"],
