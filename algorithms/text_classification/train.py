@@ -37,11 +37,15 @@ from text_model import CONFIG_FILE, MODEL_FILE, TextModel, build_pipeline, text_
 
 FORMAT_VERSION = 1
 
+# Weak regularisation by default: the TF-IDF rows are sparse and L2-normalised and the loop's
+# training sets are small, so a strong penalty flattens the model. On SpamAssassin (random
+# training sets of 200/400/800, 3 seeds) C=1000 against C=10 raised test accuracy from 93.3/95.4/
+# 96.7 % to 94.8/96.5/97.3 %, and the share labelable at 98 % accuracy from 83/93/97 % to 89/96/98 %.
 SPECS = [
     hp.Spec("label-attribute", str, "label", "manifest attribute holding the class index"),
     hp.Spec("num-classes", int, hp.REQUIRED, "number of classes K; labels are 0..K-1", minimum=1),
     hp.Spec("seed", int, 0, "random state of the classifier"),
-    hp.Spec("regularization-c", float, 10.0, "inverse L2 regularisation strength of the logistic regression", minimum=1e-6),
+    hp.Spec("regularization-c", float, 1000.0, "inverse L2 regularisation strength of the logistic regression", minimum=1e-6),
     hp.Spec("max-iter", int, 1000, "solver iterations", minimum=10),
     hp.Spec("class-weight", str, "none", "none or balanced", choices=("none", "balanced")),
     hp.Spec("word-ngram-max", int, 2, "longest word n-gram", minimum=1, maximum=4),
