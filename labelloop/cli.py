@@ -70,6 +70,7 @@ def _execution_input(args: argparse.Namespace, output: Path) -> dict[str, Any]:
         "CalibrationMethod": args.calibration,
         "CalibrationScope": args.calibration_scope,
         "SlackReserve": args.slack_reserve,
+        "RetrainBeforeRoutingGrowth": args.retrain_before_routing or None,
         "MarginThreshold": args.margin_threshold,
         "SelectionStrategy": args.strategy,
         "RandomFraction": args.random_fraction,
@@ -271,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--slack-reserve", type=float, default=0.0,
                      help="cumulative scope: share of the accuracy slack (1 - target) kept back while the pool is full, "
                           "released as it empties (0: none)")
+    run.add_argument("--retrain-before-routing", type=float, default=0.5, metavar="GROWTH",
+                     help="cumulative scope: when the validation items a gate retires grow the training set by this "
+                          "share or more, train on them and gate again before routing anyone (0: never)")
     run.add_argument("--margin-threshold", type=float, default=0.5, help="fixed-margin calibration's margin")
     run.add_argument("--validation-policy", choices=sorted(VALIDATION_POLICIES), default="adaptive",
                      help="which human labels judge the model: " + _choices_help(VALIDATION_POLICIES))

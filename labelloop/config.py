@@ -60,6 +60,7 @@ class JobSettings:
     calibration_method: str = "lower-bound"
     calibration_scope: str = "cumulative"
     reserve: float = 0.0  # cumulative scope: share of the accuracy slack kept back while the pool is full
+    retrain_growth: float | None = 0.5  # cumulative scope: see retrains_before_routing; None: never
     margin_threshold: float = 0.5  # fixed-margin method only
     selection_strategy: str = "least-confidence"
     random_fraction: float = 0.1
@@ -93,6 +94,7 @@ class JobSettings:
         "CalibrationMethod": "calibration_method",
         "CalibrationScope": "calibration_scope",
         "SlackReserve": "reserve",
+        "RetrainBeforeRoutingGrowth": "retrain_growth",
         "MarginThreshold": "margin_threshold",
         "SelectionStrategy": "selection_strategy",
         "RandomFraction": "random_fraction",
@@ -166,6 +168,8 @@ class JobSettings:
             p.append(f"CalibrationMethod {self.calibration_method!r} is not one of {sorted(CALIBRATION_METHODS)}")
         if not _is_number(self.reserve) or not 0.0 <= float(self.reserve) < 1.0:
             p.append(f"SlackReserve must be a number in [0, 1), got {self.reserve!r}")
+        if self.retrain_growth is not None and (not _is_number(self.retrain_growth) or self.retrain_growth <= 0):
+            p.append(f"RetrainBeforeRoutingGrowth must be a positive number or null, got {self.retrain_growth!r}")
         if self.calibration_scope not in CALIBRATION_SCOPES:
             p.append(f"CalibrationScope {self.calibration_scope!r} is not one of {sorted(CALIBRATION_SCOPES)}")
         if self.validation_size is not None and (not _is_int(self.validation_size) or self.validation_size < 1):
@@ -241,6 +245,19 @@ class JobSettings:
         if self.calibration_scope != "cumulative":
             return self.target_accuracy
         return self.target_accuracy + (1.0 - self.target_accuracy) * self.reserve * min(1.0, max(0.0, open_share))
+
+    def retrains_before_routing(self, retired: int, train_count: int) -> bool:
+        """Cumulative scope: train a model on the validation items a gate just retired before routing anyone.
+
+        Retired items train the next model anyway; when they grow its training set by
+        RetrainBeforeRoutingGrowth (default half) or more, that model is much stronger than the one
+        that retired them, so it is trained first, at no human cost: it auto-labels more of what is
+        left (certified as usual, on the active validation items and the carried verdicts) and picks
+        the humans' batch among what it, not its weaker predecessor, is unsure of.
+        """
+        if self.calibration_scope != "cumulative" or self.retrain_growth is None or retired == 0:
+            return False
+        return retired >= self.retrain_growth * train_count
 
     def run_id(self, execution_name: str) -> str:
         """Short, stable suffix that keeps SageMaker job names unique per execution."""

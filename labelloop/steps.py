@@ -122,6 +122,7 @@ def bootstrap(event: dict[str, Any]) -> dict[str, Any]:
         "AutoLabeled": 0,
         "Remaining": counts["total"] - counts["labeled"],
         "HumanBatch": {"Count": 0},
+        "RetrainFirst": False,
         "ModelArtifacts": None,
         "StopReason": None,
         "Resumed": False,
@@ -196,6 +197,8 @@ def _resume_state(config: dict[str, Any], settings: JobSettings) -> dict[str, An
         "AutoLabeled": auto,
         "Remaining": total - pre - human - auto,
         "HumanBatch": {"Count": 0},
+        # The last gate held its batch back to retrain first: do that, as it would have.
+        "RetrainFirst": not pending and stage == "auto" and bool(_stored_metrics(out, iteration).get("RetrainFirst")),
         "ModelArtifacts": None,
         "StopReason": None,
         "Resumed": True,
@@ -214,6 +217,11 @@ def _resume_state(config: dict[str, Any], settings: JobSettings) -> dict[str, An
             state = merge_human_labels({"config": config, "state": state, "labeling": {"OutputManifestUri": answered}})
             state["Iteration"] = next_iteration + 1
     return state
+
+
+def _stored_metrics(out: str, iteration: int) -> dict[str, Any]:
+    uri = layout.metrics_uri(out, iteration)
+    return storage.read_json(uri) if storage.exists(uri) else {}
 
 
 def _class_names(settings: JobSettings) -> list[str]:
@@ -304,8 +312,10 @@ def sample_for_humans(event: dict[str, Any]) -> dict[str, Any]:
     model) is drawn as validation; the rest trains the first model.
     """
     config, state = event["config"], event["state"]
-    if state["HumanBatch"]["Count"]:
-        return state  # a resumed run re-sends the batch its predecessor routed and nobody answered
+    if state["HumanBatch"]["Count"] or state.get("RetrainFirst"):
+        # A resumed run re-sends the batch its predecessor routed and nobody answered, or first
+        # trains the model its predecessor's last gate called for.
+        return state
     settings = JobSettings.parse(config["Settings"])
     want = _human_batch_limit(settings, state, state["Remaining"])
     rng = np.random.default_rng([settings.seed, state["Iteration"]])
@@ -698,16 +708,20 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     progress = state.get("HumanLabeledThisIteration", 0) + max(0, auto_after - state["AutoLabeled"])
     labeled_share = 100.0 * (state["Total"] - remaining) / max(1, state["Total"])
     rest = np.nonzero(~confident)[0]
-    limit = _limit_reached(settings, it, progress, labeled_share)
-    want = 0 if limit else _human_batch_limit(settings, state, len(rest))
-
-    # Adaptive validation: random draws top the validation set up to its size, never past it.
+    # An iteration that retrained on retired validation items asked no humans: it has nothing to
+    # show for them, and its gate routes the batch its predecessor held back.
+    retrained_on_retired = bool(state.get("RetrainFirst"))
+    limit = _limit_reached(settings, it, progress if not retrained_on_retired else 1, labeled_share)
     retired: dict[int, str] = {}
     verdicts: dict[int, dict] = {}
+    if adaptive and not job_scope:
+        retired, verdicts = _retire_confident_validation(settings, it, val_ids, val_p, val_confident)
+    retrain_first = not limit and remaining > 0 and settings.retrains_before_routing(len(retired), iteration["TrainCount"])
+    want = 0 if (limit or retrain_first) else _human_batch_limit(settings, state, len(rest))
+
+    # Adaptive validation: random draws top the validation set up to its size, never past it.
     n_validation = 0
     if settings.validation_policy == "adaptive":
-        if adaptive and not job_scope:
-            retired, verdicts = _retire_confident_validation(settings, it, val_ids, val_p, val_confident)
         active = iteration["ValidationCount"] - len(retired)
         retired_total = (iteration.get("RetiredValidation") or {}).get("Count", 0) + len(retired)
         n_validation = min(settings.validation_target(state["Total"], active, retired_total), want // 2 or want)
@@ -763,7 +777,7 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     stop = None
     if remaining == 0:
         stop = "all-labeled"
-    elif batch["Count"] == 0:
+    elif batch["Count"] == 0 and not retrain_first:
         stop = limit or "human-budget-spent"
     metrics = {
         "Iteration": it,
@@ -786,6 +800,8 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         "CarriedSupport": cal.get("CarriedSupport", 0),
         "TrainCount": iteration["TrainCount"],
         "NextHumanBatch": batch["Count"],
+        "RetrainedOnRetired": retrained_on_retired,
+        "RetrainFirst": retrain_first,  # the next iteration trains on this gate's retired items before routing
         "StopReason": stop,
     }
     storage.write_json(layout.metrics_uri(settings.output_uri, it), metrics)
@@ -797,6 +813,7 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         "Remaining": remaining,
         "HumanLabeledThisIteration": 0,
         "HumanBatch": batch,
+        "RetrainFirst": retrain_first,
         "ModelArtifacts": (event.get("training") or {}).get("ModelArtifacts"),
         "StopReason": stop,
         "LastMetrics": metrics,

@@ -29,6 +29,7 @@ def test_defaults_parse():
         ({"LabelCategories": ["a", "a"]}, "appears more than once"),
         ({"LabelCategories": ["a"]}, "at least 2 labels"),
         ({"JobName": "-bad"}, "JobName"),
+        ({"RetrainBeforeRoutingGrowth": 0}, "RetrainBeforeRoutingGrowth must be a positive number or null"),
         ({"Colour": "red"}, "unknown setting 'Colour'"),
         ({"LabelCategoryConfigUri": "/x.json"}, "exactly one of LabelCategories or LabelCategoryConfigUri"),
     ],
@@ -82,3 +83,11 @@ def test_cumulative_scope_keeps_slack_back_while_the_pool_is_full():
     assert JobSettings.parse({**base, "CalibrationScope": "iteration"}).working_target(1.0) == 0.95
     with pytest.raises(ConfigurationError, match="SlackReserve"):
         JobSettings.parse({**base, "SlackReserve": 1.0})
+
+
+def test_retrain_before_routing_needs_enough_growth_and_the_cumulative_scope():
+    s = JobSettings.parse(BASE)  # default: retired items that grow the training set by half
+    assert s.retrains_before_routing(50, 100) and not s.retrains_before_routing(49, 100)
+    assert not s.retrains_before_routing(0, 0)
+    assert not JobSettings.parse({**BASE, "RetrainBeforeRoutingGrowth": None}).retrains_before_routing(500, 100)
+    assert not JobSettings.parse({**BASE, "CalibrationScope": "iteration"}).retrains_before_routing(500, 100)

@@ -141,7 +141,7 @@ def test_batches_carry_the_models_guess_for_people(tmp_path):
 
 
 def test_cumulative_scope_records_verdicts_and_counts_retired_items_toward_the_validation_size(tmp_path):
-    config, state = start_job(tmp_path, ValidationSize=25, SlackReserve=0.0, **LENIENT)
+    config, state = start_job(tmp_path, ValidationSize=25, SlackReserve=0.0, RetrainBeforeRoutingGrowth=None, **LENIENT)
     state = model_judges(config, humans_answer(config, state), sure_of_even_ids)
     retired = [r for r in ledger_records(state) if r.get("split") == "retired"]
     assert retired and all(r["id"] % 2 == 0 for r in retired)
@@ -151,3 +151,38 @@ def test_cumulative_scope_records_verdicts_and_counts_retired_items_toward_the_v
     # The next split reports the verdicts for the bound.
     nxt = steps.split_validation({"config": config, "state": humans_answer(config, state)})
     assert nxt["RetiredValidation"] == {"Count": len(retired), "Correct": len(retired)}
+
+
+def test_retired_items_train_a_model_before_anyone_is_routed(tmp_path):
+    config, state = start_job(tmp_path, RetrainBeforeRoutingGrowth=0.2, **LENIENT)
+    state = model_judges(config, humans_answer(config, state), sure_of_even_ids)
+    retired = [r["id"] for r in ledger_records(state) if r.get("split") == "retired"]
+    assert len(retired) >= 0.2 * 20  # the first model trained on 20 items
+    # The batch is held back, and the loop is not over: the next model trains first.
+    assert state["RetrainFirst"] and state["HumanBatch"] == {"Count": 0} and state["StopReason"] is None
+    paid = state["HumanLabeled"]
+    # That model (wrong on every active validation item) auto-labels nothing new. Its iteration
+    # asked no humans, so that is no "no progress": it routes the batch, picked by it, and its
+    # training set held the retired items.
+    state = model_judges(config, state, lambda line: [0.45, 0.55])
+    m = state["LastMetrics"]
+    assert m["RetrainedOnRetired"] and not m["RetrainFirst"] and m["AutoLabeledThisIteration"] == 0
+    assert m["TrainCount"] == 20 + len(retired) and m["HumanLabeledThisIteration"] == 0
+    assert state["StopReason"] is None and state["HumanBatch"]["Count"] == 40 and state["HumanLabeled"] == paid
+
+
+def test_without_retrain_before_routing_the_gate_routes_at_once(tmp_path):
+    config, state = start_job(tmp_path, RetrainBeforeRoutingGrowth=None, **LENIENT)
+    state = model_judges(config, humans_answer(config, state), sure_of_even_ids)
+    assert not state["RetrainFirst"] and state["HumanBatch"]["Count"] == 40
+
+
+def test_a_resumed_run_trains_first_when_the_last_gate_held_its_batch_back(tmp_path):
+    config, state = start_job(tmp_path, RetrainBeforeRoutingGrowth=0.2, **LENIENT)
+    state = model_judges(config, humans_answer(config, state), sure_of_even_ids)
+    assert state["RetrainFirst"]
+    job = {k: v for k, v in config["Settings"].items() if v is not None}
+    boot = steps.bootstrap({"Input": job, "ExecutionName": "g1", "Deployment": DEPLOYMENT})
+    resumed = steps.sample_for_humans(boot)
+    assert resumed["RetrainFirst"] and resumed["HumanBatch"] == {"Count": 0}  # no random batch drawn
+    assert resumed["Iteration"] == state["Iteration"] and resumed["LedgerUri"] == state["LedgerUri"]
