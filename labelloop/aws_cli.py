@@ -266,7 +266,7 @@ def render_status(described: dict[str, Any], report: dict[str, Any]) -> str:
                 f"{m.get('Iteration', 0):>4} {m.get('HumanLabeled', 0):>7} {m.get('AutoLabeled', 0):>7} "
                 f"{m.get('Remaining', 0):>9} {_fmt(m.get('Threshold'), '.4f'):>9} "
                 f"{_fmt(m.get('ValidationAccuracy'), '.3f'):>7} {_fmt(m.get('ValidationCount'), 'd'):>6} "
-                f"{m.get('NextHumanBatch', 0):>10} {_fmt(m.get('HumanCost'), '.2f'):>9}"
+                f"{'retrain' if m.get('RetrainFirst') else m.get('NextHumanBatch', 0):>10} {_fmt(m.get('HumanCost'), '.2f'):>9}"
             )
     summary = report["summary"]
     if summary:

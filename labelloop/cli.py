@@ -120,7 +120,8 @@ class _Progress:
             acc = "-" if m["ValidationAccuracy"] is None else f"{m['ValidationAccuracy']:.3f}"
             print(
                 f"{m['Iteration']:>4} {m['HumanLabeled']:>7} {m['AutoLabeled']:>7} {m['Remaining']:>9} "
-                f"{thr:>9} {acc:>7} {m['ValidationCount']:>6} {time.monotonic() - self.started:>7.1f}s",
+                f"{thr:>9} {acc:>7} {m['ValidationCount']:>6} {time.monotonic() - self.started:>7.1f}s"
+                + ("  (retrains on retired validation items before routing)" if m.get("RetrainFirst") else ""),
                 file=self.stream,
                 flush=True,
             )

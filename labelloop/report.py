@@ -539,11 +539,17 @@ TABLE_COLUMNS = [
 ]
 
 
+def _cell(m: dict[str, Any], key: str, kind: str) -> str:
+    if key == "NextHumanBatch" and m.get("RetrainFirst"):
+        return "none: retrain first"  # the gate held the batch back for a model trained on retired items
+    return _fmt(m.get(key), kind)
+
+
 def _table(metrics: list[dict[str, Any]]) -> str:
     head = "".join(f"<th>{html.escape(label)}</th>" for label, _, _ in TABLE_COLUMNS)
     rows = []
     for m in metrics:
-        cells = "".join(f"<td>{_fmt(m.get(key), kind)}</td>" for _, key, kind in TABLE_COLUMNS)
+        cells = "".join(f"<td>{_cell(m, key, kind)}</td>" for _, key, kind in TABLE_COLUMNS)
         rows.append(f"<tr>{cells}</tr>")
     return f'<table class="iterations"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 

@@ -138,6 +138,14 @@ def test_a_run_in_progress_reads_the_newest_ledger_and_the_waiting_batch(run_in_
     assert "$0.80" in page
 
 
+def test_an_iteration_that_held_its_batch_back_says_it_retrains_first(run_in_progress):
+    m = json.loads((run_in_progress / "iterations" / "001" / "metrics.json").read_text())
+    write(run_in_progress / "iterations" / "001" / "metrics.json", {**m, "NextHumanBatch": 0, "RetrainFirst": True})
+    page = write_report(run_in_progress).read_text()
+    table = page.split('<table class="iterations">')[1].split("</table>")[0]
+    assert "none: retrain first" in table
+
+
 def test_a_torn_ledger_line_of_a_run_still_writing_is_skipped(run_in_progress):
     ledger = run_in_progress / "iterations" / "001" / "ledger-auto.jsonl"
     with open(ledger, "a") as handle:
