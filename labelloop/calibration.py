@@ -36,6 +36,9 @@ class Calibration:
     min_support: int  # the smallest support the test started from
     carried_support: int = 0  # retired validation verdicts counted in `support` (cumulative scope)
     carried_correct: int = 0  # ... of which right
+    # The bound that vouches for the job's auto-labels after this gate: the chosen threshold's, or,
+    # when nothing new passes, the earlier auto-labels' alone (None when even they fail).
+    pool_bound: float | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -124,9 +127,11 @@ def calibrate_threshold(
     # Fixed-sequence testing: only the unbroken run of passes from the top counts.
     failures = np.nonzero(~passed)[0]
     n_pass = int(failures[0]) if failures.size else int(passed.size)
-    if n_pass == 0 or idx[n_pass - 1] < 0:
+    if n_pass == 0:
         return nothing
     j = n_pass - 1
+    if idx[j] < 0:  # only the earlier auto-labels passed: nothing new, but their bound still counts
+        return Calibration(None, None, 0, None, n_val, val_acc, start, carried_total, carried_correct, float(bounds[j]))
     return Calibration(
         threshold=float(conf[idx[j]]),
         lower_bound=float(bounds[j]),
@@ -137,4 +142,21 @@ def calibrate_threshold(
         min_support=start,
         carried_support=carried_total,
         carried_correct=carried_correct,
+        pool_bound=float(bounds[j]),
     )
+
+
+def worst_case_tail(pool_bound: float | None, pool_size: int, target_accuracy: float) -> int:
+    """How many more items a pool's accuracy bound pays for if every one of them were wrong.
+
+    With the stated confidence the pool's n auto-labels are at least `pool_bound` accurate; m more,
+    all wrong, would leave the n + m at least pool_bound * n / (n + m) accurate, which still meets
+    the target while m <= n * (pool_bound / target - 1). No statistics about the m items are
+    needed, so this adds no test and the guarantee is unchanged.
+    """
+    if pool_bound is None or pool_size <= 0 or pool_bound <= target_accuracy:
+        return 0
+    m = max(0, math.floor(pool_size * (pool_bound / target_accuracy - 1.0)))
+    while m and pool_bound * pool_size / (pool_size + m) < target_accuracy:  # rounding
+        m -= 1
+    return m

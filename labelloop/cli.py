@@ -76,6 +76,7 @@ def _execution_input(args: argparse.Namespace, output: Path) -> dict[str, Any]:
         "RandomFraction": args.random_fraction,
         "ClassBalance": not args.no_class_balance,
         "Diversity": args.diversity,
+        "WorstCaseTail": not args.no_worst_case_tail,
         "MaxIterations": args.max_iterations,
         "PricePerLabel": args.price_per_label,
         "Seed": args.seed,
@@ -276,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retrain-before-routing", type=float, default=0.5, metavar="GROWTH",
                      help="cumulative scope: when the validation items a gate retires grow the training set by this "
                           "share or more, train on them and gate again before routing anyone (0: never)")
+    run.add_argument("--no-worst-case-tail", action="store_true",
+                     help="cumulative scope: do not spend the slack the bound leaves above the target on the most "
+                          "confident items below the threshold (each counted as an error, so the promise holds)")
     run.add_argument("--margin-threshold", type=float, default=0.5, help="fixed-margin calibration's margin")
     run.add_argument("--validation-policy", choices=sorted(VALIDATION_POLICIES), default="adaptive",
                      help="which human labels judge the model: " + _choices_help(VALIDATION_POLICIES))

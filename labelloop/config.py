@@ -61,6 +61,7 @@ class JobSettings:
     calibration_scope: str = "cumulative"
     reserve: float = 0.0  # cumulative scope: share of the accuracy slack kept back while the pool is full
     retrain_growth: float | None = 0.5  # cumulative scope: see retrains_before_routing; None: never
+    worst_case_tail: bool = True  # cumulative scope: spend the bound's slack on items counted as errors
     margin_threshold: float = 0.5  # fixed-margin method only
     selection_strategy: str = "least-confidence"
     random_fraction: float = 0.1
@@ -95,6 +96,7 @@ class JobSettings:
         "CalibrationScope": "calibration_scope",
         "SlackReserve": "reserve",
         "RetrainBeforeRoutingGrowth": "retrain_growth",
+        "WorstCaseTail": "worst_case_tail",
         "MarginThreshold": "margin_threshold",
         "SelectionStrategy": "selection_strategy",
         "RandomFraction": "random_fraction",
@@ -182,7 +184,8 @@ class JobSettings:
             p.append(f"MaxHumanCost must be a positive number, got {self.max_human_cost!r}")
         if not _is_number(self.price_per_label) or self.price_per_label < 0:
             p.append(f"PricePerLabel must be a non-negative number, got {self.price_per_label!r}")
-        for name, value in (("ClassBalance", self.class_balance), ("Diversity", self.diversity)):
+        for name, value in (("ClassBalance", self.class_balance), ("Diversity", self.diversity),
+                            ("WorstCaseTail", self.worst_case_tail)):
             if not isinstance(value, bool):
                 p.append(f"{name} must be true or false, got {value!r}")
         if not isinstance(self.initial_model_artifacts, str):
@@ -257,6 +260,8 @@ class JobSettings:
         """
         if self.calibration_scope != "cumulative" or self.retrain_growth is None or retired == 0:
             return False
+        if train_count == 0:
+            return False  # pre-labeling: the given model, trained elsewhere, beats one on retired items alone
         return retired >= self.retrain_growth * train_count
 
     def run_id(self, execution_name: str) -> str:

@@ -146,12 +146,14 @@ def output_line(
         "human-annotated": "yes" if label.human else "no",
         "creation-date": label.created,
     }
-    if not label.human and label.threshold is not None:
+    if not label.human and (label.threshold is not None or label.lower_bound is not None):
         metadata["labelloop-calibration"] = {
             "threshold": label.threshold,
             "accuracy-lower-bound": label.lower_bound,
             "support": label.support,
         }
+        if label.threshold is None:  # below the threshold, paid for by the bound's slack
+            metadata["labelloop-calibration"]["basis"] = "worst-case tail"
     line[attribute] = label.class_id
     line[f"{attribute}-metadata"] = metadata
     return line

@@ -17,6 +17,7 @@ import numpy as np
 
 from labelloop import input_checks, layout, ledger, locks, storage
 from labelloop.calibration import calibrate_threshold as calibrate
+from labelloop.calibration import worst_case_tail
 from labelloop.config import (
     ConfigurationError,
     JobSettings,
@@ -575,6 +576,7 @@ def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
         "MinSupport": result.min_support,
         "WorkingTarget": target,
         "CarriedSupport": result.carried_support if method == "lower-bound" else 0,
+        "PoolLowerBound": result.pool_bound if method == "lower-bound" else None,
     }
     storage.write_json(storage.join(layout.iteration_dir(settings["OutputUri"], state["Iteration"]), "calibration.json"), out)
     return out
@@ -632,16 +634,16 @@ def _predictions(prefix: str, n_classes: int, expected: int) -> tuple[np.ndarray
 class _AutoLabels:
     """The auto-labels of one gate, looked up by item id without a million Label objects."""
 
-    def __init__(self, ids: np.ndarray, classes: np.ndarray, confidences: np.ndarray, make: Any):
+    def __init__(self, ids: np.ndarray, classes: np.ndarray, confidences: np.ndarray, tail: np.ndarray, make: Any):
         self._index = {int(i): k for k, i in enumerate(ids)}
-        self._classes, self._confidences, self._make = classes, confidences, make
+        self._classes, self._confidences, self._tail, self._make = classes, confidences, tail, make
 
     def __contains__(self, item_id: int) -> bool:
         return item_id in self._index
 
     def __getitem__(self, item_id: int) -> Label:
         k = self._index[item_id]
-        return self._make(int(self._classes[k]), float(self._confidences[k]))
+        return self._make(int(self._classes[k]), float(self._confidences[k]), bool(self._tail[k]))
 
     def __len__(self) -> int:
         return len(self._index)
@@ -655,6 +657,29 @@ def _confident(probs: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
         top2 = np.sort(probs, axis=1)[:, -2:]
         return (top2[:, 1] - top2[:, 0]) > threshold
     return probs.max(axis=1) >= threshold
+
+
+def _worst_case_tail(
+    settings: JobSettings, state: dict[str, Any], cal: dict[str, Any], conf: np.ndarray, confident: np.ndarray
+) -> tuple[np.ndarray, float | None]:
+    """Cumulative scope: the most confident items below the threshold that the bound's slack pays for.
+
+    The bound vouches for the job's auto-labels (earlier ones and this gate's) with room above
+    the target; that room pays for more items if each is counted as an error, the most
+    confident ones first. Returns their mask over the pool and the bound that then vouches for
+    all of the job's auto-labels.
+    """
+    tail = np.zeros(len(conf), dtype=bool)
+    pool_bound = cal.get("PoolLowerBound")
+    if not (settings.worst_case_tail and settings.calibration_scope == "cumulative" and cal["Method"] == "lower-bound"):
+        return tail, cal.get("LowerBound")
+    pool = state["AutoLabeled"] + int(confident.sum())
+    below = np.nonzero(~confident)[0]
+    m = min(worst_case_tail(pool_bound, pool, cal["WorkingTarget"]), len(below))
+    if m:
+        tail[below[np.argsort(-conf[below], kind="stable")[:m]]] = True
+        pool_bound = pool_bound * pool / (pool + m)
+    return tail, pool_bound
 
 
 def _retire_confident_validation(
@@ -700,6 +725,11 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     if adaptive:
         val_ids, val_p = _predictions(iteration["ValidationTransform"]["OutputUri"], n_classes, iteration["ValidationCount"])
         val_confident = _confident(val_p, cal)
+    tail, pool_bound = _worst_case_tail(settings, state, cal, conf, confident)
+    if tail.any():
+        confident |= tail
+        if adaptive:  # validation items in the tail's band retire too: it is auto-labeled now
+            val_confident |= val_p.max(axis=1) >= conf[tail].min()
 
     # The transform judged every item still open (job scope: provisional auto-labels too), so
     # what is left after this gate is what the model is unsure of.
@@ -759,8 +789,9 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     now = creation_date()
     auto_job = layout.job_name(settings.job_name, config["RunId"], it, "auto")
     auto = _AutoLabels(
-        ids[confident], pred[confident], conf[confident],
-        lambda c, s: Label(c, s, False, auto_job, now, it, cal["Threshold"], cal["LowerBound"], cal["Support"]),
+        ids[confident], pred[confident], conf[confident], tail[confident],
+        lambda c, s, in_tail: Label(c, s, False, auto_job, now, it, None, pool_bound, cal["Support"]) if in_tail
+        else Label(c, s, False, auto_job, now, it, cal["Threshold"], cal["LowerBound"], cal["Support"]),
     )
     new_uri = layout.ledger_uri(settings.output_uri, it, "auto")
     counts = _rewrite_ledger(state["LedgerUri"], new_uri, auto, retired, regate=job_scope, verdicts=verdicts)
@@ -798,6 +829,8 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         "ValidationRetired": len(retired),
         "WorkingTarget": cal.get("WorkingTarget"),
         "CarriedSupport": cal.get("CarriedSupport", 0),
+        "WorstCaseTail": int(tail.sum()),
+        "PoolLowerBound": pool_bound,  # vouches for all of the job's auto-labels after this gate
         "TrainCount": iteration["TrainCount"],
         "NextHumanBatch": batch["Count"],
         "RetrainedOnRetired": retrained_on_retired,

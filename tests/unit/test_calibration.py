@@ -6,6 +6,7 @@ from labelloop.calibration import (
     clopper_pearson_lower,
     smallest_passing_support,
     starting_support,
+    worst_case_tail,
 )
 
 
@@ -125,7 +126,27 @@ def test_carried_verdicts_that_already_fail_stop_all_new_auto_labels():
     cal = calibrate_threshold(
         conf, correct, target_accuracy=0.95, confidence_level=0.95, carried_correct=180, carried_total=200
     )
-    assert cal.threshold is None
+    assert cal.threshold is None and cal.pool_bound is None
+
+
+def test_earlier_auto_labels_that_still_pass_keep_their_bound_for_the_tail():
+    # Nothing new passes (the new model is wrong on every validation item), but the earlier
+    # auto-labels alone still do: their bound is reported, so their slack can pay for a tail.
+    cal = calibrate_threshold(
+        np.full(50, 0.9), np.zeros(50, dtype=bool), target_accuracy=0.95, confidence_level=0.95,
+        carried_correct=200, carried_total=200,
+    )
+    assert cal.threshold is None and cal.lower_bound is None
+    assert cal.pool_bound == pytest.approx(float(clopper_pearson_lower(200, 200, 0.95)))
+
+
+def test_the_worst_case_tail_keeps_the_pool_at_the_target_even_if_every_tail_item_is_wrong():
+    n, bound, target = 5000, 0.97, 0.95
+    m = worst_case_tail(bound, n, target)
+    assert m == 105  # 5000 * (0.97 / 0.95 - 1) = 105.26
+    assert bound * n / (n + m) >= target > bound * n / (n + m + 1)
+    assert worst_case_tail(0.95, n, target) == 0 and worst_case_tail(None, n, target) == 0
+    assert worst_case_tail(0.99, 0, target) == 0
 
 
 def test_impossible_carried_counts_are_refused():

@@ -88,6 +88,6 @@ def test_cumulative_scope_keeps_slack_back_while_the_pool_is_full():
 def test_retrain_before_routing_needs_enough_growth_and_the_cumulative_scope():
     s = JobSettings.parse(BASE)  # default: retired items that grow the training set by half
     assert s.retrains_before_routing(50, 100) and not s.retrains_before_routing(49, 100)
-    assert not s.retrains_before_routing(0, 0)
+    assert not s.retrains_before_routing(0, 0) and not s.retrains_before_routing(80, 0)  # pre-labeling's given model
     assert not JobSettings.parse({**BASE, "RetrainBeforeRoutingGrowth": None}).retrains_before_routing(500, 100)
     assert not JobSettings.parse({**BASE, "CalibrationScope": "iteration"}).retrains_before_routing(500, 100)

@@ -3,7 +3,11 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from labelloop import steps
+from labelloop.calibration import worst_case_tail
+from labelloop.manifest import Label, output_line
 
 DEPLOYMENT = {"Algorithms": {"text-classification": {"TrainingImage": "i", "InferenceImage": "i", "SourceDirUri": "/src.tar.gz"}}}
 
@@ -67,7 +71,8 @@ def sure_of_even_ids(line):
     return [0.99, 0.01] if line["labelloop-id"] % 2 == 0 else [0.4, 0.6]
 
 
-LENIENT = {"TargetAccuracy": 0.8, "ConfidenceLevel": 0.8}  # so 20 validation items can certify
+# So 20 validation items can certify; no worst-case tail, which such a lax target makes large.
+LENIENT = {"TargetAccuracy": 0.8, "ConfidenceLevel": 0.8, "WorstCaseTail": False}
 
 
 def ledger_records(state):
@@ -186,3 +191,24 @@ def test_a_resumed_run_trains_first_when_the_last_gate_held_its_batch_back(tmp_p
     resumed = steps.sample_for_humans(boot)
     assert resumed["RetrainFirst"] and resumed["HumanBatch"] == {"Count": 0}  # no random batch drawn
     assert resumed["Iteration"] == state["Iteration"] and resumed["LedgerUri"] == state["LedgerUri"]
+
+
+def test_the_bounds_slack_pays_for_a_worst_case_tail_and_says_so(tmp_path):
+    config, state = start_job(tmp_path, **{**LENIENT, "WorstCaseTail": True}, RetrainBeforeRoutingGrowth=None)
+    state = model_judges(config, humans_answer(config, state), sure_of_even_ids)
+    auto = [r for r in ledger_records(state) if r["label"] and not r["label"]["human"]]
+    certified = [r for r in auto if r["label"]["threshold"] is not None]
+    tail = [r for r in auto if r["label"]["threshold"] is None]
+    assert certified and all(r["id"] % 2 == 0 for r in certified)  # at the calibrated threshold
+    # The slack above the target pays for the most confident of the rest (odd ids, all wrong),
+    # as many as keep the pool's bound at the target even though each one is an error.
+    m = state["LastMetrics"]
+    bound = certified[0]["label"]["lower-bound"]
+    assert len(tail) == m["WorstCaseTail"] == worst_case_tail(bound, len(certified), 0.8) > 0
+    assert all(r["id"] % 2 == 1 for r in tail)
+    pool_bound = bound * len(certified) / (len(certified) + len(tail))
+    assert m["PoolLowerBound"] == pytest.approx(pool_bound) and pool_bound >= 0.8
+    assert all(r["label"]["lower-bound"] == pytest.approx(pool_bound) for r in tail)
+    line = output_line(tail[0]["source"], Label.from_json(tail[0]["label"]), attribute="label",
+                       task_type="text-classification", class_names=["a", "b"])
+    assert line["label-metadata"]["labelloop-calibration"]["basis"] == "worst-case tail"
