@@ -238,7 +238,8 @@ def test_status_shows_one_line_per_iteration(trained):
     rows = [line.split() for line in lines[header + 1 : header + 1 + len(metrics)]]
     for row, m in zip(rows, metrics):
         assert [int(x) for x in row[:4]] == [m["Iteration"], m["HumanLabeled"], m["AutoLabeled"], m["Remaining"]]
-        assert row[4] == f"{m['Threshold']:.4f}"
+        assert row[4] == ("-" if m["Threshold"] is None else f"{m['Threshold']:.4f}")
+        assert row[7] == ("retrain" if m["RetrainFirst"] else str(m["NextHumanBatch"]))
     assert not lines[header + 1 + len(metrics)].split()[0].isdigit()
     summary = json.loads(next(d for u, d in trained.objects.items() if u.endswith("/output/summary.json")))
     assert f"stopped: {summary['StopReason']}:" in trained.status_text
