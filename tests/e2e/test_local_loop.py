@@ -96,8 +96,11 @@ def test_auto_labels_are_accurate_and_carry_their_calibration(full_run):
     assert len(auto) > 300, "auto-labeling should pay off on digits"
     for line in auto:
         cal = line["digit-metadata"]["labelloop-calibration"]
-        assert line["digit-metadata"]["confidence"] >= round(cal["threshold"], 4) - 1e-4
         assert cal["accuracy-lower-bound"] >= 0.95 and cal["support"] >= 153
+        if cal.get("basis") == "worst-case tail":  # below the threshold, paid for by the bound's slack
+            assert cal["threshold"] is None
+        else:
+            assert line["digit-metadata"]["confidence"] >= round(cal["threshold"], 4) - 1e-4
     ev = evaluate((json.dumps(l) for l in lines), "digit", truth)
     assert ev.auto_accuracy >= 0.93  # target 0.95 holds with 95 % confidence; allow sampling noise
 
