@@ -660,25 +660,25 @@ def _confident(probs: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
 
 
 def _worst_case_tail(
-    settings: JobSettings, state: dict[str, Any], cal: dict[str, Any], conf: np.ndarray, confident: np.ndarray
+    settings: JobSettings, state: dict[str, Any], cal: dict[str, Any], confident: np.ndarray
 ) -> tuple[np.ndarray, float | None]:
-    """Cumulative scope: the most confident items below the threshold that the bound's slack pays for.
+    """Cumulative scope: the items left below the threshold, when the bound's slack pays for all of them.
 
     The bound vouches for the job's auto-labels (earlier ones and this gate's) with room above
-    the target; that room pays for more items if each is counted as an error, the most
-    confident ones first. Returns their mask over the pool and the bound that then vouches for
-    all of the job's auto-labels.
+    the target; if that room covers every item still open even with each one counted as an
+    error, they are auto-labeled too and the job ends. Only then: no later gate exists whose
+    bound would have to carry them. Returns their mask over the pool and the bound that then
+    vouches for all of the job's auto-labels.
     """
-    tail = np.zeros(len(conf), dtype=bool)
-    pool_bound = cal.get("PoolLowerBound")
+    tail = np.zeros(len(confident), dtype=bool)
     if not (settings.worst_case_tail and settings.calibration_scope == "cumulative" and cal["Method"] == "lower-bound"):
         return tail, cal.get("LowerBound")
+    pool_bound = cal.get("PoolLowerBound")
     pool = state["AutoLabeled"] + int(confident.sum())
-    below = np.nonzero(~confident)[0]
-    m = min(worst_case_tail(pool_bound, pool, cal["WorkingTarget"]), len(below))
-    if m:
-        tail[below[np.argsort(-conf[below], kind="stable")[:m]]] = True
-        pool_bound = pool_bound * pool / (pool + m)
+    left = int((~confident).sum())
+    if left and worst_case_tail(pool_bound, pool, cal["WorkingTarget"]) >= left:
+        tail = ~confident
+        pool_bound = pool_bound * pool / (pool + left)
     return tail, pool_bound
 
 
@@ -725,11 +725,8 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     if adaptive:
         val_ids, val_p = _predictions(iteration["ValidationTransform"]["OutputUri"], n_classes, iteration["ValidationCount"])
         val_confident = _confident(val_p, cal)
-    tail, pool_bound = _worst_case_tail(settings, state, cal, conf, confident)
-    if tail.any():
-        confident |= tail
-        if adaptive:  # validation items in the tail's band retire too: it is auto-labeled now
-            val_confident |= val_p.max(axis=1) >= conf[tail].min()
+    tail, pool_bound = _worst_case_tail(settings, state, cal, confident)
+    confident |= tail
 
     # The transform judged every item still open (job scope: provisional auto-labels too), so
     # what is left after this gate is what the model is unsure of.
