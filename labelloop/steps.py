@@ -673,6 +673,9 @@ def _worst_case_tail(
     tail = np.zeros(len(confident), dtype=bool)
     if not (settings.worst_case_tail and settings.calibration_scope == "cumulative" and cal["Method"] == "lower-bound"):
         return tail, cal.get("LowerBound")
+    limit = settings.human_label_limit()
+    if limit is not None and state["HumanLabeled"] >= limit:
+        return tail, cal.get("LowerBound")  # a spent budget leaves what is open unlabeled, never below the threshold
     pool_bound = cal.get("PoolLowerBound")
     pool = state["AutoLabeled"] + int(confident.sum())
     left = int((~confident).sum())

@@ -215,6 +215,16 @@ def test_when_the_bounds_slack_covers_every_item_left_they_are_auto_labeled_and_
     assert line["label-metadata"]["labelloop-calibration"]["basis"] == "worst-case tail"
 
 
+def test_a_spent_budget_leaves_the_tail_unlabeled(tmp_path):
+    config, state = start_job(tmp_path, TargetAccuracy=0.9, ConfidenceLevel=0.8, MaxHumanLabeledObjectCount=40,
+                              RetrainBeforeRoutingGrowth=None)
+    state = model_judges(config, humans_answer(config, state),
+                         lambda line: [0.4, 0.6] if line["labelloop-id"] % 100 == 1 else [0.99, 0.01])
+    assert state["LastMetrics"]["WorstCaseTail"] == 0 and state["StopReason"] == "human-budget-spent"
+    left = [r["id"] for r in ledger_records(state) if r["label"] is None]
+    assert left and all(i % 100 == 1 for i in left)
+
+
 def test_a_tail_the_slack_cannot_cover_whole_goes_to_humans(tmp_path):
     config, state = start_job(tmp_path, **{**LENIENT, "WorstCaseTail": True}, RetrainBeforeRoutingGrowth=None)
     state = model_judges(config, humans_answer(config, state), sure_of_even_ids)
