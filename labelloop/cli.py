@@ -278,8 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cumulative scope: when the validation items a gate retires grow the training set by this "
                           "share or more, train on them and gate again before routing anyone (0: never)")
     run.add_argument("--no-worst-case-tail", action="store_true",
-                     help="cumulative scope: do not spend the slack the bound leaves above the target on the most "
-                          "confident items below the threshold (each counted as an error, so the promise holds)")
+                     help="cumulative scope: do not auto-label the items still open when the slack the bound leaves "
+                          "above the target covers all of them, each counted as an error (the promise holds either way)")
     run.add_argument("--margin-threshold", type=float, default=0.5, help="fixed-margin calibration's margin")
     run.add_argument("--validation-policy", choices=sorted(VALIDATION_POLICIES), default="adaptive",
                      help="which human labels judge the model: " + _choices_help(VALIDATION_POLICIES))
