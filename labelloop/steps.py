@@ -671,12 +671,12 @@ def _worst_case_tail(
     vouches for all of the job's auto-labels.
     """
     tail = np.zeros(len(confident), dtype=bool)
+    pool_bound = cal.get("PoolLowerBound")
     if not (settings.worst_case_tail and settings.calibration_scope == "cumulative" and cal["Method"] == "lower-bound"):
-        return tail, cal.get("LowerBound")
+        return tail, pool_bound
     limit = settings.human_label_limit()
     if limit is not None and state["HumanLabeled"] >= limit:
-        return tail, cal.get("LowerBound")  # a spent budget leaves what is open unlabeled, never below the threshold
-    pool_bound = cal.get("PoolLowerBound")
+        return tail, pool_bound  # a spent budget leaves what is open unlabeled, never below the threshold
     pool = state["AutoLabeled"] + int(confident.sum())
     left = int((~confident).sum())
     if left and worst_case_tail(pool_bound, pool, cal["WorkingTarget"]) >= left:
@@ -788,10 +788,11 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
 
     now = creation_date()
     auto_job = layout.job_name(settings.job_name, config["RunId"], it, "auto")
+    # (threshold, bound) that vouch for an auto-label: the calibrated ones, or for the tail none and the pool's.
+    vouched = {False: (cal["Threshold"], cal["LowerBound"]), True: (None, pool_bound)}
     auto = _AutoLabels(
         ids[confident], pred[confident], conf[confident], tail[confident],
-        lambda c, s, in_tail: Label(c, s, False, auto_job, now, it, None, pool_bound, cal["Support"]) if in_tail
-        else Label(c, s, False, auto_job, now, it, cal["Threshold"], cal["LowerBound"], cal["Support"]),
+        lambda c, s, in_tail: Label(c, s, False, auto_job, now, it, *vouched[in_tail], cal["Support"]),
     )
     new_uri = layout.ledger_uri(settings.output_uri, it, "auto")
     counts = _rewrite_ledger(state["LedgerUri"], new_uri, auto, retired, regate=job_scope, verdicts=verdicts)
