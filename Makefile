@@ -14,6 +14,8 @@ LAMBDA_PLATFORM := manylinux_2_28_x86_64
 # labelloop modules that run on a developer's machine only (command line, deploy helper).
 LOCAL_ONLY := labelloop/cli.py labelloop/aws_cli.py labelloop/deploy.py labelloop/report.py
 STEP_MODULES := $(filter-out $(LOCAL_ONLY),$(wildcard labelloop/*.py))
+# Sub-packages the steps import: one module per step, one per task type.
+STEP_PACKAGES := steps tasks
 
 STEPS := Bootstrap SampleForHumans MergeHumanLabels SplitValidation CalibrateThreshold GateAndRoute ExportOutput
 FUNCTION_TARGETS := $(foreach step,$(STEPS),build-$(step)Function)
@@ -25,6 +27,7 @@ $(FUNCTION_TARGETS):
 	mkdir -p "$(ARTIFACTS_DIR)/labelloop"
 	cp -p functions/*.py "$(ARTIFACTS_DIR)/"
 	cp -p $(STEP_MODULES) "$(ARTIFACTS_DIR)/labelloop/"
+	for pkg in $(STEP_PACKAGES); do mkdir -p "$(ARTIFACTS_DIR)/labelloop/$$pkg" && cp -p labelloop/$$pkg/*.py "$(ARTIFACTS_DIR)/labelloop/$$pkg/"; done
 
 build-DependenciesLayer:
 	test -n "$(ARTIFACTS_DIR)"

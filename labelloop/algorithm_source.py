@@ -18,14 +18,13 @@ import os
 import tarfile
 from pathlib import Path
 
+from labelloop import tasks
+from labelloop.storage import atomic_file
+
 TRAIN_PROGRAM = "train.py"
 INFERENCE_PROGRAM = "inference.py"
 ARCHIVE_NAME = "sourcedir.tar.gz"
 
-TASK_FOLDERS = {
-    "image-classification": "image_classification",
-    "text-classification": "text_classification",
-}
 COMMON_FOLDER = "common"
 FIXED_MTIME = 946684800  # 2000-01-01T00:00:00Z
 
@@ -58,10 +57,7 @@ def _files(folder: Path) -> dict[str, Path]:
 
 def source_files(task_type: str, root: str | Path | None = None) -> dict[str, Path]:
     """Archive name -> file for the flattened source dir of `task_type`."""
-    try:
-        task_folder = TASK_FOLDERS[task_type]
-    except KeyError:
-        raise ValueError(f"unknown task type {task_type!r}; expected one of {', '.join(sorted(TASK_FOLDERS))}") from None
+    task_folder = tasks.get(task_type).algorithm_folder  # ValueError names the known task types
     base = Path(root) if root is not None else algorithms_dir()
     task_files = _files(base / task_folder)
     common_files = _files(base / COMMON_FOLDER)
@@ -95,10 +91,8 @@ def package_source(task_type: str, dest_dir: str | Path, *, root: str | Path | N
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / ARCHIVE_NAME
-    tmp = dest / f".{ARCHIVE_NAME}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
+    with atomic_file(target) as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
         gz.write(buffer.getvalue())
-    os.replace(tmp, target)
     return target
 
 

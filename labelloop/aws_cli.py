@@ -14,7 +14,7 @@ from typing import Any, Iterable, TextIO
 
 from labelloop.config import ConfigurationError, JobSettings
 from labelloop.deploy import CPU_INSTANCE, DeployError, parameter_overrides, prepare_deploy, stack_outputs
-from labelloop.manifest import TASK_TYPES
+from labelloop import tasks
 
 # ---------------------------------------------------------------- helpers
 
@@ -346,7 +346,7 @@ def add_aws_commands(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument("--stack", required=True, help="the deployed stack's name")
     start.add_argument("--region", help="AWS region (default: your AWS configuration's)")
     start.add_argument("--manifest", required=True, help="input manifest, s3:// URI in the stack's data bucket")
-    start.add_argument("--task-type", required=True, choices=sorted(TASK_TYPES))
+    start.add_argument("--task-type", required=True, choices=tasks.names())
     start.add_argument("--label-attribute", required=True, help="name of the label key in the output manifest")
     labels = start.add_mutually_exclusive_group(required=True)
     labels.add_argument("--labels", help="label categories, comma-separated, in class-index order")

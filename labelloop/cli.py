@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from labelloop import tasks
 from labelloop.config import CALIBRATION_METHODS, CALIBRATION_SCOPES, VALIDATION_POLICIES, ConfigurationError, JobSettings
 from labelloop.selection import STRATEGIES
 
@@ -249,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--manifest", required=True, help="input manifest (Ground Truth JSON Lines): local path or s3:// URI")
     run.add_argument("--output", required=True,
                      help="folder for every artifact of the run; a folder holding an earlier run of the same job resumes it")
-    run.add_argument("--task-type", required=True, choices=["image-classification", "text-classification"])
+    run.add_argument("--task-type", required=True, choices=tasks.names())
     run.add_argument("--label-attribute", required=True, help="name of the label key in the output manifest")
     labels = run.add_mutually_exclusive_group(required=True)
     labels.add_argument("--labels", help="label categories, comma-separated, in class-index order")

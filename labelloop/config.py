@@ -12,25 +12,20 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from labelloop.manifest import TASK_TYPES
+from labelloop import tasks
+from labelloop.policies import CALIBRATION_SCOPES as _SCOPES
+from labelloop.policies import VALIDATION_POLICIES as _POLICIES
+from labelloop.policies import CalibrationScope, Routing, ValidationPolicy
 from labelloop.selection import STRATEGIES
 
-VALIDATION_POLICIES = {
-    "adaptive": "random draws from the unlabeled pool; retired into training once the model would auto-label them (job scope: routed in the shadow of the pool)",
-    "ground-truth": "a fixed, seeded share of the human labels (20 % below 5,000 items, 10 % above)",
-    "frozen-first": "the first 10 % of the first human batch, never refreshed (the public sample)",
-}
+VALIDATION_POLICIES = {name: policy.description for name, policy in _POLICIES.items()}
 CALIBRATION_METHODS = {
     "lower-bound": "lowest threshold whose Clopper-Pearson accuracy bound meets the target",
     "fixed-margin": "top-1 minus top-2 probability above MarginThreshold (the public sample)",
     "none": "never auto-label (all-human labeling)",
 }
 
-CALIBRATION_SCOPES = {
-    "cumulative": "auto-labels are final when made; the bound covers all of them, earlier ones by their retired validation verdicts",
-    "job": "auto-labels stay provisional; every iteration re-judges all of them with the newest model",
-    "iteration": "auto-labels are final when made; each iteration's new ones meet the target on their own",
-}
+CALIBRATION_SCOPES = {name: scope.description for name, scope in _SCOPES.items()}
 
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")
 
@@ -133,8 +128,8 @@ class JobSettings:
         p: list[str] = []
         if not JOB_NAME.match(str(self.job_name)):
             p.append(f"JobName {self.job_name!r} must be 1-32 letters, digits or hyphens, not starting with a hyphen")
-        if self.task_type not in TASK_TYPES:
-            p.append(f"TaskType {self.task_type!r} is not one of {sorted(TASK_TYPES)}")
+        if self.task_type not in tasks.names():
+            p.append(f"TaskType {self.task_type!r} is not one of {tasks.names()}")
         if not isinstance(self.label_attribute, str) or not self.label_attribute:
             p.append("LabelAttributeName must be a non-empty string")
         elif self.label_attribute.endswith("-metadata"):
@@ -199,6 +194,19 @@ class JobSettings:
         if p:
             raise ConfigurationError("; ".join(p))
 
+    @property
+    def validation(self) -> ValidationPolicy:
+        return _POLICIES[self.validation_policy]
+
+    @property
+    def scope(self) -> CalibrationScope:
+        return _SCOPES[self.calibration_scope]
+
+    def routing(self, iteration: int) -> Routing:
+        """The routing rule of one iteration's gate (seeded per iteration)."""
+        return Routing(self.selection_strategy, self.class_balance, self.diversity, self.random_fraction,
+                       self.seed + iteration)
+
     def human_label_limit(self) -> int | None:
         """Most items humans may label: the count budget and the money budget, whichever binds."""
         limits = []
@@ -234,7 +242,7 @@ class JobSettings:
 
         Cumulative scope: retired items still judge through their verdicts, so they count.
         """
-        held = active + (retired if self.calibration_scope == "cumulative" else 0)
+        held = active + (retired if self.scope.carries_verdicts else 0)
         return max(0, self.validation_size_for(total) - held)
 
     def working_target(self, open_share: float) -> float:
@@ -245,7 +253,7 @@ class JobSettings:
         (SlackReserve) is kept back in proportion to the items still open, and released as the
         pool empties; the last items are judged at the target itself.
         """
-        if self.calibration_scope != "cumulative":
+        if not self.scope.carries_verdicts:
             return self.target_accuracy
         return self.target_accuracy + (1.0 - self.target_accuracy) * self.reserve * min(1.0, max(0.0, open_share))
 
@@ -258,7 +266,7 @@ class JobSettings:
         left (certified as usual, on the active validation items and the carried verdicts) and picks
         the humans' batch among what it, not its weaker predecessor, is unsure of.
         """
-        if self.calibration_scope != "cumulative" or self.retrain_growth is None or retired == 0:
+        if not self.scope.carries_verdicts or self.retrain_growth is None or retired == 0:
             return False
         if train_count == 0:
             return False  # pre-labeling: the given model, trained elsewhere, beats one on retired items alone

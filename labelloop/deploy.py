@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from labelloop.ground_truth import BUILT_IN_LAMBDA_ACCOUNTS
+from labelloop.tasks.base import BUILT_IN_LAMBDA_ACCOUNTS
 
 # The prebuilt framework containers each task type's algorithm runs in. Training and inference
 # use the same framework version, so a model trained in one loads in the other. Versions are
@@ -179,7 +179,7 @@ def prepare_deploy(
     """
     if region not in BUILT_IN_LAMBDA_ACCOUNTS:
         raise DeployError(
-            f"region {region!r} has no Ground Truth built-in task Lambdas listed in labelloop.ground_truth; "
+            f"region {region!r} has no Ground Truth built-in task Lambdas listed in labelloop.tasks.base; "
             f"choose one of {', '.join(sorted(BUILT_IN_LAMBDA_ACCOUNTS))}"
         )
     if bucket and stack:

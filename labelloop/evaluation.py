@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
 from labelloop.manifest import item_key
+from labelloop.storage import json_lines
 
 
 @dataclass
@@ -42,10 +42,7 @@ class Evaluation:
 
 def evaluate(lines: Iterable[str], attribute: str, truth: dict[str, str]) -> Evaluation:
     result = Evaluation()
-    for text in lines:
-        if not text.strip():
-            continue
-        line = json.loads(text)
+    for _, line in json_lines(lines, "output manifest"):
         result.items += 1
         meta = line.get(f"{attribute}-metadata") or {}
         if attribute not in line:

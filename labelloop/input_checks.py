@@ -34,8 +34,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from labelloop import storage
+from labelloop import storage, tasks
 from labelloop.config import ConfigurationError, JobSettings
+from labelloop.errors import InputManifestError
 from labelloop.manifest import ManifestError
 
 # Ground Truth asks for at least 1,250 objects for automated labeling. The loop works (and is
@@ -45,7 +46,6 @@ DEFAULT_MINIMUM_ITEMS = 10
 MINIMUM_ITEMS_SETTING = "MinimumItems"
 S3_CHECK_MAX_LINES = 10_000
 S3_CHECK_THREADS = 16
-IMAGE_TASKS = ("image-classification",)
 
 
 def split_settings(raw: Any) -> tuple[Any, int]:
@@ -70,7 +70,7 @@ class InputChecks:
     def __init__(self, settings: JobSettings, deployment: dict[str, Any] | None = None,
                  minimum_items: int = DEFAULT_MINIMUM_ITEMS):
         self.manifest_uri = settings.manifest_uri
-        self.image_task = settings.task_type in IMAGE_TASKS
+        self.image_task = tasks.get(settings.task_type).items_are_images
         self.bucket = (deployment or {}).get("DataBucket") or None
         self.minimum_items = minimum_items
         self._s3_problems: dict[str, str | None] | None = None  # None: not decided yet
@@ -173,8 +173,6 @@ class InputChecks:
     def check_job(self, total: int, rejected_uri: str) -> None:
         """Fail the job (InputManifestError) when too few valid items are left to label."""
         if total < self.minimum_items:
-            from labelloop.steps import InputManifestError
-
             raise InputManifestError(
                 f"input manifest {self.manifest_uri} has {total} valid item(s), fewer than the minimum of "
                 f"{self.minimum_items} ({MINIMUM_ITEMS_SETTING}); see {rejected_uri} for the rejected lines"

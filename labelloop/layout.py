@@ -22,6 +22,36 @@ def job_name(job: str, run_id: str, iteration: int, kind: str) -> str:
     return f"{job}-{run_id}-{iteration:03d}-{kind}"
 
 
+def human_batch_uri(output_uri: str, iteration: int) -> str:
+    """The input manifest of the labeling job that answers before `iteration` trains."""
+    return join(iteration_dir(output_uri, iteration), "human-input.manifest")
+
+
+def labeling_dir(output_uri: str) -> str:
+    """Where labeling jobs write (Ground Truth adds <job-name>/manifests/output/...)."""
+    return join(output_uri, "labeling")
+
+
+def calibration_uri(output_uri: str, iteration: int) -> str:
+    return join(iteration_dir(output_uri, iteration), "calibration.json")
+
+
+class IterationPaths:
+    """An iteration's channels, transform inputs and outputs, and model folder."""
+
+    def __init__(self, output_uri: str, iteration: int):
+        base = iteration_dir(output_uri, iteration)
+        self.train_channel = join(base, "channels", "train")
+        self.validation_channel = join(base, "channels", "validation")
+        self.train_manifest = join(self.train_channel, "train.manifest")
+        self.validation_manifest = join(self.validation_channel, "validation.manifest")
+        self.unlabeled_input = join(base, "transform-input", "unlabeled")
+        self.unlabeled_manifest = join(self.unlabeled_input, "unlabeled.manifest")
+        self.model_output = join(base, "model")
+        self.validation_predictions = join(base, "inference", "validation")
+        self.unlabeled_predictions = join(base, "inference", "unlabeled")
+
+
 def label_config_uri(output_uri: str) -> str:
     return join(output_uri, "config", "label-categories.json")
 

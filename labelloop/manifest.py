@@ -11,11 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
 
-TASK_TYPES = {
-    "image-classification": "groundtruth/image-classification",
-    "text-classification": "groundtruth/text-classification",
-}
-
 # Key the local engine adds to the lines it hands to labeling and transform jobs, so results
 # can be joined back to items without trusting line order. Stripped from the final output.
 ID_KEY = "labelloop-id"
@@ -113,47 +108,3 @@ class Label:
             lower_bound=data.get("lower-bound"),
             support=data.get("support"),
         )
-
-
-def output_line(
-    source: dict[str, Any],
-    label: Label | None,
-    *,
-    attribute: str,
-    task_type: str,
-    class_names: list[str],
-    unlabeled_reason: str = "",
-    job_name: str = "",
-) -> dict[str, Any]:
-    """The Ground Truth augmented-manifest line for one item.
-
-    Unlabeled items keep their input line and get a metadata block with `failure-reason`,
-    as Ground Truth writes for objects it could not label.
-    """
-    line = {k: v for k, v in source.items() if k != ID_KEY}
-    if label is None:
-        line[f"{attribute}-metadata"] = {
-            "type": TASK_TYPES[task_type],
-            "job-name": job_name,
-            "failure-reason": unlabeled_reason or "not labeled",
-        }
-        return line
-    metadata: dict[str, Any] = {
-        "class-name": class_names[label.class_id],
-        "confidence": round(float(label.confidence), 4),
-        "type": TASK_TYPES[task_type],
-        "job-name": label.job_name,
-        "human-annotated": "yes" if label.human else "no",
-        "creation-date": label.created,
-    }
-    if not label.human and (label.threshold is not None or label.lower_bound is not None):
-        metadata["labelloop-calibration"] = {
-            "threshold": label.threshold,
-            "accuracy-lower-bound": label.lower_bound,
-            "support": label.support,
-        }
-        if label.threshold is None:  # below the threshold, paid for by the bound's slack
-            metadata["labelloop-calibration"]["basis"] = "worst-case tail"
-    line[attribute] = label.class_id
-    line[f"{attribute}-metadata"] = metadata
-    return line

@@ -7,6 +7,7 @@ manifest in memory.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -14,6 +15,55 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import urlparse
+
+
+class JsonLinesError(ValueError):
+    """A JSON Lines file has a line that is not JSON; the message names the file and line."""
+
+
+def json_lines(lines: Iterable[str], where: str) -> Iterator[tuple[int, Any]]:
+    """(1-based line number, parsed value) for each non-blank line; a bad line names itself."""
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            yield number, json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise JsonLinesError(f"{where} line {number}: not valid JSON ({exc.msg})") from None
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "wb") -> Iterator[Any]:
+    """Open a temp file beside `path`; on a clean exit it is flushed to disk and renamed to `path`.
+
+    The one way this project writes a local file: after a crash the name holds the old bytes
+    or the new ones, whole, never a torn mix (fsync before the rename, and of the folder after,
+    so the rename itself survives a power cut). On an error the temp file is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    handle = os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}))
+    try:
+        with handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every file system lets a folder be opened for fsync
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def is_s3(uri: str) -> bool:
@@ -95,9 +145,8 @@ def iter_lines(uri: str) -> Iterator[str]:
 
 
 def iter_json_lines(uri: str) -> Iterator[dict[str, Any]]:
-    for line in iter_lines(uri):
-        if line.strip():
-            yield json.loads(line)
+    for _, value in json_lines(iter_lines(uri), uri):
+        yield value
 
 
 def write_bytes(uri: str, data: bytes) -> None:
@@ -105,13 +154,8 @@ def write_bytes(uri: str, data: bytes) -> None:
         bucket, key = split_s3(uri)
         _s3().put_object(Bucket=bucket, Key=key, Body=data)
         return
-    path = Path(uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write-then-rename: a crash never leaves a half-written artifact under the real name.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as handle:
+    with atomic_file(uri) as handle:
         handle.write(data)
-    os.replace(tmp, path)
 
 
 def write_text(uri: str, text: str) -> None:
@@ -125,8 +169,8 @@ def write_json(uri: str, value: Any) -> None:
 class LineWriter:
     """Write JSON Lines to a URI as a stream; the object appears only on `close()`.
 
-    Locally it writes a temp file and renames it; on S3 it spools to a temp file and uploads
-    once (a multipart upload for large files), so memory stays flat for a million lines.
+    Locally it writes through `atomic_file`; on S3 it spools to a temp file and uploads once (a
+    multipart upload for large files), so memory stays flat for a million lines.
     """
 
     def __init__(self, uri: str):
@@ -137,10 +181,8 @@ class LineWriter:
             self._path = self._spool.name
             self._handle = io.TextIOWrapper(self._spool, encoding="utf-8")
         else:
-            path = Path(uri)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, self._path = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-            self._handle = os.fdopen(fd, "w", encoding="utf-8")
+            self._local = atomic_file(uri, "w")
+            self._handle = self._local.__enter__()
 
     def write(self, record: dict[str, Any]) -> None:
         self._handle.write(json.dumps(record, separators=(",", ":")) + "\n")
@@ -151,17 +193,21 @@ class LineWriter:
             self.write(record)
 
     def close(self) -> None:
+        if not is_s3(self.uri):
+            self._local.__exit__(None, None, None)
+            return
         self._handle.close()
-        if is_s3(self.uri):
-            bucket, key = split_s3(self.uri)
-            try:
-                _s3().upload_file(self._path, bucket, key)
-            finally:
-                os.unlink(self._path)
-        else:
-            os.replace(self._path, self.uri)
+        bucket, key = split_s3(self.uri)
+        try:
+            _s3().upload_file(self._path, bucket, key)
+        finally:
+            os.unlink(self._path)
 
     def abort(self) -> None:
+        if not is_s3(self.uri):
+            with contextlib.suppress(RuntimeError):
+                self._local.__exit__(RuntimeError, RuntimeError("aborted"), None)
+            return
         self._handle.close()
         if os.path.exists(self._path):
             os.unlink(self._path)

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from labelloop.manifest import ManifestError, item_key
+from labelloop.storage import JsonLinesError, atomic_file, json_lines
 
 MANIFEST_NAME = "manifest.jsonl"
 TRUTH_NAME = "truth.jsonl"
@@ -63,26 +64,26 @@ def load_truth(path: Path | str) -> dict[str, str]:
     path = Path(path)
     truth: dict[str, str] = {}
     with path.open("r", encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            text = text.strip()
-            if not text:
-                continue
-            where = f"{path}: line {number}"
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ManifestError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(value, dict):
-                raise ManifestError(f"{where}: expected a JSON object, got {type(value).__name__}")
-            key, label = value.get("key"), value.get("label")
-            if not isinstance(key, str) or not key:
-                raise ManifestError(f"{where}: 'key' must be a non-empty string")
-            if not isinstance(label, str) or not label:
-                raise ManifestError(f"{where}: 'label' must be a non-empty string")
-            if key in truth:
-                raise ManifestError(f"{where}: key {key!r} appears more than once")
-            truth[key] = label
+        try:
+            for number, value in json_lines(handle, f"{path}:"):
+                where = f"{path}: line {number}"
+                _check_truth_line(value, where, truth)
+                truth[value["key"]] = value["label"]
+        except JsonLinesError as exc:
+            raise ManifestError(str(exc)) from None
     return truth
+
+
+def _check_truth_line(value: Any, where: str, truth: dict[str, str]) -> None:
+        if not isinstance(value, dict):
+            raise ManifestError(f"{where}: expected a JSON object, got {type(value).__name__}")
+        key, label = value.get("key"), value.get("label")
+        if not isinstance(key, str) or not key:
+            raise ManifestError(f"{where}: 'key' must be a non-empty string")
+        if not isinstance(label, str) or not label:
+            raise ManifestError(f"{where}: 'label' must be a non-empty string")
+        if key in truth:
+            raise ManifestError(f"{where}: key {key!r} appears more than once")
 
 
 def read_label_config(path: Path | str) -> list[str]:
@@ -133,21 +134,12 @@ def read_label_config(path: Path | str) -> list[str]:
 # Writing
 
 
-def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def atomic_write_lines(path: Path, lines: Iterable[str]) -> None:
-    """Write lines (each without its newline) to a temp file beside `path`, then rename."""
-    tmp = _temp_name(path)
-    try:
-        with tmp.open("w", encoding="utf-8", newline="\n") as handle:
-            for line in lines:
-                handle.write(line)
-                handle.write("\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write lines (each without its newline) to `path`, atomically (see `storage.atomic_file`)."""
+    with atomic_file(path, "w") as handle:
+        for line in lines:
+            handle.write(line)
+            handle.write("\n")
 
 
 def label_config_json(class_names: Sequence[str]) -> dict[str, Any]:

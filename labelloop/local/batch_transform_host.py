@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import sys
 from pathlib import Path
+
+from labelloop.storage import atomic_file
 
 
 def _load_program(code_dir: Path, program: str):
@@ -50,8 +51,7 @@ def transform_file(module, model, src: Path, dst: Path, args) -> int:
     lines = [l for l in src.read_text(encoding="utf-8").splitlines() if l.strip()]
     max_bytes = int(float(args.max_payload_mb) * 1024 * 1024)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
+    with atomic_file(dst, "w") as out:
         for batch in _batches(lines, max_bytes, args.batch_strategy == "MultiRecord"):
             body = ("\n".join(batch) + "\n").encode("utf-8")
             data = module.input_fn(body, args.content_type)
@@ -73,7 +73,6 @@ def transform_file(module, model, src: Path, dst: Path, args) -> int:
                     out.write(json.dumps(joined, separators=(",", ":")) + "\n")
                 else:
                     out.write(result + "\n")
-    os.replace(tmp, dst)
     return len(lines)
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 from unittest import mock
 
+from labelloop import tasks
 from labelloop.local.sagemaker_jobs import ACCOUNT, LocalJobError, LocalSageMaker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,7 +46,6 @@ FUNCTIONS = {
     "GateAndRoute": "gate_and_route",
     "ExportOutput": "export_output",
 }
-TASK_FOLDERS = {"image-classification": "pytorch", "text-classification": "scikit-learn"}
 
 
 class EngineError(RuntimeError):
@@ -135,12 +135,12 @@ class LocalEngine:
         from labelloop.algorithm_source import package_source
 
         values = {f"{state}FunctionArn": function_arn(state) for state in FUNCTIONS}
-        for task, prefix in (("image-classification", "ImageClassification"), ("text-classification", "TextClassification")):
-            source = package_source(task, self.workdir / "source" / task)
-            image = f"labelloop-local/{TASK_FOLDERS[task]}"
-            values[f"{prefix}TrainingImage"] = image
-            values[f"{prefix}InferenceImage"] = image
-            values[f"{prefix}SourceDirUri"] = str(source)
+        for task in tasks.all_types():
+            source = package_source(task.name, self.workdir / "source" / task.name)
+            image = f"labelloop-local/{task.framework.name}"
+            values[f"{task.deploy_prefix}TrainingImage"] = image
+            values[f"{task.deploy_prefix}InferenceImage"] = image
+            values[f"{task.deploy_prefix}SourceDirUri"] = str(source)
         values.update(
             Region=REGION,
             TrainingInstanceType="local",

@@ -49,15 +49,13 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import numpy as np
 
+from labelloop import tasks
 from labelloop.config import parse_label_category_config
 from labelloop.local.workforce import (
     WorkforceError,
     _local,
-    _task_type,
-    consolidate,
     describe_labeling_job,
-    failure_metadata,
-    human_label_metadata,
+    task_of,
 )
 from labelloop.manifest import ID_KEY, ManifestError, item_key
 
@@ -124,7 +122,7 @@ class _Job:
             raise WorkforceError(f"NumberOfHumanWorkersPerDataObject must be at least 1, got {self.workers}")
         self.lease_seconds = float(lease_seconds if lease_seconds is not None else task.get("TaskTimeLimitInSeconds", 300))
         self.lifetime = float(task.get("TaskAvailabilityLifetimeInSeconds", 864000))
-        self.task = _task_type(params)
+        self.task = task_of(params)
         self.seed = seed
         self.root = _local(params["OutputConfig"]["S3OutputPath"]) / self.name
         self.out_path = self.root / "manifests" / "output" / "output.manifest"
@@ -351,15 +349,15 @@ class _Job:
             line = dict(item.line)
             votes = [a.label for a in item.answers]
             if len(votes) >= self.workers:
-                winner, confidence = consolidate(votes, self.workers, rng)
+                winner, confidence = self.task.consolidate(votes, self.workers, rng)
                 line[self.attribute] = winner
-                line[f"{self.attribute}-metadata"] = human_label_metadata(self.classes[winner], confidence, self.name, self.task)
+                line[f"{self.attribute}-metadata"] = self.task.human_metadata(winner, confidence, self.classes, self.name)
                 responses.append({"key": item.key, "answers": votes, "workers": [a.worker for a in item.answers]})
                 labeled += 1
             else:
-                line[f"{self.attribute}-metadata"] = failure_metadata(
+                line[f"{self.attribute}-metadata"] = self.task.failure_metadata(
                     f"ClientError: {len(votes)} of {self.workers} workers answered before the task expired",
-                    self.name, self.task,
+                    self.name,
                 )
                 failed += 1
             lines.append(json.dumps(line) + "\n")
@@ -480,7 +478,7 @@ class PeopleWorkforce:
     def run_labeling_job(self, params: dict[str, Any], task_type: str | None = None) -> dict[str, Any]:
         job = _Job(params, self.lease_seconds, self.seed)
         if task_type:
-            job.task = task_type
+            job.task = tasks.get(task_type)
         url = self.start()
         with self._lock:
             if job.name in self._active:

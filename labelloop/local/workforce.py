@@ -10,9 +10,7 @@ for classification. It writes Ground Truth's output layout:
 from __future__ import annotations
 
 import json
-import os
 import threading
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +20,9 @@ import numpy as np
 
 from labelloop.config import parse_label_category_config
 from labelloop.local.sagemaker_jobs import LocalJobError
-from labelloop.manifest import TASK_TYPES, creation_date, item_key
+from labelloop import tasks
+from labelloop.manifest import item_key
+from labelloop.storage import atomic_file, json_lines
 
 ACCOUNT = "123456789012"
 
@@ -56,35 +56,29 @@ class SimulatedWorkforce:
         out_path = job_root / "manifests" / "output" / "output.manifest"
         out_path.parent.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng([self.seed, sum(name.encode())])
-        task = task_type or _task_type(params)
+        task = tasks.get(task_type) if task_type else task_of(params)
         started = datetime.now(timezone.utc)
         labeled = failed = 0
         responses = []
-        partial = out_path.with_name(f".{out_path.name}.partial")  # a crash never leaves half a manifest
-        with open(partial, "w", encoding="utf-8") as out:
-            for text in manifest.read_text(encoding="utf-8").splitlines():
-                if not text.strip():
-                    continue
-                line = json.loads(text)
+        with atomic_file(out_path, "w") as out:  # a crash never leaves half a manifest
+            for _, line in json_lines(manifest.read_text(encoding="utf-8").splitlines(), str(manifest)):
                 true = self.truth.get(item_key(line))
                 if true is None or true not in index:
                     failed += 1
-                    line[f"{attribute}-metadata"] = failure_metadata(
-                        "ClientError: no annotator could label this object", name, task
+                    line[f"{attribute}-metadata"] = task.failure_metadata(
+                        "ClientError: no annotator could label this object", name
                     )
                     out.write(json.dumps(line) + "\n")
                     continue
-                votes = [self._answer(index[true], len(classes), rng) for _ in range(workers)]
-                winner, confidence = consolidate(votes, workers, rng)
+                votes = [task.simulated_answer(index[true], classes, self.accuracy, rng) for _ in range(workers)]
+                winner, confidence = task.consolidate(votes, workers, rng)
                 responses.append({"key": item_key(line), "answers": votes})
                 line[attribute] = winner
-                line[f"{attribute}-metadata"] = human_label_metadata(classes[winner], confidence, name, task)
+                line[f"{attribute}-metadata"] = task.human_metadata(winner, confidence, classes, name)
                 out.write(json.dumps(line) + "\n")
                 labeled += 1
-        os.replace(partial, out_path)
-        answers = job_root / "annotations" / "worker-response" / "responses.jsonl"
-        answers.parent.mkdir(parents=True, exist_ok=True)
-        answers.write_text("".join(json.dumps(r) + "\n" for r in responses))
+        with atomic_file(job_root / "annotations" / "worker-response" / "responses.jsonl", "w") as answers:
+            answers.write("".join(json.dumps(r) + "\n" for r in responses))
         with self._lock:
             self.answered += labeled
         describe = describe_labeling_job(params, labeled=labeled, failed=failed, started=started, output=out_path)
@@ -92,38 +86,17 @@ class SimulatedWorkforce:
             self.jobs.append(describe)
         return describe
 
-    def _answer(self, true: int, n_classes: int, rng: np.random.Generator) -> int:
-        if self.accuracy >= 1.0 or rng.random() < self.accuracy:
-            return true
-        wrong = int(rng.integers(n_classes - 1))
-        return wrong + (wrong >= true)
-
 
 # Shared by every local workforce (simulated annotators, people on the local worker page), so
 # their output manifests are alike line for line.
 
 
-def consolidate(votes: list[int], workers: int, rng: np.random.Generator) -> tuple[int, float]:
-    """(class index, confidence) for one item's answers: majority vote, ties broken by `rng`."""
-    winner, count = _majority(votes, rng)
-    return winner, (round(count / workers * 0.95 + 0.04, 2) if workers > 1 else 0.95)
-
-
-def human_label_metadata(class_name: str, confidence: float, job_name: str, task: str) -> dict[str, Any]:
-    """The `<attribute>-metadata` Ground Truth writes beside a consolidated human label."""
-    return {
-        "class-name": class_name,
-        "confidence": confidence,
-        "type": TASK_TYPES[task],
-        "job-name": f"labeling-job/{job_name}",
-        "human-annotated": "yes",
-        "creation-date": creation_date(),
-    }
-
-
-def failure_metadata(reason: str, job_name: str, task: str) -> dict[str, Any]:
-    """The `<attribute>-metadata` Ground Truth writes for an object it could not label."""
-    return {"failure-reason": reason, "job-name": f"labeling-job/{job_name}", "type": TASK_TYPES[task]}
+def task_of(params: dict[str, Any]) -> "tasks.TaskType":
+    """The task type a labeling job request is for: the one whose built-in pre-annotation Lambda it names."""
+    try:
+        return tasks.by_pre_lambda(params["HumanTaskConfig"].get("PreHumanTaskLambdaArn", ""))
+    except ValueError as exc:
+        raise WorkforceError(str(exc)) from None
 
 
 def describe_labeling_job(
@@ -150,18 +123,6 @@ def describe_labeling_job(
         "OutputConfig": params["OutputConfig"],
         "HumanTaskConfig": params["HumanTaskConfig"],
     }
-
-
-def _majority(votes: list[int], rng: np.random.Generator) -> tuple[int, int]:
-    counts = Counter(votes).most_common()
-    top = counts[0][1]
-    tied = sorted(v for v, c in counts if c == top)
-    return int(tied[int(rng.integers(len(tied)))]), top
-
-
-def _task_type(params: dict[str, Any]) -> str:
-    pre = params["HumanTaskConfig"].get("PreHumanTaskLambdaArn", "")
-    return "text-classification" if "Text" in pre else "image-classification"
 
 
 def _local(uri: str) -> Path:

@@ -18,7 +18,7 @@ from botocore.validate import ParamValidator
 from loop_on_moto import ATTRIBUTE, CLASSES, run_loop
 from template_model import REGION, SAGEMAKER_APIS, Resolver, allows, matching_statements, sagemaker_calls
 
-from labelloop.ground_truth import built_in_lambda_arns
+from labelloop import tasks
 
 SAGEMAKER = botocore.session.get_session().get_service_model("sagemaker")
 
@@ -199,7 +199,7 @@ def test_the_state_machine_role_allows_each_request_and_only_for_this_prefix(run
 
 
 def test_labeling_jobs_use_the_built_in_text_classification_task(runs):
-    pre, acs = built_in_lambda_arns(REGION, "text-classification")
+    pre, acs = tasks.get("text-classification").built_in_lambda_arns(REGION)
     for run in runs:
         for body in run.bodies("createLabelingJob"):
             task = body["HumanTaskConfig"]

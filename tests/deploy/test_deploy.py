@@ -16,7 +16,7 @@ from template_model import REGION, REPO, StackSession, load_template
 from labelloop import aws_cli
 from labelloop.algorithm_source import package_source
 from labelloop.deploy import FRAMEWORKS, DeployError, parameter_overrides, prepare_deploy, resolve_images, upload_source
-from labelloop.ground_truth import BUILT_IN_LAMBDA_ACCOUNTS
+from labelloop.tasks.base import BUILT_IN_LAMBDA_ACCOUNTS
 
 PARAMETERS = load_template()["Parameters"]
 

@@ -7,7 +7,8 @@ import pytest
 
 from labelloop import steps
 from labelloop.calibration import worst_case_tail
-from labelloop.manifest import Label, output_line
+from labelloop import tasks
+from labelloop.manifest import Label
 
 DEPLOYMENT = {"Algorithms": {"text-classification": {"TrainingImage": "i", "InferenceImage": "i", "SourceDirUri": "/src.tar.gz"}}}
 
@@ -210,8 +211,8 @@ def test_when_the_bounds_slack_covers_every_item_left_they_are_auto_labeled_and_
     assert m["WorstCaseTail"] == len(tail) and m["PoolLowerBound"] == pytest.approx(pool_bound) and pool_bound >= 0.9
     assert all(r["label"]["lower-bound"] == pytest.approx(pool_bound) for r in tail)
     assert state["Remaining"] == 0 and state["StopReason"] == "all-labeled"
-    line = output_line(tail[0]["source"], Label.from_json(tail[0]["label"]), attribute="label",
-                       task_type="text-classification", class_names=["a", "b"])
+    line = tasks.get("text-classification").output_line(
+        tail[0]["source"], Label.from_json(tail[0]["label"]), attribute="label", class_names=["a", "b"])
     assert line["label-metadata"]["labelloop-calibration"]["basis"] == "worst-case tail"
 
 

@@ -1,6 +1,7 @@
 import pytest
 
-from labelloop.manifest import ID_KEY, Label, ManifestError, item_key, output_line, parse_line
+from labelloop import tasks
+from labelloop.manifest import ID_KEY, Label, ManifestError, item_key, parse_line
 
 
 @pytest.mark.parametrize(
@@ -26,8 +27,8 @@ def test_item_key_is_source_ref_or_text_digest():
 
 def test_output_line_is_ground_truth_format():
     label = Label(3, 0.97, False, "job-auto", "2026-11-21T10:11:12.123456", 2, 0.9, 0.951, 120)
-    line = output_line({ID_KEY: 5, "source-ref": "a.png"}, label, attribute="digit",
-                       task_type="image-classification", class_names=[str(i) for i in range(10)])
+    line = tasks.get("image-classification").output_line(
+        {ID_KEY: 5, "source-ref": "a.png"}, label, attribute="digit", class_names=[str(i) for i in range(10)])
     assert ID_KEY not in line
     assert line["digit"] == 3
     meta = line["digit-metadata"]
@@ -38,6 +39,6 @@ def test_output_line_is_ground_truth_format():
 
 
 def test_unlabeled_output_line_says_why():
-    line = output_line({"source": "t"}, None, attribute="c", task_type="text-classification",
-                       class_names=["a", "b"], unlabeled_reason="budget spent", job_name="j")
+    line = tasks.get("text-classification").output_line(
+        {"source": "t"}, None, attribute="c", class_names=["a", "b"], unlabeled_reason="budget spent", job_name="j")
     assert "c" not in line and line["c-metadata"]["failure-reason"] == "budget spent"

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from labelloop.local.worker_page import PeopleWorkforce
-from labelloop.local.workforce import SimulatedWorkforce, WorkforceError, consolidate
+from labelloop import tasks
+from labelloop.local.workforce import SimulatedWorkforce, WorkforceError
 from labelloop.manifest import item_key
 
 CLASSES = ["cat", "dog", "bird"]
@@ -339,6 +340,7 @@ def test_several_workers_per_object_vote_like_the_simulated_workforce(tmp_path, 
     assert describe["LabelCounters"]["HumanLabeled"] == 3
     out = job.output()
     rng = np.random.default_rng([0, sum(job.name.encode())])
+    consolidate = tasks.get("image-classification").consolidate
     expected = [consolidate(list(votes[i].values()), 2, rng) for i in range(3)]
     assert [(line["animal"], line["animal-metadata"]["confidence"]) for line in out] == expected
     assert expected[0] == (1, 0.99) and expected[2] == (2, 0.99) and expected[1][1] == 0.52

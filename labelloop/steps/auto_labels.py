@@ -1,0 +1,93 @@
+"""What a gate auto-labels: the items above the threshold, the worst-case tail, retired validation items."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from labelloop import ledger
+from labelloop.calibration import worst_case_tail
+from labelloop.config import JobSettings
+from labelloop.manifest import Label
+
+
+class AutoLabels:
+    """The auto-labels of one gate, looked up by item id without a million Label objects.
+
+    An item above the threshold is vouched for by the calibrated threshold and bound; an item
+    of the worst-case tail by no threshold and the pool's bound.
+    """
+
+    def __init__(self, ids: np.ndarray, classes: np.ndarray, confidences: np.ndarray, tail: np.ndarray,
+                 cal: dict[str, Any], pool_bound: float | None, job_name: str, created: str, iteration: int):
+        self._index = {int(i): k for k, i in enumerate(ids)}
+        self._classes, self._confidences, self._tail = classes, confidences, tail
+        self._vouched = {False: (cal["Threshold"], cal["LowerBound"]), True: (None, pool_bound)}
+        self._support, self._job, self._created, self._iteration = cal["Support"], job_name, created, iteration
+
+    def __contains__(self, item_id: int) -> bool:
+        return item_id in self._index
+
+    def __getitem__(self, item_id: int) -> Label:
+        k = self._index[item_id]
+        threshold, bound = self._vouched[bool(self._tail[k])]
+        return Label(int(self._classes[k]), float(self._confidences[k]), False, self._job, self._created,
+                     self._iteration, threshold, bound, self._support)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+def confident_mask(probs: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
+    threshold = calibration["Threshold"]
+    if threshold is None:
+        return np.zeros(len(probs), dtype=bool)
+    if calibration["Method"] == "fixed-margin":
+        top2 = np.sort(probs, axis=1)[:, -2:]
+        return (top2[:, 1] - top2[:, 0]) > threshold
+    return probs.max(axis=1) >= threshold
+
+
+def worst_case_tail_mask(
+    settings: JobSettings, state: dict[str, Any], cal: dict[str, Any], confident: np.ndarray
+) -> tuple[np.ndarray, float | None]:
+    """Cumulative scope: the items left below the threshold, when the bound's slack pays for all of them.
+
+    The bound vouches for the job's auto-labels (earlier ones and this gate's) with room above
+    the target; if that room covers every item still open even with each one counted as an
+    error, they are auto-labeled too and the job ends. Only then: no later gate exists whose
+    bound would have to carry them. Returns their mask over the pool and the bound that then
+    vouches for all of the job's auto-labels.
+    """
+    tail = np.zeros(len(confident), dtype=bool)
+    pool_bound = cal.get("PoolLowerBound")
+    if not (settings.worst_case_tail and settings.scope.carries_verdicts and cal["Method"] == "lower-bound"):
+        return tail, pool_bound
+    limit = settings.human_label_limit()
+    if limit is not None and state["HumanLabeled"] >= limit:
+        return tail, pool_bound  # a spent budget leaves what is open unlabeled, never below the threshold
+    pool = state["AutoLabeled"] + int(confident.sum())
+    left = int((~confident).sum())
+    if left and worst_case_tail(pool_bound, pool, cal["WorkingTarget"]) >= left:
+        tail = ~confident
+        pool_bound = pool_bound * pool / (pool + left)
+    return tail, pool_bound
+
+
+def retire_confident_validation(
+    settings: JobSettings, it: int, val_ids: np.ndarray, val_p: np.ndarray, val_confident: np.ndarray
+) -> tuple[dict[int, str], dict[int, dict]]:
+    """Iteration and cumulative scopes: the validation items this model would auto-label.
+
+    Such an item no longer resembles the pool that is left, so it stops judging and starts
+    training. Cumulative scope: it keeps the verdict this model earned on it, which stands for
+    the items auto-labeled with it in every later bound.
+    """
+    retired: dict[int, str] = {}
+    verdicts: dict[int, dict] = {}
+    for k in np.nonzero(val_confident)[0]:
+        retired[int(val_ids[k])] = ledger.RETIRED
+        if settings.scope.carries_verdicts:
+            verdicts[int(val_ids[k])] = {"iteration": it, "predicted": int(val_p[k].argmax()), "confidence": round(float(val_p[k].max()), 6)}
+    return retired, verdicts

@@ -1,0 +1,190 @@
+"""Bootstrap: check the settings, read the input manifest into the first ledger, write the job's config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from labelloop import input_checks, layout, ledger, locks, storage, tasks
+from labelloop.config import (
+    ConfigurationError,
+    JobSettings,
+    label_category_config,
+    parse_label_category_config,
+)
+from labelloop.contracts import Config, LoopState
+from labelloop.errors import InputManifestError
+from labelloop.manifest import ManifestError, item_key, iter_json_lines, parse_line
+from labelloop.steps.resume import resume_state
+
+# Ground Truth fails a job when more than 10 % of its input objects are invalid.
+MAX_REJECTED_SHARE = 0.10
+
+
+def bootstrap(event: dict[str, Any]) -> dict[str, Any]:
+    """Check the settings, read the input manifest into the first ledger, write the job's config.
+
+    An output location that already holds a run of the same manifest is resumed: its newest
+    ledger (every label paid for) is carried on, answers of a labeling job that finished after
+    the last merge are merged, and a routed batch nobody answered is sent again.
+    """
+    # input_checks: MinimumItems is read (and, if JobSettings lacks it, taken out) before parsing.
+    raw_settings, minimum_items = input_checks.split_settings(event.get("Input"))
+    settings = JobSettings.parse(raw_settings)
+    task = tasks.get(settings.task_type)
+    deployment = event.get("Deployment") or {}
+    execution_name = event.get("ExecutionName") or "local"
+    class_names = _class_names(settings)
+    algorithm = (deployment.get("Algorithms") or {}).get(settings.task_type)
+    if not algorithm or not all(algorithm.get(k) for k in ("TrainingImage", "InferenceImage", "SourceDirUri")):
+        raise ConfigurationError(
+            f"this deployment has no algorithm for task type {settings.task_type!r} "
+            "(deploy with the parameters `labelloop prepare-deploy` prints)"
+        )
+    _check_within_deployment(settings, deployment)
+    region = deployment.get("Region", "us-east-1")
+    pre_lambda, acs_lambda = task.built_in_lambda_arns(region)
+
+    out = settings.output_uri
+    previous = storage.read_json(layout.settings_uri(out)) if storage.exists(layout.settings_uri(out)) else None
+    if previous is not None:
+        _check_same_job(previous, settings, class_names)
+    locks.acquire(layout.lock_uri(out), execution_name, event.get("ExecutionArn"))
+    storage.write_json(layout.settings_uri(out), settings.to_json())
+    storage.write_json(layout.label_config_uri(out), label_category_config(class_names))
+    storage.write_text(layout.ui_template_uri(out), task.ui_template)
+
+    config = Config.model_validate({
+        "Settings": settings.to_json(),
+        "RunId": settings.run_id(execution_name),
+        "ClassNames": class_names,
+        "LabelCategoryConfigUri": layout.label_config_uri(out),
+        "UiTemplateUri": layout.ui_template_uri(out),
+        "TrainingImage": algorithm["TrainingImage"],
+        "InferenceImage": algorithm["InferenceImage"],
+        "SourceDirUri": algorithm["SourceDirUri"],
+        "TrainingInstanceType": deployment.get("TrainingInstanceType", "ml.m5.xlarge"),
+        "TransformInstanceType": deployment.get("TransformInstanceType", "ml.m5.xlarge"),
+        "PreHumanTaskLambdaArn": pre_lambda,
+        "AnnotationConsolidationLambdaArn": acs_lambda,
+        "TaskTitle": task.title,
+        "TaskDescription": task.description(class_names),
+        "MaxConcurrentTaskCount": min(1000, settings.human_batch_size),
+    }).dump()
+    if previous is not None:
+        state = resume_state(config, settings)
+        if state is not None:
+            return {"config": config, "state": state}
+
+    ledger_uri = layout.ledger_uri(out, 0, "input")
+    checks = input_checks.InputChecks(settings, deployment, minimum_items)  # input_checks: per line and per job
+    counts = _write_input_ledger(settings, task, class_names, ledger_uri, checks)
+    state = LoopState.model_validate({
+        "Iteration": 1,
+        "LedgerUri": ledger_uri,
+        "Total": counts["total"],
+        "Rejected": counts["rejected"],
+        "PreLabeled": counts["labeled"],
+        "HumanLabeled": 0,
+        "AutoLabeled": 0,
+        "Remaining": counts["total"] - counts["labeled"],
+        "HumanBatch": {"Count": 0},
+        "RetrainFirst": False,
+        "ModelArtifacts": None,
+        "StopReason": None,
+        "Resumed": False,
+    }).dump()
+    return {"config": config, "state": state}
+
+
+def _check_within_deployment(settings: JobSettings, deployment: dict[str, Any]) -> None:
+    """On AWS the roles only reach the stack's bucket and job-name prefix: say so before any job starts."""
+    prefix, bucket = deployment.get("JobNamePrefix"), deployment.get("DataBucket")
+    if prefix and not settings.job_name.lower().startswith(prefix.lower()):
+        raise ConfigurationError(f"JobName {settings.job_name!r} must start with this stack's job-name prefix {prefix!r}")
+    if bucket:
+        uris = {
+            "ManifestUri": settings.manifest_uri,
+            "OutputUri": settings.output_uri,
+            "LabelCategoryConfigUri": settings.label_category_config_uri,
+            "InitialModelArtifacts": settings.initial_model_artifacts,
+        }
+        for name, uri in uris.items():
+            if uri and not uri.startswith(f"s3://{bucket}/"):
+                raise ConfigurationError(f"{name} {uri!r} is outside this stack's data bucket s3://{bucket}/")
+
+
+def _check_same_job(previous: dict, settings: JobSettings, class_names: list[str]) -> None:
+    """A run may resume with new budgets, never with a different dataset or label set."""
+    now = settings.to_json()
+    for key in ("ManifestUri", "TaskType", "LabelAttributeName"):
+        if previous.get(key) != now[key]:
+            raise ConfigurationError(
+                f"{settings.output_uri} holds a run with {key}={previous.get(key)!r}, not {now[key]!r}: "
+                "choose another output location"
+            )
+    old_classes = previous.get("LabelCategories") or None
+    if old_classes and old_classes != class_names:
+        raise ConfigurationError(f"{settings.output_uri} holds a run with label categories {old_classes}, not {class_names}")
+
+
+def _class_names(settings: JobSettings) -> list[str]:
+    if settings.label_categories:
+        return list(settings.label_categories)
+    uri = settings.label_category_config_uri
+    try:
+        data = storage.read_json(uri)
+    except FileNotFoundError:
+        raise ConfigurationError(f"label category config {uri} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"label category config {uri} is not JSON ({exc.msg})") from None
+    return parse_label_category_config(data, uri)
+
+
+def _write_input_ledger(
+    settings: JobSettings,
+    task: "tasks.TaskType",
+    class_names: list[str],
+    ledger_uri: str,
+    checks: "input_checks.InputChecks | None" = None,
+) -> dict[str, int]:
+    attribute = settings.label_attribute
+    seen: dict[int, int] = {}  # 8-byte digest of each item key -> its line: flat memory for a million lines
+    total = rejected = labeled = lines = 0
+    try:
+        source_lines = storage.iter_lines(settings.manifest_uri)
+        with storage.LineWriter(ledger_uri) as out, storage.LineWriter(layout.rejected_uri(settings.output_uri)) as bad:
+            for number, text in iter_json_lines(source_lines):
+                lines += 1
+                try:
+                    line = parse_line(text, number)
+                    key = item_key(line)
+                    digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+                    if digest in seen:
+                        raise ManifestError(f"line {number}: duplicate of line {seen[digest]} ({key[:80]})")
+                    seen[digest] = number
+                    # A label the input line already carries is kept as it is, never re-labeled.
+                    label = task.existing_label(line, attribute, class_names, number, settings.job_name)
+                    if checks is not None:  # input_checks: the referenced object exists, is readable, decodes
+                        checks.check_line(line, number)
+                except ManifestError as exc:
+                    rejected += 1
+                    bad.write({"line": number, "reason": str(exc), "text": text[:10_000]})
+                    continue
+                source = {k: v for k, v in line.items() if k not in (attribute, f"{attribute}-metadata")}
+                out.write(ledger.new_record(total, source, label))
+                labeled += label is not None
+                total += 1
+    except FileNotFoundError:
+        raise InputManifestError(f"input manifest {settings.manifest_uri} does not exist") from None
+    if lines == 0:
+        raise InputManifestError(f"input manifest {settings.manifest_uri} is empty")
+    if rejected > MAX_REJECTED_SHARE * lines:
+        raise InputManifestError(
+            f"{rejected} of {lines} lines of {settings.manifest_uri} are invalid (more than 10 %); "
+            f"see {layout.rejected_uri(settings.output_uri)} for each line and its problem"
+        )
+    if checks is not None:  # input_checks: too few valid items fails the job before anyone is paid
+        checks.check_job(total, layout.rejected_uri(settings.output_uri))
+    return {"total": total, "rejected": rejected, "labeled": labeled}

@@ -1,0 +1,60 @@
+"""CalibrateThreshold: the confidence threshold, chosen on the model's predictions for the validation set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from labelloop import layout, storage
+from labelloop.calibration import calibrate_threshold as calibrate
+from labelloop.config import JobSettings
+from labelloop.contracts import CalibrationResult
+from labelloop.steps.predictions import expect_all, transform_results
+
+
+def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
+    """Pick the confidence threshold from the model's predictions on the validation set."""
+    config, iteration, state = event["config"], event["iteration"], event["state"]
+    settings = JobSettings.parse(config["Settings"])
+    n_classes = len(config["ClassNames"])
+    transform = iteration["ValidationTransform"]
+    ids, probs, truth = [], [], []
+    for item_id, prob, line in transform_results(transform["OutputUri"], n_classes):
+        ids.append(item_id)
+        probs.append(prob)
+        truth.append(line[settings.label_attribute])
+    expect_all(transform["OutputUri"], iteration["ValidationCount"], len(ids))
+    probs_arr = np.asarray(probs, dtype=float).reshape(len(ids), n_classes)
+    method = settings.calibration_method
+    carried = iteration.get("RetiredValidation") or {"Count": 0, "Correct": 0}
+    if not settings.scope.carries_verdicts:
+        carried = {"Count": 0, "Correct": 0}
+    target = settings.working_target(state["Remaining"] / max(1, state["Total"]))
+    result = calibrate(
+        probs_arr.max(axis=1),
+        probs_arr.argmax(axis=1) == np.asarray(truth, dtype=int),
+        target_accuracy=target,
+        confidence_level=settings.confidence_level,
+        min_support=settings.min_validation_support,
+        carried_correct=carried["Correct"],
+        carried_total=carried["Count"],
+    )
+    bound_chose = method == "lower-bound"
+    threshold = {"lower-bound": result.threshold, "fixed-margin": settings.margin_threshold, "none": None}[method]
+    out = CalibrationResult.model_validate({
+        "Method": method,
+        "Threshold": threshold,
+        # The bound, support and accuracy vouch for a threshold only when the bound chose it.
+        "LowerBound": result.lower_bound if bound_chose else None,
+        "Support": result.support if bound_chose else None,
+        "AccuracyAtThreshold": result.accuracy if bound_chose else None,
+        "ValidationCount": result.validation_count,
+        "ValidationAccuracy": result.validation_accuracy,
+        "MinSupport": result.min_support,
+        "WorkingTarget": target,
+        "CarriedSupport": result.carried_support if bound_chose else 0,
+        "PoolLowerBound": result.pool_bound if bound_chose else None,
+    }).dump()
+    storage.write_json(layout.calibration_uri(settings.output_uri, state["Iteration"]), out)
+    return out

@@ -1,0 +1,59 @@
+"""ExportOutput: the Ground Truth output manifest (every input item once) and the run's summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labelloop import layout, ledger, locks, storage, tasks
+from labelloop.config import JobSettings
+from labelloop.contracts import Summary
+
+
+def export_output(event: dict[str, Any]) -> dict[str, Any]:
+    """Write the Ground Truth output manifest (every input item once) and the run's summary."""
+    config, state = event["config"], event["state"]
+    settings = JobSettings.parse(config["Settings"])
+    task = tasks.get(settings.task_type)
+    out = settings.output_uri
+    error = event.get("error")
+    if error:  # called from the failure path: the labels so far, and why the loop could not go on
+        reason = f"failed: {error.get('Error')}"
+    else:
+        reason = state.get("StopReason") or ("all-labeled" if state["Remaining"] == 0 else "human-budget-spent")
+    counts = {"human": 0, "auto": 0, "unlabeled": 0}
+    manifest_uri = layout.output_manifest_uri(out)
+    with storage.LineWriter(manifest_uri) as writer:
+        for record in storage.iter_json_lines(state["LedgerUri"]):
+            label = ledger.label_of(record)
+            counts["unlabeled" if label is None else "human" if label.human else "auto"] += 1
+            writer.write(
+                task.output_line(
+                    record["source"],
+                    label,
+                    attribute=settings.label_attribute,
+                    class_names=config["ClassNames"],
+                    unlabeled_reason=f"not labeled: the loop stopped ({reason})",
+                    job_name=settings.job_name,
+                )
+            )
+    summary = Summary.model_validate({
+        "OutputManifestUri": manifest_uri,
+        "RejectedManifestUri": layout.rejected_uri(out),
+        "Total": state["Total"],
+        "Rejected": state.get("Rejected", 0),
+        "HumanLabeled": counts["human"],
+        "HumanLabeledByThisJob": state["HumanLabeled"],
+        "AutoLabeled": counts["auto"],
+        "Unlabeled": counts["unlabeled"],
+        "Iterations": state["Iteration"] - 1,
+        "HumanCost": settings.human_cost(state["HumanLabeled"]),
+        "StopReason": reason,
+        "Error": error,
+        "FinalModelArtifacts": state.get("ModelArtifacts"),
+    }).dump()
+    storage.write_json(layout.summary_uri(out), summary)
+    locks.release(layout.lock_uri(out), event.get("ExecutionName"))
+    if error:
+        # The Fail state's cause: the failed step's error name and cause, and where the labels are.
+        summary["Cause"] = f"{error.get('Error')}: {error.get('Cause')} (labels so far: {manifest_uri})"
+    return summary

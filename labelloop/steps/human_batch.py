@@ -1,0 +1,49 @@
+"""The human batch: which items a labeling job gets, and the manifest it reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labelloop import layout, ledger, storage
+from labelloop.config import JobSettings
+
+ROLE_KEY = "labelloop-role"  # carried in the human batch manifest: why an item was picked
+GUESS_KEY = "labelloop-guess"  # the model's guess, shown to people on the local worker page
+
+
+def human_batch_limit(settings: JobSettings, state: dict[str, Any], candidates: int) -> int:
+    """How many items the next batch may hold: the batch size, the budget left, the candidates."""
+    limit = settings.human_label_limit()
+    left = candidates if limit is None else max(0, limit - state["HumanLabeled"])
+    return max(0, min(settings.human_batch_size, left, candidates))
+
+
+def write_human_batch(
+    config: dict, iteration: int, ledger_uri: str, chosen: dict[int, str], guesses: dict[int, dict] | None = None
+) -> dict[str, Any]:
+    """Write the labeling job's input manifest for the chosen items ({id: role}).
+
+    A validation item never carries a guess, whatever `guesses` holds: its answer judges the
+    model, so the person giving it must not see what the model said.
+    """
+    guesses = guesses or {}
+    if not chosen:
+        return {"Count": 0}
+    settings = config["Settings"]
+    out = settings["OutputUri"]
+    batch_uri = layout.human_batch_uri(out, iteration)
+    with storage.LineWriter(batch_uri) as writer:
+        for record in storage.iter_json_lines(ledger_uri):
+            role = chosen.get(record["id"])
+            if role is None:
+                continue
+            line = {**ledger.job_line(record), ROLE_KEY: role}
+            if record["id"] in guesses and role != ledger.VALIDATION:
+                line[GUESS_KEY] = guesses[record["id"]]
+            writer.write(line)
+    return {
+        "Count": writer.count,
+        "ManifestUri": batch_uri,
+        "OutputUri": layout.labeling_dir(out),
+        "LabelingJobName": layout.job_name(settings["JobName"], config["RunId"], iteration, "label"),
+    }

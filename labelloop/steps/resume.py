@@ -1,0 +1,73 @@
+"""Resuming a run: the loop state rebuilt from what an earlier run on the same output wrote."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labelloop import layout, storage
+from labelloop.config import JobSettings
+from labelloop.contracts import LoopState
+from labelloop.steps.merge import merge_answers
+
+
+def resume_state(config: dict[str, Any], settings: JobSettings) -> dict[str, Any] | None:
+    """The state to go on from, rebuilt from what the earlier run wrote; None if it wrote no ledger."""
+    out = settings.output_uri
+    found = layout.ledgers(storage.list_objects(storage.join(out, "iterations")))
+    if not found:
+        return None
+    iteration, stage, ledger_uri = found[-1]
+    next_iteration = iteration + 1 if stage != "input" else 1
+    # A routed batch for the next iteration: merge its answers if its labeling job finished.
+    batch_uri = layout.human_batch_uri(out, next_iteration)
+    pending = storage.exists(batch_uri)
+    answered = None
+    if pending:
+        outputs = [
+            u for u in storage.list_objects(layout.labeling_dir(out))
+            if u.endswith(layout.labeling_output_suffix(next_iteration))
+        ]
+        answered = outputs[-1] if outputs else None
+    total = pre = human = auto = 0
+    for record in storage.iter_json_lines(ledger_uri):
+        total += 1
+        label = record["label"]
+        if label is not None:
+            pre += label["iteration"] == 0
+            human += label["human"] and label["iteration"] > 0
+            auto += not label["human"] and label["iteration"] > 0
+    state = LoopState.model_validate({
+        "Iteration": next_iteration,
+        "LedgerUri": ledger_uri,
+        "Total": total,
+        "Rejected": sum(1 for _ in storage.iter_lines(layout.rejected_uri(out))) if storage.exists(layout.rejected_uri(out)) else 0,
+        "PreLabeled": pre,
+        "HumanLabeled": human,
+        "AutoLabeled": auto,
+        "Remaining": total - pre - human - auto,
+        "HumanBatch": {"Count": 0},
+        # The last gate held its batch back to retrain first: do that, as it would have.
+        "RetrainFirst": not pending and stage == "auto" and bool(_stored_metrics(out, iteration).get("RetrainFirst")),
+        "ModelArtifacts": None,
+        "StopReason": None,
+        "Resumed": True,
+    }).dump()
+    if pending:
+        count = sum(1 for _ in storage.iter_lines(batch_uri))
+        state["HumanBatch"] = {
+            "Count": count,
+            "ManifestUri": batch_uri,
+            "OutputUri": layout.labeling_dir(out),
+            "LabelingJobName": layout.job_name(settings.job_name, config["RunId"], next_iteration, "label"),
+        }
+        if answered:
+            # Paid-for answers that the crash kept from being merged: merge them now, and let the
+            # loop carry on from the next step with nothing sent to humans twice.
+            state = merge_answers(config, state, answered)
+            state["Iteration"] = next_iteration + 1
+    return state
+
+
+def _stored_metrics(out: str, iteration: int) -> dict[str, Any]:
+    uri = layout.metrics_uri(out, iteration)
+    return storage.read_json(uri) if storage.exists(uri) else {}

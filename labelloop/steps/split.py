@@ -1,0 +1,75 @@
+"""SplitValidation: this iteration's train/validation channels and the unlabeled items' transform input."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from labelloop import layout, ledger, storage
+from labelloop.config import JobSettings
+from labelloop.contracts import IterationPlan
+
+
+def split_validation(event: dict[str, Any]) -> dict[str, Any]:
+    """Write this iteration's train/validation channels and the unlabeled items' transform input."""
+    config, state = event["config"], event["state"]
+    settings = JobSettings.parse(config["Settings"])
+    attribute, seed = settings.label_attribute, settings.seed
+    it = state["Iteration"]
+    paths = layout.IterationPaths(settings.output_uri, it)
+    provisional = settings.scope.provisional
+    retired = retired_right = 0
+    with (
+        storage.LineWriter(paths.train_manifest) as train,
+        storage.LineWriter(paths.validation_manifest) as validation,
+        storage.LineWriter(paths.unlabeled_manifest) as unlabeled,
+    ):
+        for record in storage.iter_json_lines(state["LedgerUri"]):
+            label = record["label"]
+            if label is None or (provisional and ledger.is_provisional(label)):
+                # Job scope: an auto-label is provisional, judged again by every new model.
+                unlabeled.write(ledger.job_line(record))
+            elif label["human"]:  # auto-labels never train: the model would learn its own mistakes
+                target = validation if ledger.split_of(record) == ledger.VALIDATION else train
+                target.write(ledger.channel_line(record, attribute))
+                verdict = ledger.verdict_of(record)
+                if verdict is not None:
+                    retired += 1
+                    retired_right += verdict["correct"]
+    name = lambda kind: layout.job_name(settings.job_name, config["RunId"], it, kind)  # noqa: E731
+    hyperparameters = {
+        "label-attribute": attribute,
+        "num-classes": len(config["ClassNames"]),
+        "seed": seed + it,
+        "sagemaker_program": "train.py",
+        "sagemaker_submit_directory": config["SourceDirUri"],
+    }
+    # Pre-labeling: the first iteration is judged with the model the user gave, not trained.
+    initial = settings.initial_model_artifacts
+    given = initial if (initial and it == 1) else ""
+    return IterationPlan.model_validate({
+        "Train": not given,
+        "GivenModelArtifacts": given,
+        "TrainingJobName": name("train"),
+        "ModelName": name("model"),
+        "TrainCount": train.count,
+        "ValidationCount": validation.count,
+        "UnlabeledCount": unlabeled.count,
+        # Verdicts of retired validation items, which the cumulative scope carries over.
+        "RetiredValidation": {"Count": retired, "Correct": retired_right},
+        "TrainChannelUri": paths.train_channel,
+        "ValidationChannelUri": paths.validation_channel,
+        "ModelOutputUri": paths.model_output,
+        # SageMaker's script-mode convention: every hyperparameter value is a JSON-encoded string.
+        "HyperParameters": {k: json.dumps(v) for k, v in hyperparameters.items()},
+        "ValidationTransform": {
+            "JobName": name("infer-val"),
+            "InputUri": paths.validation_channel,
+            "OutputUri": paths.validation_predictions,
+        },
+        "UnlabeledTransform": {
+            "JobName": name("infer-unl"),
+            "InputUri": paths.unlabeled_input,
+            "OutputUri": paths.unlabeled_predictions,
+        },
+    }).dump()

@@ -1,0 +1,171 @@
+"""The task-type interface: what every task type provides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from labelloop.manifest import ID_KEY, Label, ManifestError, creation_date
+
+# The AWS accounts that own Ground Truth's built-in PRE-/ACS- Lambdas, per region (the
+# CreateLabelingJob API reference, HumanTaskConfig).
+BUILT_IN_LAMBDA_ACCOUNTS = {
+    "us-east-1": "432418664414",
+    "us-east-2": "266458841044",
+    "us-west-2": "081040173940",
+    "ca-central-1": "918755190332",
+    "eu-west-1": "568282634449",
+    "eu-west-2": "487402164563",
+    "eu-central-1": "203001061592",
+    "ap-northeast-1": "477331159723",
+    "ap-northeast-2": "845288260483",
+    "ap-south-1": "565803892007",
+    "ap-southeast-1": "377565633583",
+    "ap-southeast-2": "454466003867",
+}
+
+
+@dataclass(frozen=True)
+class Framework:
+    """The prebuilt SageMaker container a task type's algorithm runs in."""
+
+    name: str  # sagemaker.image_uris framework name; locally, the image label
+    version: str
+    py_version: str
+    gpu: bool  # has GPU images; without, the CPU image is used on any instance type
+
+
+class TaskType:
+    """One kind of label. Subclasses set the class attributes and implement the methods."""
+
+    name: ClassVar[str]  # labelloop's name, e.g. "image-classification" (the --task-type value)
+    ground_truth_type: ClassVar[str]  # the metadata `type`, e.g. "groundtruth/image-classification"
+    lambda_suffix: ClassVar[str]  # built-in Lambdas PRE-<suffix> / ACS-<suffix>
+    title: ClassVar[str]  # the labeling job's task title
+    ui_template: ClassVar[str]  # Ground Truth's built-in worker UI, as a Liquid template
+    algorithm_folder: ClassVar[str]  # algorithms/<folder>/ (train.py, inference.py)
+    framework: ClassVar[Framework]
+    deploy_prefix: ClassVar[str]  # template parameters <prefix>TrainingImage, ...InferenceImage, ...SourceDirUri
+    items_are_images: ClassVar[bool]  # input checks decode each source-ref as an image
+    widget: ClassVar[str]  # the local worker page's widget (static/widgets/<widget>.js)
+    report_example: ClassVar[str]  # how the report draws an item: "image" or "text"
+    quality_name: ClassVar[str]  # what the per-item quality is, e.g. "accuracy"
+    default_target: ClassVar[float]  # the auto-labels' default quality target
+    bound: ClassVar[str]  # the statistical bound that certifies the target
+
+    def built_in_lambda_arns(self, region: str) -> tuple[str, str]:
+        """(PreHumanTaskLambdaArn, AnnotationConsolidationLambdaArn) for a region."""
+        account = BUILT_IN_LAMBDA_ACCOUNTS.get(region)
+        if account is None:
+            raise ValueError(f"Ground Truth built-in task Lambdas are not listed for region {region!r}")
+        base = f"arn:aws:lambda:{region}:{account}:function"
+        return f"{base}:PRE-{self.lambda_suffix}", f"{base}:ACS-{self.lambda_suffix}"
+
+    def description(self, class_names: list[str]) -> str:
+        """The labeling job's task description."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ labels in manifests
+
+    def read_value(self, value: Any, class_names: list[str]) -> Any:
+        """The label value a manifest line carries, checked; ValueError says what is wrong."""
+        raise NotImplementedError
+
+    def existing_label(self, line: dict[str, Any], attribute: str, class_names: list[str], number: int,
+                       job: str) -> Label | None:
+        """The label an input line already carries (kept as a human or earlier label), or None."""
+        if attribute not in line:
+            return None
+        try:
+            value = self.read_value(line[attribute], class_names)
+        except ValueError as exc:
+            raise ManifestError(f"line {number}: existing label {attribute}: {exc}") from None
+        meta = line.get(f"{attribute}-metadata") or {}
+        return Label(
+            class_id=value,
+            confidence=float(meta.get("confidence", 1.0)),
+            human=meta.get("human-annotated", "yes") == "yes",
+            job_name=str(meta.get("job-name", job)),
+            created=str(meta.get("creation-date", creation_date())),
+            iteration=0,
+        )
+
+    def label_metadata(self, value: Any, class_names: list[str]) -> dict[str, Any]:
+        """The task-specific part of `<attribute>-metadata` for a label value."""
+        raise NotImplementedError
+
+    def output_line(self, source: dict[str, Any], label: Label | None, *, attribute: str, class_names: list[str],
+                    unlabeled_reason: str = "", job_name: str = "") -> dict[str, Any]:
+        """The Ground Truth augmented-manifest line for one item.
+
+        Unlabeled items keep their input line and get a metadata block with `failure-reason`,
+        as Ground Truth writes for objects it could not label.
+        """
+        line = {k: v for k, v in source.items() if k != ID_KEY}
+        if label is None:
+            line[f"{attribute}-metadata"] = {
+                "type": self.ground_truth_type,
+                "job-name": job_name,
+                "failure-reason": unlabeled_reason or "not labeled",
+            }
+            return line
+        metadata: dict[str, Any] = {
+            **self.label_metadata(label.class_id, class_names),
+            "confidence": round(float(label.confidence), 4),
+            "type": self.ground_truth_type,
+            "job-name": label.job_name,
+            "human-annotated": "yes" if label.human else "no",
+            "creation-date": label.created,
+        }
+        if not label.human and (label.threshold is not None or label.lower_bound is not None):
+            metadata["labelloop-calibration"] = {
+                "threshold": label.threshold,
+                f"{self.quality_name}-lower-bound": label.lower_bound,
+                "support": label.support,
+            }
+            if label.threshold is None:  # below the threshold, paid for by the bound's slack
+                metadata["labelloop-calibration"]["basis"] = "worst-case tail"
+        line[attribute] = self.write_value(label.class_id)
+        line[f"{attribute}-metadata"] = metadata
+        return line
+
+    def write_value(self, value: Any) -> Any:
+        """The label value as the output manifest's attribute holds it."""
+        return value
+
+    def human_metadata(self, value: Any, confidence: float, class_names: list[str], job_name: str) -> dict[str, Any]:
+        """The `<attribute>-metadata` Ground Truth writes beside a consolidated human label."""
+        return {
+            **self.label_metadata(value, class_names),
+            "confidence": confidence,
+            "type": self.ground_truth_type,
+            "job-name": f"labeling-job/{job_name}",
+            "human-annotated": "yes",
+            "creation-date": creation_date(),
+        }
+
+    def failure_metadata(self, reason: str, job_name: str) -> dict[str, Any]:
+        """The `<attribute>-metadata` Ground Truth writes for an object it could not label."""
+        return {"failure-reason": reason, "job-name": f"labeling-job/{job_name}", "type": self.ground_truth_type}
+
+    # ------------------------------------------------------------ people and their answers
+
+    def consolidate(self, answers: list[Any], workers: int, rng: np.random.Generator) -> tuple[Any, float]:
+        """(label value, confidence) from one item's `workers` answers."""
+        raise NotImplementedError
+
+    def simulated_answer(self, true: Any, class_names: list[str], accuracy: float, rng: np.random.Generator) -> Any:
+        """What a simulated annotator of the given accuracy answers for an item whose truth is `true`."""
+        raise NotImplementedError
+
+    def truth_value(self, truth: Any, class_names: list[str]) -> Any:
+        """A truth file's entry as a label value; None when it is not a valid label."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ quality and confidence
+
+    def quality(self, value: Any, reference: Any) -> float:
+        """The quality in [0, 1] of one label against a reference label."""
+        raise NotImplementedError

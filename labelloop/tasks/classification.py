@@ -1,0 +1,52 @@
+"""What image and text classification share: a label is one class index."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from labelloop.tasks.base import TaskType
+
+
+class Classification(TaskType):
+    widget = "classification"
+    quality_name = "accuracy"
+    default_target = 0.95
+    bound = "Clopper-Pearson lower bound on the accuracy, fixed-sequence over thresholds"
+
+    def description(self, class_names: list[str]) -> str:
+        return f"Choose one of {len(class_names)} categories"
+
+    def read_value(self, value: Any, class_names: list[str]) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < len(class_names):
+            raise ValueError(f"{value!r} is not a class index in 0..{len(class_names) - 1}")
+        return value
+
+    def label_metadata(self, value: int, class_names: list[str]) -> dict[str, Any]:
+        return {"class-name": class_names[value]}
+
+    def consolidate(self, answers: list[int], workers: int, rng: np.random.Generator) -> tuple[int, float]:
+        """Majority vote, ties broken by `rng`; the confidence grows with the winner's share."""
+        counts = Counter(answers).most_common()
+        top = counts[0][1]
+        tied = sorted(v for v, c in counts if c == top)
+        winner = int(tied[int(rng.integers(len(tied)))])
+        return winner, (round(top / workers * 0.95 + 0.04, 2) if workers > 1 else 0.95)
+
+    def simulated_answer(self, true: int, class_names: list[str], accuracy: float, rng: np.random.Generator) -> int:
+        if accuracy >= 1.0 or rng.random() < accuracy:
+            return true
+        wrong = int(rng.integers(len(class_names) - 1))
+        return wrong + (wrong >= true)
+
+    def truth_value(self, truth: Any, class_names: list[str]) -> int | None:
+        """Truth files name the class."""
+        try:
+            return class_names.index(truth)
+        except ValueError:
+            return None
+
+    def quality(self, value: int, reference: int) -> float:
+        return float(value == reference)
