@@ -46,7 +46,8 @@ API = {"next": "api_next", "answer": "api_answer", "undo": "api_undo", "skip": "
 
 
 class _Request(Request):
-    max_content_length = MAX_BODY  # werkzeug refuses a longer (also a chunked) body with 413
+    # werkzeug stops a chunked body here; one byte past the limit tells "too long" from "just fits".
+    max_content_length = MAX_BODY + 1
 
 
 class WorkerPageApp:

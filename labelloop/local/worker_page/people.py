@@ -57,6 +57,8 @@ class PeopleWorkforce:
             raise ValueError(f"port must be 0 (any free port) or 1..65535, got {port!r}")
         if token is not None and not re.fullmatch(r"[A-Za-z0-9_-]{16,200}", token):
             raise ValueError("token must be 16-200 letters, digits, '-' or '_'")
+        if isinstance(socket_timeout, bool) or not isinstance(socket_timeout, (int, float)) or not socket_timeout > 0:
+            raise ValueError(f"socket_timeout must be a positive number of seconds, got {socket_timeout!r}")
         self.host = "127.0.0.1" if host == "localhost" else host
         self.port = port
         self.token = token or secrets.token_urlsafe(24)
@@ -103,6 +105,7 @@ class PeopleWorkforce:
     def _serve(self) -> BaseWSGIServer:
         # The socket is bound here, not by werkzeug, which answers a port in use with sys.exit.
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart may reuse its port at once
         try:
             listener.bind((self.host, self.port))
             listener.listen(128)
