@@ -11,6 +11,7 @@ import json
 import os
 import re
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 
 from labelloop.local.worker_page import PeopleWorkforce, widget_for
 from labelloop.local.workforce import SimulatedWorkforce, WorkforceError, consolidate
-from labelloop.manifest import item_key
+from labelloop.manifest import TASK_TYPES, item_key
 
 CLASSES = ["cat", "dog", "bird"]
 
@@ -656,6 +657,10 @@ def test_the_item_names_its_widget_and_the_page_serves_it(tmp_path, workforce):
     assert widget_for("image-classification") == widget_for("text-classification") == "classification"
     with pytest.raises(WorkforceError, match="no widget for task type 'video-tracking'"):
         widget_for("video-tracking")
+    widgets = Path(sys.modules[PeopleWorkforce.__module__].__file__).parent / "static" / "widgets"
+    for task_type in TASK_TYPES:  # every task type the loop runs has a widget the page can load
+        name = widget_for(task_type)
+        assert (widgets / f"{name}.js").is_file() and (widgets / f"{name}.css").is_file(), task_type
     job = Job(workforce, make_params(tmp_path, texts(1)))
     widget = job.next()["item"]["widget"]
     assert widget == "classification"
@@ -673,3 +678,20 @@ def test_a_task_type_without_a_widget_is_refused_before_anyone_is_asked(tmp_path
     with pytest.raises(WorkforceError, match="no widget for task type 'video-tracking'"):
         workforce.run_labeling_job(make_params(tmp_path, texts(1)), task_type="video-tracking")
     assert workforce._server is None, "no page was served"
+
+
+def test_every_page_file_ships_with_the_package():
+    # An installed labelloop serves the page from package data: each file under static/ must be
+    # named by pyproject.toml's package-data, or a widget works from a checkout and 404s when installed.
+    import tomllib
+
+    import labelloop.local.worker_page as package
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][package.__name__]
+    folder = Path(package.__file__).parent
+    shipped = {path for pattern in patterns for path in folder.glob(pattern) if path.is_file()}
+    files = {path for path in (folder / "static").rglob("*") if path.is_file()}
+    assert files and files == shipped, sorted(str(p.relative_to(folder)) for p in files ^ shipped)
+    assert {"page.html", "page.js", "page.css", "widgets/classification.js", "widgets/classification.css"} <= {
+        str(p.relative_to(folder / "static")) for p in files}
