@@ -77,7 +77,8 @@ class WorkerPageApp:
             response = _json(exc.status, {"error": exc.message, "status": exc.status})
         except HTTPException as exc:  # werkzeug's own refusals, e.g. a chunked body over the limit
             code = exc.code or 400
-            response = _json(code, {"error": exc.description or exc.name, "status": code})
+            message = f"request body over {MAX_BODY} bytes" if code == 413 else exc.description or exc.name
+            response = _json(code, {"error": message, "status": code})
         except Exception as exc:  # a bug: say so rather than hang the page
             response = _json(500, {"error": f"internal error: {type(exc).__name__}: {exc}", "status": 500})
         for name, value in (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
