@@ -377,3 +377,40 @@ def test_two_browsers_are_two_workers_and_never_get_the_same_item(tmp_path, open
     assert len({e["worker"] for e in answers}) == 2
     labels = output_labels(params)
     assert labels[a["index"]] == 0 and labels[b["index"]] == 1
+
+
+def test_a_validation_item_reaches_the_page_blind(tmp_path, open_browser, console_errors):
+    guess = {"class": 1, "confidence": 0.87}
+    params = make_job(tmp_path, [
+        {"source": "A small animal that purrs.", "labelloop-role": "validation", "labelloop-guess": guess},
+        {"source": "It barks.", "labelloop-role": "train", "labelloop-guess": guess},
+    ])
+    with PeopleWorkforce(port=0) as workforce:
+        thread, box = start_job(workforce, params)
+        driver = open_browser()
+        try:
+            driver.get(workforce.url)
+            s = wait_item(driver)
+            assert s["index"] == 0 and s["guess"] is None, "no suggestion on a validation item"
+            shown = driver.execute_script(
+                "return {text: document.body.innerText, suggested: document.querySelectorAll('.suggested').length}")
+            assert "suggests" not in shown["text"] and "87" not in shown["text"] and shown["suggested"] == 0
+            seen = driver.execute_async_script(
+                """const done = arguments[arguments.length - 1];
+                fetch('/api/next', {method: 'POST', headers: {'Content-Type': 'application/json',
+                    'X-Labelloop-Token': new URLSearchParams(location.search).get('token')}, body: '{}'})
+                  .then(r => r.text()).then(done, e => done('error: ' + e));""")
+            assert '"guess": null' in seen and "0.87" not in seen, "what the page gets from the server has no guess"
+            press(driver, "\ue007")  # Enter confirms a suggestion: there is none, so nothing is answered
+            time.sleep(0.5)
+            assert page_state(driver)["index"] == 0 and "0 / 2 done" in page_state(driver)["progress"]
+            press(driver, "3")
+            s = wait_item(driver, other_than=(s["job"], 0))
+            assert s["index"] == 1 and "model suggests: dog (87 %)" in s["guess"], "a training item keeps its suggestion"
+            press(driver, "\ue007")
+            thread.join(10)
+            assert box.get("describe", {}).get("LabelingJobStatus") == "Completed", box
+            assert console_errors(driver) == []
+        finally:
+            driver.quit()
+    assert output_labels(params) == [2, 1]

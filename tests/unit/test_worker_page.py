@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import re
+import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labelloop.local.worker_page import PeopleWorkforce
 from labelloop import tasks
+from labelloop.local.worker_page import PeopleWorkforce, widget_for
 from labelloop.local.workforce import SimulatedWorkforce, WorkforceError
 from labelloop.manifest import item_key
 
@@ -253,6 +257,20 @@ def bad_requests(job: Job) -> list[tuple[str, dict, int]]:
         ("skip an item not assigned", dict(method="POST", path="/api/skip", body={"job": job.name, "item": 1}), 409),
         ("wrong Host header", dict(method="POST", path="/api/next", body={}, headers={"Host": "evil.example:80"}), 403),
         ("body too large", dict(method="POST", path="/api/answer", raw=b" " * (70 * 1024)), 413),
+        ("negative Content-Length", dict(method="POST", path="/api/answer", raw=b"", headers={"Content-Length": "-1"}), 400),
+        ("Content-Length not a number", dict(method="POST", path="/api/answer", raw=b"", headers={"Content-Length": "ten"}), 400),
+        ("deeply nested JSON", dict(method="POST", path="/api/answer", raw=b"[" * 5000 + b"]" * 5000), 400),
+        ("deeply nested JSON in an answer", dict(method="POST", path="/api/answer",
+                                                 raw=b'{"label": ' + b"[" * 5000 + b"1" + b"]" * 5000 + b"}"), 400),
+        ("a POST from another site (Origin)", dict(method="POST", path="/api/answer", body=answer(item=1),
+                                                   headers={"Origin": "http://evil.example"}), 403),
+        ("a POST from another site (Sec-Fetch-Site)", dict(method="POST", path="/api/answer", body=answer(item=1),
+                                                           headers={"Sec-Fetch-Site": "cross-site"}), 403),
+        ("Origin null, not from this page", dict(method="POST", path="/api/answer", body=answer(item=1),
+                                                 headers={"Origin": "null"}), 403),
+        ("a static file outside the page's own", dict(method="GET", path="/static/../job.py"), 404),
+        ("a static file, escaped", dict(method="GET", path="/static/widgets/%2e%2e/%2e%2e/files.py"), 404),
+        ("a static file without the token", dict(method="GET", path="/static/page.js", token=None), 401),
     ]
 
 
@@ -519,3 +537,163 @@ def test_a_port_in_use_is_a_clear_error():
         taken = first._server.server_address[1]
         with pytest.raises(WorkforceError, match=f"cannot serve the worker page on 127.0.0.1:{taken}"):
             PeopleWorkforce(port=taken).start()
+
+
+# ---------------------------------------------------------------- hardening
+
+
+def raw_exchange(port: int, data: bytes, wait: float = 5.0) -> tuple[bytes, float]:
+    """Send raw bytes; read one whole response or until the server closes: (what came back, seconds it took)."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as conn:
+        conn.sendall(data)
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+            head, sep, body = received.partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length: *(\d+)", head)
+            if sep and length and len(body) >= int(length.group(1)):
+                break
+    return received, time.monotonic() - started
+
+
+def test_a_silent_or_slow_client_is_cut_off_by_the_socket_timeout(tmp_path):
+    with PeopleWorkforce(port=0, socket_timeout=0.5) as workforce:
+        job = Job(workforce, make_params(tmp_path, texts(1)))
+        host = f"Host: 127.0.0.1:{job.port}\r\n"
+        # Headers never finished: the connection is closed without an answer.
+        received, seconds = raw_exchange(job.port, b"POST /api/next HTTP/1.1\r\n" + host.encode())
+        assert received == b"" and seconds < 4
+        # A body announced but never sent in full: a 400, and the thread is free again.
+        head = (f"POST /api/answer?worker=alice HTTP/1.1\r\n{host}X-Labelloop-Token: {job.token}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+        received, seconds = raw_exchange(job.port, head.encode() + b'{"job": ')
+        assert received.startswith(b"HTTP/1.1 400") and seconds < 4, received[:200]
+        assert job.journal_bytes() == b""
+        assert job.next()["progress"]["done"] == 0, "the server still answers"
+
+
+def test_a_chunked_body_over_the_limit_is_refused(tmp_path, workforce):
+    job = Job(workforce, make_params(tmp_path, texts(1)))
+    head = (f"POST /api/answer?worker=alice HTTP/1.1\r\nHost: 127.0.0.1:{job.port}\r\nX-Labelloop-Token: {job.token}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    chunk = b" " * 8192
+    body = b"".join(b"2000\r\n" + chunk + b"\r\n" for _ in range(10)) + b"0\r\n\r\n"
+    received, _ = raw_exchange(job.port, head + body)
+    assert received.startswith(b"HTTP/1.1 413"), received[:200]
+    assert job.journal_bytes() == b""
+    small = json.dumps({"job": job.name, "item": 0, "label": 1}).encode()
+    received, _ = raw_exchange(job.port, head + f"{len(small):x}\r\n".encode() + small + b"\r\n0\r\n\r\n")
+    assert received.startswith(b"HTTP/1.1 200"), received[:200]
+    assert job.result()["LabelCounters"]["HumanLabeled"] == 1, "a chunked body within the limit is read"
+
+
+def png(path: Path, shade: int) -> bytes:
+    from PIL import Image
+
+    Image.new("L", (4, 4), shade).save(path)
+    return path.read_bytes()
+
+
+def test_an_image_is_served_only_as_the_file_the_job_started_with(tmp_path, workforce):
+    shown = tmp_path / "real"
+    other = tmp_path / "other"
+    shown.mkdir(), other.mkdir()
+    first = png(shown / "a.png", 10)
+    secret = png(other / "a.png", 250)
+    (other / "secret.png").write_bytes(secret)
+    png(shown / "b.png", 20)
+    png(shown / "c.png", 30)
+    (tmp_path / "link-a.png").symlink_to(shown / "a.png")
+    (tmp_path / "dir").symlink_to(shown)
+    os.mkfifo(tmp_path / "fifo.png")
+    refs = [tmp_path / "link-a.png", tmp_path / "dir" / "b.png", shown / "c.png", tmp_path / "fifo.png", shown]
+    job = Job(workforce, make_params(tmp_path, [{"source-ref": str(ref)} for ref in refs]))
+    url = lambda i: f"/api/image?job={job.name}&item={i}&token={job.token}"  # noqa: E731
+    status, body, _ = job.request("GET", url(0))
+    assert status == 200 and body == first, "a symlink that was there at the start is followed"
+    assert job.request("GET", url(1))[0] == 200
+    # Re-pointed after the start: the file link, the folder link; the file itself swapped for another.
+    (tmp_path / "link-new.png").symlink_to(other / "secret.png")
+    os.replace(tmp_path / "link-new.png", tmp_path / "link-a.png")
+    (tmp_path / "dir-new").symlink_to(other)
+    (other / "b.png").write_bytes(secret)
+    os.replace(tmp_path / "dir-new", tmp_path / "dir")
+    (shown / "c-new.png").write_bytes(secret)
+    os.replace(shown / "c-new.png", shown / "c.png")
+    for item in (0, 1, 2, 3, 4):  # the FIFO and the folder were never regular files
+        status, data, _ = job.request("GET", url(item))
+        assert status == 404 and isinstance(data, dict) and data["error"], (item, status)
+    # Pointed back at the very file of the start: served again.
+    (tmp_path / "link-back.png").symlink_to(shown / "a.png")
+    os.replace(tmp_path / "link-back.png", tmp_path / "link-a.png")
+    assert job.request("GET", url(0))[1] == first
+
+
+# ---------------------------------------------------------------- validation items reach people blind
+
+
+def test_a_validation_item_never_shows_the_models_guess(tmp_path, workforce):
+    guess = {"class": 2, "confidence": 0.9312}
+    lines = [
+        {"source": "a", "labelloop-role": "validation", "labelloop-guess": guess},
+        {"source": "b", "labelloop-role": "train", "labelloop-guess": guess},
+    ]
+    job = Job(workforce, make_params(tmp_path, lines))
+    status, raw, _ = job.request("POST", "/api/next", {}, headers={"Accept": "application/json"})
+    assert status == 200 and raw["item"]["index"] == 0
+    assert raw["item"]["guess"] is None
+    assert "0.9312" not in json.dumps(raw) and "labelloop-guess" not in json.dumps(raw)
+    job.answer(0, 1)
+    shown = job.next()["item"]
+    assert shown["index"] == 1 and shown["guess"] == {"class": 2, "name": "bird", "confidence": 0.9312}
+    job.answer(1, 2)
+    job.result()
+    assert [line["animal"] for line in job.output()] == [1, 2]
+
+
+# ---------------------------------------------------------------- widgets
+
+
+def test_the_item_names_its_widget_and_the_page_serves_it(tmp_path, workforce):
+    assert widget_for("image-classification") == widget_for("text-classification") == "classification"
+    with pytest.raises(WorkforceError, match="no widget for task type 'video-tracking'"):
+        widget_for("video-tracking")
+    widgets = Path(sys.modules[PeopleWorkforce.__module__].__file__).parent / "static" / "widgets"
+    for task_type in tasks.names():  # every task type the loop runs has a widget the page can load
+        name = widget_for(task_type)
+        assert (widgets / f"{name}.js").is_file() and (widgets / f"{name}.css").is_file(), task_type
+    job = Job(workforce, make_params(tmp_path, texts(1)))
+    widget = job.next()["item"]["widget"]
+    assert widget == "classification"
+    for name, kind in ((f"widgets/{widget}.js", "text/javascript"), (f"widgets/{widget}.css", "text/css"),
+                       ("page.js", "text/javascript"), ("page.css", "text/css")):
+        status, body, headers = job.request("GET", f"/static/{name}?token={job.token}", worker=None, token=None)
+        assert status == 200 and headers["Content-Type"].startswith(kind) and len(body) > 100, name
+    status, page, headers = job.request("GET", f"/?token={job.token}", worker=None, token=None)
+    nonce = headers["Content-Security-Policy"].split("'nonce-")[1].split("'")[0]
+    assert f'<script nonce="{nonce}" src="/static/page.js?token={job.token}">'.encode() in page
+    assert b"<style" not in page and b"style-src 'self'" in headers["Content-Security-Policy"].encode()
+
+
+def test_a_task_type_without_a_widget_is_refused_before_anyone_is_asked(tmp_path, workforce):
+    with pytest.raises(WorkforceError, match="no widget for task type 'video-tracking'"):
+        workforce.run_labeling_job(make_params(tmp_path, texts(1)), task_type="video-tracking")
+    assert workforce._server is None, "no page was served"
+
+
+def test_every_page_file_ships_with_the_package():
+    # An installed labelloop serves the page from package data: each file under static/ must be
+    # named by pyproject.toml's package-data, or a widget works from a checkout and 404s when installed.
+    import tomllib
+
+    import labelloop.local.worker_page as package
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][package.__name__]
+    folder = Path(package.__file__).parent
+    shipped = {path for pattern in patterns for path in folder.glob(pattern) if path.is_file()}
+    files = {path for path in (folder / "static").rglob("*") if path.is_file()}
+    assert files and files == shipped, sorted(str(p.relative_to(folder)) for p in files ^ shipped)
+    assert {"page.html", "page.js", "page.css", "widgets/classification.js", "widgets/classification.css"} <= {
+        str(p.relative_to(folder / "static")) for p in files}
