@@ -2,21 +2,21 @@
 
 import os
 
-from observability import MetricUnit, job_dimension, logger, metrics
+from observability import step_handler
 
 from labelloop import steps
 
 
-@metrics.log_metrics
-@logger.inject_lambda_context
-def lambda_handler(event, context):
+def bootstrap(event):
     # What the stack allows (its roles are scoped to these): checked before any job starts.
     limits = {"JobNamePrefix": os.environ.get("LABELLOOP_JOB_NAME_PREFIX"), "DataBucket": os.environ.get("LABELLOOP_DATA_BUCKET")}
     event["Deployment"] = {**event.get("Deployment", {}), **{k: v for k, v in limits.items() if v}}
-    result = steps.bootstrap(event)
-    state = result["state"]
-    job_dimension(result["config"])
-    metrics.add_metric(name="InputItems", unit=MetricUnit.Count, value=state["Total"])
-    metrics.add_metric(name="RejectedItems", unit=MetricUnit.Count, value=state["Rejected"])
-    logger.info("input read", extra={"total": state["Total"], "rejected": state["Rejected"]})
-    return result
+    return steps.bootstrap(event)
+
+
+lambda_handler = step_handler(
+    bootstrap, "input read",
+    lambda r: {"InputItems": r["state"]["Total"], "RejectedItems": r["state"]["Rejected"]},
+    log=lambda r: {"total": r["state"]["Total"], "rejected": r["state"]["Rejected"]},
+    config=lambda event, result: result["config"],
+)

@@ -1,18 +1,14 @@
 """GateAndRoute: auto-label the confident items, route the uncertain ones to humans."""
 
-from observability import MetricUnit, job_dimension, logger, metrics
+from observability import step_handler
 
 from labelloop import steps
 
+# Running totals, so the dashboard's last datapoint is the job's state.
+TOTALS = ("HumanLabeled", "AutoLabeled", "Remaining", "AutoLabeledThisIteration", "NextHumanBatch", "Iteration")
 
-@metrics.log_metrics
-@logger.inject_lambda_context
-def lambda_handler(event, context):
-    state = steps.gate_and_route(event)
-    m = state["LastMetrics"]
-    job_dimension(event["config"])
-    # Running totals, so the dashboard's last datapoint is the job's state.
-    for name in ("HumanLabeled", "AutoLabeled", "Remaining", "AutoLabeledThisIteration", "NextHumanBatch", "Iteration"):
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=m[name])
-    logger.info("iteration done", extra=m)
-    return state
+lambda_handler = step_handler(
+    steps.gate_and_route, "iteration done",
+    lambda s: {name: s["LastMetrics"][name] for name in TOTALS},
+    log=lambda s: s["LastMetrics"],
+)

@@ -1,15 +1,11 @@
 """SampleForHumans: the first human batch, a seeded random sample of the unlabeled items."""
 
-from observability import MetricUnit, job_dimension, logger, metrics
+from observability import step_handler
 
 from labelloop import steps
 
-
-@metrics.log_metrics
-@logger.inject_lambda_context
-def lambda_handler(event, context):
-    state = steps.sample_for_humans(event)
-    job_dimension(event["config"])
-    metrics.add_metric(name="NextHumanBatch", unit=MetricUnit.Count, value=state["HumanBatch"]["Count"])
-    logger.info("first human batch", extra={"count": state["HumanBatch"]["Count"]})
-    return state
+lambda_handler = step_handler(
+    steps.sample_for_humans, "first human batch",
+    lambda s: {"NextHumanBatch": s["HumanBatch"]["Count"]},
+    log=lambda s: {"count": s["HumanBatch"]["Count"]},
+)

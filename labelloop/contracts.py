@@ -10,7 +10,7 @@ fails a test, not an execution. Steps build their results through these models.
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -19,9 +19,15 @@ from labelloop.config import JobSettings
 
 class Contract(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
+    # Keys written only when they have a value (as the steps always wrote them).
+    optional_keys: ClassVar[tuple[str, ...]] = ()
 
-    def dump(self, **kwargs: Any) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, **kwargs)
+    def dump(self) -> dict[str, Any]:
+        data = self.model_dump(by_alias=True)
+        for key in self.optional_keys:
+            if data[key] is None:
+                del data[key]
+        return data
 
 
 def _settings_model() -> type[Contract]:
@@ -61,9 +67,7 @@ class HumanBatch(Contract):
     manifest_uri: Optional[str] = Field(default=None, alias="ManifestUri")
     output_uri: Optional[str] = Field(default=None, alias="OutputUri")
     labeling_job_name: Optional[str] = Field(default=None, alias="LabelingJobName")
-
-    def dump(self, **kwargs: Any) -> dict[str, Any]:
-        return super().dump(exclude_none=True, **kwargs)
+    optional_keys = ("ManifestUri", "OutputUri", "LabelingJobName")
 
 
 class LoopState(Contract):
@@ -85,14 +89,10 @@ class LoopState(Contract):
     # Set by MergeHumanLabels, reset by GateAndRoute; absent before the first merge.
     human_labeled_this_iteration: Optional[int] = Field(default=None, alias="HumanLabeledThisIteration")
     last_metrics: Optional[dict[str, Any]] = Field(default=None, alias="LastMetrics")
+    optional_keys = ("HumanLabeledThisIteration", "LastMetrics")
 
-    def dump(self, **kwargs: Any) -> dict[str, Any]:
-        data = super().dump(**kwargs)
-        data["HumanBatch"] = self.human_batch.dump()
-        for optional in ("HumanLabeledThisIteration", "LastMetrics"):
-            if data[optional] is None:
-                del data[optional]
-        return data
+    def dump(self) -> dict[str, Any]:
+        return {**super().dump(), "HumanBatch": self.human_batch.dump()}
 
 
 class Transform(Contract):
@@ -178,12 +178,7 @@ class Summary(Contract):
     error: Optional[dict[str, Any]] = Field(alias="Error")
     final_model_artifacts: Optional[str] = Field(alias="FinalModelArtifacts")
     cause: Optional[str] = Field(default=None, alias="Cause")
-
-    def dump(self, **kwargs: Any) -> dict[str, Any]:
-        data = super().dump(**kwargs)
-        if data["Cause"] is None:
-            del data["Cause"]
-        return data
+    optional_keys = ("Cause",)
 
 
 class Execution(Contract):

@@ -10,6 +10,33 @@ import numpy as np
 from labelloop.tasks.base import TaskType
 
 
+def crowd_classification_template(element: str, subject: str, *, source_attribute: bool) -> str:
+    """Ground Truth's built-in classification worker UI (Crowd HTML Elements) as a Liquid template.
+
+    `element`: crowd-image-classifier or crowd-classifier; `subject`: "image" or "text", for the
+    instructions; `source_attribute`: the item is the element's `src` (images), else its
+    `<classification-target>` (texts).
+    """
+    instructions = f"<p>Choose the one category that best describes the {subject}.</p>"
+    src = '\n    src="{{ task.input.taskObject | grant_read_access }}"' if source_attribute else ""
+    target = "" if source_attribute else "\n    <classification-target>{{ task.input.taskObject }}</classification-target>"
+    return f"""<script src="https://assets.crowd.aws/crowd-html-elements.js"></script>
+<crowd-form>
+  <{element}
+    name="{element}"{src}
+    header="{{{{ task.input.header }}}}"
+    categories="{{{{ task.input.labels | to_json | escape }}}}">{target}
+    <full-instructions header="Classification instructions">
+      {instructions}
+    </full-instructions>
+    <short-instructions>
+      {instructions}
+    </short-instructions>
+  </{element}>
+</crowd-form>
+"""
+
+
 class Classification(TaskType):
     widget = "classification"
     quality_name = "accuracy"

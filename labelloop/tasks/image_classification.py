@@ -4,24 +4,7 @@ from __future__ import annotations
 
 from labelloop.tasks import register
 from labelloop.tasks.base import Framework
-from labelloop.tasks.classification import Classification
-
-_TEMPLATE = """<script src="https://assets.crowd.aws/crowd-html-elements.js"></script>
-<crowd-form>
-  <crowd-image-classifier
-    name="crowd-image-classifier"
-    src="{{ task.input.taskObject | grant_read_access }}"
-    header="{{ task.input.header }}"
-    categories="{{ task.input.labels | to_json | escape }}">
-    <full-instructions header="Classification instructions">
-      <p>Choose the one category that best describes the image.</p>
-    </full-instructions>
-    <short-instructions>
-      <p>Choose the one category that best describes the image.</p>
-    </short-instructions>
-  </crowd-image-classifier>
-</crowd-form>
-"""
+from labelloop.tasks.classification import Classification, crowd_classification_template
 
 
 class ImageClassification(Classification):
@@ -29,7 +12,7 @@ class ImageClassification(Classification):
     ground_truth_type = "groundtruth/image-classification"
     lambda_suffix = "ImageMultiClass"
     title = "Classify the image"
-    ui_template = _TEMPLATE
+    ui_template = crowd_classification_template("crowd-image-classifier", "image", source_attribute=True)
     algorithm_folder = "image_classification"
     framework = Framework("pytorch", "2.6.0", "py312", gpu=True)
     deploy_prefix = "ImageClassification"
