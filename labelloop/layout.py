@@ -5,11 +5,24 @@ One place for names, so the handlers, the local engine and the report agree.
 
 from __future__ import annotations
 
+import re
+
 from labelloop.storage import join
 
 
+def iterations_root(output_uri: str) -> str:
+    """The folder holding one folder per iteration (`iteration_dir`)."""
+    return join(output_uri, "iterations")
+
+
 def iteration_dir(output_uri: str, iteration: int) -> str:
-    return join(output_uri, "iterations", f"{iteration:03d}")
+    return join(iterations_root(output_uri), f"{iteration:03d}")
+
+
+def iteration_of_dir(name: str) -> int | None:
+    """The iteration an `iteration_dir` is for, from its last path part; None for another folder."""
+    name = name.rstrip("/").rsplit("/", 1)[-1]
+    return int(name) if len(name) >= 3 and name.isascii() and name.isdigit() else None
 
 
 def ledger_uri(output_uri: str, iteration: int, stage: str) -> str:
@@ -20,6 +33,17 @@ def ledger_uri(output_uri: str, iteration: int, stage: str) -> str:
 def job_name(job: str, run_id: str, iteration: int, kind: str) -> str:
     # SageMaker names: at most 63 characters; job is at most 32, run_id 8.
     return f"{job}-{run_id}-{iteration:03d}-{kind}"
+
+
+# The end of a `job_name`: the iteration (3 digits or more), then the kind (letters and hyphens).
+_JOB_NAME_END = re.compile(r"-(\d{3,})-([a-z][a-z-]*)$")
+
+
+def parse_job_name(name: str) -> tuple[int, str] | None:
+    """(iteration, kind) of a name `job_name` built, also as label metadata writes it
+    ("labeling-job/<name>"); None for a name it did not build."""
+    match = _JOB_NAME_END.search(name)
+    return (int(match.group(1)), match.group(2)) if match else None
 
 
 def human_batch_uri(output_uri: str, iteration: int) -> str:
@@ -74,6 +98,26 @@ def output_manifest_uri(output_uri: str) -> str:
 
 def summary_uri(output_uri: str) -> str:
     return join(output_uri, "output", "summary.json")
+
+
+def evaluation_uri(output_uri: str) -> str:
+    """The auto-labels scored against true labels (`labelloop run --truth` writes it)."""
+    return join(output_uri, "output", "evaluation.json")
+
+
+def staged_manifest_uri(output_uri: str) -> str:
+    """Where `labelloop run` copies an s3:// input manifest before the offline engine starts."""
+    return join(output_uri, "input", "source.manifest")
+
+
+def local_work_dir(output_uri: str) -> str:
+    """The local engine's own files (job processes, execution history): `labelloop run` only."""
+    return join(output_uri, "work")
+
+
+def report_dir(output_uri: str) -> str:
+    """Where `labelloop report` writes report.html and its plots."""
+    return join(output_uri, "report")
 
 
 def metrics_uri(output_uri: str, iteration: int) -> str:
