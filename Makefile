@@ -11,8 +11,10 @@ LAMBDA_PYTHON_VERSION := 3.12
 # numpy 2.4 and scipy 1.17 ship manylinux_2_28 wheels only; Amazon Linux 2023 has glibc 2.34.
 LAMBDA_PLATFORM := manylinux_2_28_x86_64
 
-# labelloop modules that run on a developer's machine only (command line, deploy helper).
-LOCAL_ONLY := labelloop/cli.py labelloop/aws_cli.py labelloop/deploy.py labelloop/report.py
+# labelloop modules that run on a developer's machine only (command line, deploy helper, the
+# metrics table of `run`, `status` and `report`). Of the sub-packages only STEP_PACKAGES are
+# copied (not local/, datasets/, report/).
+LOCAL_ONLY := labelloop/cli.py labelloop/aws_cli.py labelloop/deploy.py labelloop/metrics_table.py
 STEP_MODULES := $(filter-out $(LOCAL_ONLY),$(wildcard labelloop/*.py))
 # Sub-packages the steps import: one module per step, one per task type.
 STEP_PACKAGES := steps tasks

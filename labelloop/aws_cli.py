@@ -12,9 +12,9 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, Iterable, TextIO
 
+from labelloop import metrics_table, tasks
 from labelloop.config import ConfigurationError, JobSettings
 from labelloop.deploy import CPU_INSTANCE, DeployError, parameter_overrides, prepare_deploy, stack_outputs
-from labelloop import tasks
 
 # ---------------------------------------------------------------- helpers
 
@@ -239,10 +239,6 @@ def iteration_rows(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return report
 
 
-def _fmt(value: Any, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def render_status(described: dict[str, Any], report: dict[str, Any]) -> str:
     lines = [
         f"execution {described['name']}: {described['status']} (started {described['startDate']:%Y-%m-%d %H:%M:%S %Z})"
@@ -257,17 +253,8 @@ def render_status(described: dict[str, Any], report: dict[str, Any]) -> str:
             f"input: {s.get('Total')} items ({s.get('PreLabeled')} already labeled, {s.get('Rejected')} rejected)"
         )
     if report["iterations"]:
-        lines.append(
-            f"{'iter':>4} {'human':>7} {'auto':>7} {'remaining':>9} {'threshold':>9} {'val-acc':>7} "
-            f"{'val-n':>6} {'next-batch':>10} {'cost':>9}"
-        )
-        for m in report["iterations"]:
-            lines.append(
-                f"{m.get('Iteration', 0):>4} {m.get('HumanLabeled', 0):>7} {m.get('AutoLabeled', 0):>7} "
-                f"{m.get('Remaining', 0):>9} {_fmt(m.get('Threshold'), '.4f'):>9} "
-                f"{_fmt(m.get('ValidationAccuracy'), '.3f'):>7} {_fmt(m.get('ValidationCount'), 'd'):>6} "
-                f"{'retrain' if m.get('RetrainFirst') else m.get('NextHumanBatch', 0):>10} {_fmt(m.get('HumanCost'), '.2f'):>9}"
-            )
+        lines.append(metrics_table.text_header())
+        lines.extend(metrics_table.text_row(m) for m in report["iterations"])
     summary = report["summary"]
     if summary:
         lines.append(

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from labelloop import tasks
+from labelloop import layout, metrics_table, tasks
 from labelloop.config import CALIBRATION_METHODS, CALIBRATION_SCOPES, VALIDATION_POLICIES, ConfigurationError, JobSettings
 from labelloop.selection import STRATEGIES
 
@@ -50,7 +50,7 @@ def _stage_manifest(uri: str, output: Path) -> str:
     from labelloop.storage import split_s3
 
     bucket, key = split_s3(uri)
-    local = output / "input" / "source.manifest"
+    local = Path(layout.staged_manifest_uri(str(output)))
     local.parent.mkdir(parents=True, exist_ok=True)
     boto3.client("s3").download_file(bucket, key, str(local))
     return str(local)
@@ -103,7 +103,7 @@ def _execution_input(args: argparse.Namespace, output: Path) -> dict[str, Any]:
 class _Progress:
     """Prints one line per iteration as the loop reports it."""
 
-    HEADER = f"{'iter':>4} {'human':>7} {'auto':>7} {'remaining':>9} {'threshold':>9} {'val-acc':>7} {'val-n':>6} {'elapsed':>8}"
+    HEADER = f"{metrics_table.text_header()} {'elapsed':>8}"
 
     def __init__(self, stream=sys.stdout):
         self.started = time.monotonic()
@@ -118,15 +118,7 @@ class _Progress:
         elif state == "GateAndRoute":
             m = result["LastMetrics"]
             self.rows.append(m)
-            thr = "-" if m["Threshold"] is None else f"{m['Threshold']:.4f}"
-            acc = "-" if m["ValidationAccuracy"] is None else f"{m['ValidationAccuracy']:.3f}"
-            print(
-                f"{m['Iteration']:>4} {m['HumanLabeled']:>7} {m['AutoLabeled']:>7} {m['Remaining']:>9} "
-                f"{thr:>9} {acc:>7} {m['ValidationCount']:>6} {time.monotonic() - self.started:>7.1f}s"
-                + ("  (retrains on retired validation items before routing)" if m.get("RetrainFirst") else ""),
-                file=self.stream,
-                flush=True,
-            )
+            print(f"{metrics_table.text_row(m)} {time.monotonic() - self.started:>7.1f}s", file=self.stream, flush=True)
 
 
 def _workforce(args: argparse.Namespace):
@@ -156,7 +148,7 @@ def run_local(args: argparse.Namespace) -> int:
     from labelloop.local.workforce import WorkforceError
 
     output = Path(args.output).resolve()
-    if (output / "config" / "settings.json").exists():
+    if Path(layout.settings_uri(str(output))).exists():
         print(f"labelloop: {output} holds an earlier run of this job: resuming it (every label is kept)")
     output.mkdir(parents=True, exist_ok=True)
     try:
@@ -168,7 +160,8 @@ def run_local(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     progress = _Progress()
-    engine = LocalEngine(output / "work", workforce, on_step=progress)
+    work = Path(layout.local_work_dir(str(output)))
+    engine = LocalEngine(work, workforce, on_step=progress)
     name = f"{args.job_name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     print(f"labelloop: running {name} locally; artifacts in {output}")
     try:
@@ -176,7 +169,7 @@ def run_local(args: argparse.Namespace) -> int:
     finally:
         if hasattr(workforce, "close"):
             workforce.close()
-    (output / "work" / "execution-history.json").write_text(json.dumps(result.history, default=str, indent=1))
+    (work / "execution-history.json").write_text(json.dumps(result.history, default=str, indent=1))
     if result.status != "SUCCEEDED":
         print(f"\nexecution {result.status}: {result.error}\n{result.cause}", file=sys.stderr)
         return 1
@@ -195,7 +188,7 @@ def run_local(args: argparse.Namespace) -> int:
     if truth is not None:
         with open(manifest) as f:
             ev = evaluate(f, args.label_attribute, truth)
-        (output / "output" / "evaluation.json").write_text(json.dumps(ev.to_json(), indent=2))
+        Path(layout.evaluation_uri(str(output))).write_text(json.dumps(ev.to_json(), indent=2))
         lines += [
             f"  auto-label accuracy:   {fmt(ev.auto_accuracy)} against the true labels (target {fmt(args.target_accuracy)})",
             f"  dataset accuracy:      {fmt(ev.dataset_accuracy)}",

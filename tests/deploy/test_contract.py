@@ -18,7 +18,7 @@ from botocore.validate import ParamValidator
 from loop_on_moto import ATTRIBUTE, CLASSES, run_loop
 from template_model import REGION, SAGEMAKER_APIS, Resolver, allows, matching_statements, sagemaker_calls
 
-from labelloop import tasks
+from labelloop import metrics_table, tasks
 
 SAGEMAKER = botocore.session.get_session().get_service_model("sagemaker")
 
@@ -234,12 +234,13 @@ def test_status_shows_one_line_per_iteration(trained):
     assert metrics, "the run finished at least one iteration"
     lines = trained.status_text.splitlines()
     assert lines[0].startswith("execution trained-run: SUCCEEDED")
-    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["iter", "human"])
-    rows = [line.split() for line in lines[header + 1 : header + 1 + len(metrics)]]
+    header = lines.index(metrics_table.text_header())  # the columns `labelloop run` and the report show too
+    rows = lines[header + 1 : header + 1 + len(metrics)]
     for row, m in zip(rows, metrics):
-        assert [int(x) for x in row[:4]] == [m["Iteration"], m["HumanLabeled"], m["AutoLabeled"], m["Remaining"]]
-        assert row[4] == ("-" if m["Threshold"] is None else f"{m['Threshold']:.4f}")
-        assert row[7] == ("retrain" if m["RetrainFirst"] else str(m["NextHumanBatch"]))
+        cells = row.split()
+        assert [int(x) for x in cells[:4]] == [m["Iteration"], m["HumanLabeled"], m["AutoLabeled"], m["Remaining"]]
+        assert cells[4] == ("–" if m["Threshold"] is None else f"{m['Threshold']:.4f}")
+        assert row.endswith(metrics_table.RETRAIN_FIRST if m["RetrainFirst"] else f" {m['NextHumanBatch']}")
     assert not lines[header + 1 + len(metrics)].split()[0].isdigit()
     summary = json.loads(next(d for u, d in trained.objects.items() if u.endswith("/output/summary.json")))
     assert f"stopped: {summary['StopReason']}:" in trained.status_text

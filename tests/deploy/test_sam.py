@@ -74,13 +74,14 @@ def test_sam_build_packages_the_handlers_and_the_pure_modules(built):
     local_only = re.search(r"^LOCAL_ONLY := (.+)$", (REPO / "Makefile").read_text(), re.M).group(1).split()
     expected_handlers = {p.name for p in (REPO / "functions").glob("*.py")}
     expected_modules = {p.name for p in (REPO / "labelloop").glob("*.py") if f"labelloop/{p.name}" not in local_only}
-    assert {"cli.py", "aws_cli.py", "deploy.py", "report.py"} == {Path(p).name for p in local_only}
+    assert {"cli.py", "aws_cli.py", "deploy.py", "metrics_table.py"} == {Path(p).name for p in local_only}
+    packages = set(re.search(r"^STEP_PACKAGES := (.+)$", (REPO / "Makefile").read_text(), re.M).group(1).split())
     functions = sorted(p for p in built.iterdir() if p.name.endswith("Function"))
     assert len(functions) == 7
     for artifact in functions:
         assert {p.name for p in artifact.glob("*.py")} == expected_handlers, artifact.name
-        assert {p.name for p in (artifact / "labelloop").iterdir()} == expected_modules, artifact.name
-        assert not (artifact / "labelloop" / "local").exists() and not (artifact / "labelloop" / "datasets").exists()
+        assert {p.name for p in (artifact / "labelloop").iterdir()} == expected_modules | packages, artifact.name
+        assert not any((artifact / "labelloop" / sub).exists() for sub in ("local", "datasets", "report"))
         for name in expected_handlers | expected_modules:  # the same package for every step
             base = artifact if name in expected_handlers else artifact / "labelloop"
             source = REPO / ("functions" if name in expected_handlers else "labelloop") / name

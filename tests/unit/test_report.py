@@ -121,7 +121,7 @@ def test_a_finished_run_gets_tables_plots_classes_cost_and_examples(finished_run
     assert "<tr><td>bird</td><td>2</td><td>0</td><td>2</td></tr>" in classes
     assert "Auto-labeled" in page and "Routed to humans" in page and "Waiting for people" not in page
     assert "96.0 %" in page, "auto-labels show their confidence"
-    assert "<script>" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; friends" in page
+    assert "<script>" not in page and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; friends" in page
 
 
 def test_a_run_in_progress_reads_the_newest_ledger_and_the_waiting_batch(run_in_progress):

@@ -1,0 +1,118 @@
+"""Examples of labeled items: how one item is drawn (an image as a thumbnail, a text as an
+excerpt, by the run's task type) and which items the report shows."""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from labelloop.report.jinja import environment, pct
+from labelloop.report.run import Item, RunData
+
+if TYPE_CHECKING:
+    from markupsafe import Markup  # what Jinja2's autoescaping macros return
+
+THUMB_PX = 96
+EXCERPT_CHARS = 180
+TITLE_CHARS = 1000
+
+ExampleView = Callable[[dict[str, Any]], "Markup"]  # an item's source (its manifest line, label removed) -> HTML
+
+
+def _macros():
+    return environment().get_template("examples.html").module
+
+
+def thumbnail(ref: str) -> str | None:
+    """A data: URI of a small PNG of a local image, or None."""
+    if ref.startswith("s3://"):
+        return None
+    try:
+        from PIL import Image
+
+        with Image.open(ref) as image:
+            image = image.convert("RGB") if image.mode not in ("L", "RGB") else image.copy()
+    except Exception:
+        return None
+    if max(image.size) < THUMB_PX:  # small images (8x8 digits): scale up, keep the pixels sharp
+        factor = max(1, THUMB_PX // max(image.size))
+        image = image.resize((image.width * factor, image.height * factor), Image.NEAREST)
+    image.thumbnail((THUMB_PX, THUMB_PX))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def image_example(source: dict[str, Any]) -> Markup:
+    """The image `source-ref` names, as an embedded thumbnail; a placeholder when it cannot be read."""
+    ref = source.get("source-ref")
+    ref = ref if isinstance(ref, str) else ""
+    uri = thumbnail(ref) if ref else None
+    return _macros().image(uri, ref) if uri else _macros().missing(ref)
+
+
+def text_example(source: dict[str, Any]) -> Markup:
+    """The start of the item's text, the rest in the tooltip; a placeholder for text kept elsewhere."""
+    ref = source.get("source-ref")
+    if "source" not in source and isinstance(ref, str):
+        return _macros().missing(ref)
+    text = str(source.get("source", ""))
+    excerpt = text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "…"
+    return _macros().text(excerpt, text[:TITLE_CHARS])
+
+
+def example_view(task_type: str | None) -> ExampleView:
+    """How an item of this task type is drawn."""
+    return image_example if task_type == "image-classification" else text_example
+
+
+@dataclass
+class Example:
+    body: Markup
+    name: str | None  # the class, shown bold
+    note: str
+
+
+@dataclass
+class ExampleGroup:
+    title: str
+    note: str
+    examples: list[Example]
+
+
+def _iter_note(iteration: int | None) -> str:
+    if iteration is None:
+        return ""
+    return " · input" if iteration == 0 else f" · it. {iteration}"
+
+
+def _agreement(confidence: float | None) -> str:
+    return "" if confidence is None or confidence >= 0.95 else f" · agreement {pct(confidence)}"
+
+
+def example_groups(data: RunData) -> list[ExampleGroup]:
+    """Auto-labels, human labels and the batch waiting for people, each with a few examples."""
+    view = example_view(data.task_type)
+    labels = data.labels
+    groups = []
+    auto = labels.auto_examples()
+    if auto:
+        groups.append(ExampleGroup(
+            "Auto-labeled", f"the {len(auto)} least confident of {labels.auto:,}, closest to the threshold first",
+            [_example(view, i, f" {pct(i.confidence)}{_iter_note(i.iteration)}") for i in auto]))
+    human = labels.human_examples()
+    if human:
+        groups.append(ExampleGroup(
+            "Routed to humans", f"{len(human)} of {labels.human:,} human labels, newest first",
+            [_example(view, i, _iter_note(i.iteration) + _agreement(i.confidence)) for i in human]))
+    if data.pending:
+        groups.append(ExampleGroup(
+            "Waiting for people", f"{len(data.pending)} of {data.pending_count:,} items in the current human batch",
+            [Example(view(i.source), None, "waiting for people") for i in data.pending]))
+    return groups
+
+
+def _example(view: ExampleView, item: Item, note: str) -> Example:
+    return Example(view(item.source), item.class_name or "", note)

@@ -1,0 +1,98 @@
+"""The report page: what the template `templates/report.html` is given, and the page itself."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from labelloop import metrics_table
+from labelloop.report.examples import example_groups
+from labelloop.report.jinja import environment, money, pct
+from labelloop.report.numbers import Totals, class_counts, totals
+from labelloop.report.plots import AUTO_COLOR, HUMAN_COLOR
+from labelloop.report.run import RunData, number
+
+ITERATION_PLOTS = (
+    ("labels.png", "human labels and auto-labels per iteration"),
+    ("calibration.png", "threshold and validation accuracy per iteration"),
+)
+CAUSE_CHARS = 2000
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def status(data: RunData) -> str:
+    """Finished, stopped early, or how far a run still going has come."""
+    if data.summary:
+        reason = data.summary.get("StopReason") or "done"
+        if data.summary.get("Error"):
+            return f"stopped early ({reason})"
+        return f"finished ({reason})"
+    if data.pending_count:
+        return f"in progress: {data.pending_count:,} items waiting for people"
+    if data.metrics:
+        return f"in progress (iteration {data.metrics[-1]['Iteration'] + 1})"
+    return "just started"
+
+
+def _cards(data: RunData, t: Totals) -> list[tuple[str, str, str]]:
+    share = lambda n: pct(n / t.items) if t.items else "–"  # noqa: E731
+    workers = f"{t.workers} worker{'s' if t.workers != 1 else ''}"
+    cards = [
+        ("items", f"{t.items:,}", str(data.settings.get("TaskType") or "")),
+        ("human labels", f"{t.human:,}", share(t.human)),
+        ("auto-labels", f"{t.auto:,}", share(t.auto)),
+        ("unlabeled", f"{t.unlabeled:,}", share(t.unlabeled)),
+        ("cost so far", f"${t.cost:,.2f}", f"{t.human_by_job:,} labels × {money(t.price)} × {workers}"),
+        ("iterations", str(len(data.metrics)), f"target {pct(number(data.settings.get('TargetAccuracy')))}"),
+    ]
+    if data.evaluation and data.evaluation.get("auto_accuracy") is not None:
+        cards.append(("auto-label accuracy", pct(data.evaluation["auto_accuracy"]), "against the true labels"))
+    return cards
+
+
+def _error(data: RunData) -> dict[str, str] | None:
+    error = (data.summary or {}).get("Error")
+    if not error:
+        return None
+    if isinstance(error, dict):
+        return {"name": str(error.get("Error")), "cause": str(error.get("Cause"))[:CAUSE_CHARS]}
+    return {"name": str(error), "cause": ""}
+
+
+def _context(data: RunData, plots: dict[str, bytes], price_per_label: float | None) -> dict[str, Any]:
+    counts = class_counts(data)
+    return {
+        "cards": _cards(data, totals(data, price_per_label)),
+        "error": _error(data),
+        "table": {
+            "headers": [c.header for c in metrics_table.COLUMNS],
+            "rows": [[metrics_table.cell(m, c) for c in metrics_table.COLUMNS] for m in data.metrics],
+        },
+        "iteration_plots": [{"title": title, "uri": _data_uri(plots[name])} for name, title in ITERATION_PLOTS if name in plots],
+        "items_from": str(data.items_from.relative_to(data.root)) if data.items_from else "–",
+        "classes": {
+            "any": any(h or a for _, h, a in counts),
+            "rows": counts,
+            "plot": _data_uri(plots["classes.png"]) if "classes.png" in plots else None,
+        },
+        "colors": {"human": HUMAN_COLOR, "auto": AUTO_COLOR},
+        "groups": example_groups(data),
+    }
+
+
+def render_html(data: RunData, plots: dict[str, bytes], price_per_label: float | None = None) -> str:
+    """The whole page, every image embedded: it opens from anywhere, alone."""
+    context: dict[str, Any] = {
+        "job": str(data.settings.get("JobName") or data.root.name),
+        "root": str(data.root),
+        "status": status(data),
+        "empty": data.empty,
+        "made": datetime.now().strftime("%Y-%m-%d %H:%M"),
+    }
+    if not data.empty:
+        context.update(_context(data, plots, price_per_label))
+    return environment().get_template("report.html").render(context)
