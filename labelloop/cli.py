@@ -105,9 +105,9 @@ class _Progress:
 
     HEADER = f"{metrics_table.text_header()} {'elapsed':>8}"
 
-    def __init__(self, stream=sys.stdout):
+    def __init__(self, stream=None):
         self.started = time.monotonic()
-        self.stream = stream
+        self.stream = stream or sys.stdout  # looked up now: whoever redirected stdout gets the lines
         self.rows: list[dict[str, Any]] = []
 
     def __call__(self, state: str, result: dict[str, Any]) -> None:
