@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from labelloop import layout
 from labelloop.manifest import ID_KEY, item_key
 
 
@@ -191,7 +192,7 @@ def _write_malformed_output(params: dict[str, Any]) -> None:
 def workforce_labels(output_dir: Path | str, attribute: str) -> dict[str, int]:
     """{item key: class index} of every human label a labeling job wrote under `labeling/`."""
     labels: dict[str, int] = {}
-    for path in sorted(Path(output_dir).glob("labeling/*/manifests/output/output.manifest")):
+    for path in sorted(Path(layout.labeling_dir(str(output_dir))).glob("*/manifests/output/output.manifest")):
         for text in path.read_text(encoding="utf-8").splitlines():
             if text.strip():
                 line = json.loads(text)
@@ -207,7 +208,7 @@ def labels_lost(output_dir: Path | str, attribute: str) -> dict[str, Any]:
     says `human-annotated: yes`.
     """
     given = workforce_labels(output_dir, attribute)
-    manifest = Path(output_dir) / "output" / "output.manifest"
+    manifest = Path(layout.output_manifest_uri(str(output_dir)))
     final: dict[str, dict] = {}
     if manifest.exists():
         for text in manifest.read_text(encoding="utf-8").splitlines():
