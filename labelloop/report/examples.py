@@ -8,6 +8,7 @@ import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from labelloop import tasks
 from labelloop.report.jinja import environment, pct
 from labelloop.report.run import Item, RunData
 
@@ -63,9 +64,15 @@ def text_example(source: dict[str, Any]) -> Markup:
     return _macros().text(excerpt, text[:TITLE_CHARS])
 
 
+VIEWS: dict[str, ExampleView] = {"image": image_example, "text": text_example}
+
+
 def example_view(task_type: str | None) -> ExampleView:
-    """How an item of this task type is drawn."""
-    return image_example if task_type == "image-classification" else text_example
+    """How an item of this task type is drawn (its `report_example`); text for a type not known here."""
+    try:
+        return VIEWS[tasks.get(str(task_type)).report_example]
+    except ValueError:
+        return text_example
 
 
 @dataclass

@@ -213,3 +213,18 @@ def test_examples_are_the_least_confident_auto_labels_and_the_newest_human_label
     assert data.labels.total == 12 and data.labels.auto == 5
     page = write_report(finished_run, examples=2).read_text()
     assert "the 2 least confident of 5" in page and "2 of 7 human labels" in page
+
+
+def test_every_task_type_draws_its_examples_and_an_unknown_one_gets_text(tmp_path):
+    from PIL import Image
+
+    from labelloop import tasks
+    from labelloop.report import example_view
+
+    Image.new("L", (8, 8), 0).save(tmp_path / "a.png")
+    source = {"source-ref": str(tmp_path / "a.png"), "source": "<b>hi</b>"}
+    for task in tasks.all_types():
+        drawn = str(example_view(task.name)(source))
+        expected = {"image": '<img src="data:image/png;base64,', "text": "&lt;b&gt;hi&lt;/b&gt;</div>"}[task.report_example]
+        assert drawn.startswith(expected) if task.report_example == "image" else drawn.endswith(expected), task.name
+    assert str(example_view("no-such-task")({"source": "x"})) == '<div class="snippet" title="x">x</div>'
