@@ -13,7 +13,7 @@ from labelloop.steps.merge import merge_answers
 def resume_state(config: dict[str, Any], settings: JobSettings) -> dict[str, Any] | None:
     """The state to go on from, rebuilt from what the earlier run wrote; None if it wrote no ledger."""
     out = settings.output_uri
-    found = layout.ledgers(storage.list_objects(storage.join(out, "iterations")))
+    found = layout.ledgers(storage.list_objects(layout.iterations_root(out)))
     if not found:
         return None
     iteration, stage, ledger_uri = found[-1]
