@@ -1,5 +1,6 @@
 """Bootstrap: check the settings and read the input manifest into the first ledger."""
 
+import json
 import os
 
 from observability import step_handler
@@ -10,7 +11,11 @@ from labelloop import steps
 def bootstrap(event):
     # What the stack allows (its roles are scoped to these): checked before any job starts.
     limits = {"JobNamePrefix": os.environ.get("LABELLOOP_JOB_NAME_PREFIX"), "DataBucket": os.environ.get("LABELLOOP_DATA_BUCKET")}
-    event["Deployment"] = {**event.get("Deployment", {}), **{k: v for k, v in limits.items() if v}}
+    deployment = {**event.get("Deployment", {}), **{k: v for k, v in limits.items() if v}}
+    # Each task type's images and source dir: the stack's (or the local engine's) one JSON value.
+    if os.environ.get("LABELLOOP_ALGORITHMS"):
+        deployment["Algorithms"] = json.loads(os.environ["LABELLOOP_ALGORITHMS"])
+    event["Deployment"] = deployment
     return steps.bootstrap(event)
 
 

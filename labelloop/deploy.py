@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
+from labelloop import tasks
 from labelloop.tasks.base import BUILT_IN_LAMBDA_ACCOUNTS
 
 # The prebuilt framework containers each task type's algorithm runs in. Training and inference
@@ -36,9 +37,10 @@ class Framework:
     gpu: bool  # has GPU images; without, the CPU image is used on any instance type
 
 
+# Task type -> its container and template parameters, as the task type declares them.
 FRAMEWORKS: dict[str, Framework] = {
-    "image-classification": Framework("ImageClassification", "pytorch", "2.6.0", "py312", gpu=True),
-    "text-classification": Framework("TextClassification", "sklearn", "1.2-1", "py3", gpu=False),
+    t.name: Framework(t.deploy_prefix, t.framework.name, t.framework.version, t.framework.py_version, gpu=t.framework.gpu)
+    for t in tasks.all_types()
 }
 SOURCE_PREFIX = "labelloop/source"
 CPU_INSTANCE = "ml.m5.xlarge"

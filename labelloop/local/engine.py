@@ -132,15 +132,7 @@ class LocalEngine:
     # ------------------------------------------------------------ substitutions
 
     def substitutions(self) -> dict[str, str]:
-        from labelloop.algorithm_source import package_source
-
         values = {f"{state}FunctionArn": function_arn(state) for state in FUNCTIONS}
-        for task in tasks.all_types():
-            source = package_source(task.name, self.workdir / "source" / task.name)
-            image = f"labelloop-local/{task.framework.name}"
-            values[f"{task.deploy_prefix}TrainingImage"] = image
-            values[f"{task.deploy_prefix}InferenceImage"] = image
-            values[f"{task.deploy_prefix}SourceDirUri"] = str(source)
         values.update(
             Region=REGION,
             TrainingInstanceType="local",
@@ -149,6 +141,21 @@ class LocalEngine:
             WorkteamArn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:workteam/private-crowd/labelloop-local",
         )
         return values
+
+    def algorithms(self) -> dict[str, dict[str, str]]:
+        """Each registered task type's algorithm: its source dir packaged here, run in a subprocess.
+
+        On AWS the stack gives Bootstrap the same document (LABELLOOP_ALGORITHMS) for the
+        framework images and the uploaded source dirs.
+        """
+        from labelloop.algorithm_source import package_source
+
+        out = {}
+        for task in tasks.all_types():
+            source = package_source(task.name, self.workdir / "source" / task.name)
+            image = f"labelloop-local/{task.framework.name}"
+            out[task.name] = {"TrainingImage": image, "InferenceImage": image, "SourceDirUri": str(source)}
+        return out
 
     # ------------------------------------------------------------ bindings
 
@@ -274,7 +281,7 @@ class LocalEngine:
         from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
 
         definition = substitute(DEFINITION.read_text(), self.substitutions())
-        env = {"AWS_DEFAULT_REGION": REGION}
+        env = {"AWS_DEFAULT_REGION": REGION, "LABELLOOP_ALGORITHMS": json.dumps(self.algorithms())}
         started = time.monotonic()
         engine = self
 

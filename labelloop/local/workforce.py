@@ -73,7 +73,7 @@ class SimulatedWorkforce:
                 votes = [task.simulated_answer(index[true], classes, self.accuracy, rng) for _ in range(workers)]
                 winner, confidence = task.consolidate(votes, workers, rng)
                 responses.append({"key": item_key(line), "answers": votes})
-                line[attribute] = winner
+                line[attribute] = task.write_value(winner, classes)
                 line[f"{attribute}-metadata"] = task.human_metadata(winner, confidence, classes, name)
                 out.write(json.dumps(line) + "\n")
                 labeled += 1

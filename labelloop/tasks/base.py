@@ -127,12 +127,12 @@ class TaskType:
             }
             if label.threshold is None:  # below the threshold, paid for by the bound's slack
                 metadata["labelloop-calibration"]["basis"] = "worst-case tail"
-        line[attribute] = self.write_value(label.class_id)
+        line[attribute] = self.write_value(label.class_id, class_names)
         line[f"{attribute}-metadata"] = metadata
         return line
 
-    def write_value(self, value: Any) -> Any:
-        """The label value as the output manifest's attribute holds it."""
+    def write_value(self, value: Any, class_names: list[str]) -> Any:
+        """The label value as a manifest's attribute holds it (what `read_value` reads back)."""
         return value
 
     def human_metadata(self, value: Any, confidence: float, class_names: list[str], job_name: str) -> dict[str, Any]:

@@ -235,6 +235,9 @@ def run_loop(
         def substitutions(self) -> dict[str, str]:
             return resolver.substitutions()
 
+        def algorithms(self) -> dict[str, dict[str, str]]:
+            return json.loads(resolver.function_environment()["LABELLOOP_ALGORITHMS"])
+
         def _run_sagemaker(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
             return fake(action, params)
 

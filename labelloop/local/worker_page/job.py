@@ -317,7 +317,7 @@ class _Job:
             votes = [a.label for a in item.answers]
             if len(votes) >= self.workers:
                 winner, confidence = self.task.consolidate(votes, self.workers, rng)
-                line[self.attribute] = winner
+                line[self.attribute] = self.task.write_value(winner, self.classes)
                 line[f"{self.attribute}-metadata"] = self.task.human_metadata(winner, confidence, self.classes, self.name)
                 responses.append({"key": item.key, "answers": votes, "workers": [a.worker for a in item.answers]})
                 labeled += 1
