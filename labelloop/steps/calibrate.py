@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from labelloop import layout, storage
+from labelloop import layout, storage, tasks
 from labelloop.calibration import calibrate_threshold as calibrate
 from labelloop.config import JobSettings
 from labelloop.contracts import CalibrationResult
@@ -31,9 +31,11 @@ def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
     if not settings.scope.carries_verdicts:
         carried = {"Count": 0, "Correct": 0}
     target = settings.working_target(state["Remaining"] / max(1, state["Total"]))
+    task = tasks.get(settings.task_type)
+    predicted, confidence = task.predicted(probs_arr)
     result = calibrate(
-        probs_arr.max(axis=1),
-        probs_arr.argmax(axis=1) == np.asarray(truth, dtype=int),
+        confidence,
+        np.asarray([task.quality(p, t) >= 1.0 for p, t in zip(predicted.tolist(), truth)], dtype=bool),
         target_accuracy=target,
         confidence_level=settings.confidence_level,
         min_support=settings.min_validation_support,

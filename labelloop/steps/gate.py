@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from labelloop import layout, ledger, storage
+from labelloop import layout, ledger, storage, tasks
 from labelloop.config import JobSettings
 from labelloop.contracts import LoopState
 from labelloop.manifest import creation_date
@@ -45,7 +45,7 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     n_classes = len(config["ClassNames"])
     draws_validation = settings.validation.draws_validation and iteration["ValidationCount"] > 0
     ids, p = predictions(iteration["UnlabeledTransform"]["OutputUri"], n_classes, iteration["UnlabeledCount"])
-    conf, pred = (p.max(axis=1), p.argmax(axis=1)) if len(ids) else (np.zeros(0), np.zeros(0, dtype=int))
+    pred, conf = tasks.get(settings.task_type).predicted(p)
     confident = confident_mask(p, cal)
     if draws_validation:
         val_ids, val_p = predictions(iteration["ValidationTransform"]["OutputUri"], n_classes, iteration["ValidationCount"])

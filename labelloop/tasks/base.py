@@ -166,6 +166,10 @@ class TaskType:
 
     # ------------------------------------------------------------ quality and confidence
 
+    def predicted(self, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(label values, per-item confidences) from the algorithm's output for a batch of items."""
+        raise NotImplementedError
+
     def quality(self, value: Any, reference: Any) -> float:
         """The quality in [0, 1] of one label against a reference label."""
         raise NotImplementedError

@@ -75,5 +75,9 @@ class Classification(TaskType):
         except ValueError:
             return None
 
+    def predicted(self, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The most probable class and its probability (the model's probabilities are calibrated)."""
+        return output.argmax(axis=1), output.max(axis=1)
+
     def quality(self, value: int, reference: int) -> float:
         return float(value == reference)
