@@ -8,8 +8,9 @@
 
 PYTHON ?= python3
 LAMBDA_PYTHON_VERSION := 3.12
-# numpy 2.4 and scipy 1.17 ship manylinux_2_28 wheels only; Amazon Linux 2023 has glibc 2.34.
-LAMBDA_PLATFORM := manylinux_2_28_x86_64
+# numpy 2.4 and scipy 1.17 ship manylinux_2_28 wheels only, pydantic-core manylinux2014 ones;
+# Amazon Linux 2023 has glibc 2.34, so both run there.
+LAMBDA_PLATFORMS := manylinux_2_28_x86_64 manylinux2014_x86_64
 
 # labelloop modules that run on a developer's machine only (command line, deploy helper, the
 # metrics table of `run`, `status` and `report`). Of the sub-packages only STEP_PACKAGES are
@@ -36,5 +37,5 @@ build-DependenciesLayer:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-compile \
 		--requirement functions/requirements.txt \
 		--target "$(ARTIFACTS_DIR)/python" \
-		--platform $(LAMBDA_PLATFORM) --implementation cp \
+		$(foreach platform,$(LAMBDA_PLATFORMS),--platform $(platform)) --implementation cp \
 		--python-version $(LAMBDA_PYTHON_VERSION) --only-binary=:all:
