@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 import time
 from datetime import datetime, timezone
@@ -162,7 +163,8 @@ def run_local(args: argparse.Namespace) -> int:
     progress = _Progress()
     work = Path(layout.local_work_dir(str(output)))
     engine = LocalEngine(work, workforce, on_step=progress)
-    name = f"{args.job_name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    # Unique per execution: two runs started in the same second must not share a name (or a lock).
+    name = f"{args.job_name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
     print(f"labelloop: running {name} locally; artifacts in {output}")
     try:
         result = engine.run(execution_input, name=name)

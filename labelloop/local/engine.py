@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 from unittest import mock
 
-from labelloop import tasks
+from labelloop import locks, tasks
 from labelloop.local.sagemaker_jobs import ACCOUNT, LocalJobError, LocalSageMaker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -289,6 +289,7 @@ class LocalEngine:
             return engine._invoke_lambda(backend, function_name, qualifier, body, headers, response_headers)
 
         with (
+            locks.running_here(name),  # a second execution on this output, in this process, sees it alive
             mock.patch.dict(os.environ, env),
             mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}),
             mock.patch.object(LambdaSimpleBackend, "invoke", invoke),
