@@ -7,6 +7,10 @@
   an error naming the line (it would resolve differently in every process that reads it). On
   AWS (the stack's `DataBucket` is set) it must be `s3://<that bucket>/...`: the labeling and
   SageMaker roles can read nothing else.
+- A local `source-ref` must be a regular file (a device such as /dev/zero, a FIFO or a socket is
+  rejected; it is opened non-blocking, so a FIFO cannot hang Bootstrap), and no item may be over
+  `MAX_IMAGE_BYTES` / `MAX_TEXT_BYTES` (a local file's size, an s3:// object's HEAD, an inline
+  `source`'s length).
 - The referenced object must exist and be readable; for image tasks a local file must also be
   an image Pillow can read (`Image.open(...).verify()`: a header and chunk check that decodes no
   pixels, so it stays cheap).
@@ -30,6 +34,7 @@ Cost, so a 1,000,000-line manifest still bootstraps in well under 60 s:
 from __future__ import annotations
 
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -46,6 +51,11 @@ DEFAULT_MINIMUM_ITEMS = 10
 MINIMUM_ITEMS_SETTING = "MinimumItems"
 S3_CHECK_MAX_LINES = 10_000
 S3_CHECK_THREADS = 16
+# Most bytes one item may hold. Ground Truth's own limits are of this order (images of tens of
+# MB); above them an item is a mistake (a log, a disk image, /dev/zero) that would be paid for
+# and then exhaust the transform's memory.
+MAX_IMAGE_BYTES = 40 * 1024 * 1024
+MAX_TEXT_BYTES = 1024 * 1024
 
 
 def split_settings(raw: Any) -> tuple[Any, int]:
@@ -71,6 +81,7 @@ class InputChecks:
                  minimum_items: int = DEFAULT_MINIMUM_ITEMS):
         self.manifest_uri = settings.manifest_uri
         self.image_task = tasks.get(settings.task_type).items_are_images
+        self.max_bytes = MAX_IMAGE_BYTES if self.image_task else MAX_TEXT_BYTES
         self.bucket = (deployment or {}).get("DataBucket") or None
         self.minimum_items = minimum_items
         self._s3_problems: dict[str, str | None] | None = None  # None: not decided yet
@@ -82,8 +93,14 @@ class InputChecks:
         """Raise ManifestError naming the line if what it references cannot be used."""
         ref = line.get("source-ref")
         if not isinstance(ref, str):
+            text = line.get("source")
+            if isinstance(text, str) and len(text) > self.max_bytes:
+                raise ManifestError(f"line {number}: source is {len(text):,} characters, over the "
+                                    f"{self.max_bytes:,} limit per item")
             return  # inline text (`source`): nothing to reach
         shown = ref if len(ref) <= 200 else ref[:200] + "..."
+        if "\x00" in ref:
+            raise ManifestError(f"line {number}: source-ref {shown!r} contains a NUL character")
         if ref.startswith("s3://"):
             bucket, _, key = ref[len("s3://"):].partition("/")
             if not bucket or not key:
@@ -110,8 +127,10 @@ class InputChecks:
             raise ManifestError(f"line {number}: source-ref {shown!r} {problem}")
 
     def _local_problem(self, path: str) -> str | None:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; only a regular file is an item
+        # (a device such as /dev/zero would be read without end by the transform).
         try:
-            handle = open(path, "rb")
+            handle = open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK))
         except FileNotFoundError:
             return "does not exist"
         except IsADirectoryError:
@@ -121,8 +140,13 @@ class InputChecks:
         except OSError as exc:
             return f"cannot be read ({exc.strerror or exc})"
         with handle:
-            if Path(path).is_dir():
+            info = os.fstat(handle.fileno())
+            if stat.S_ISDIR(info.st_mode):
                 return "is a folder, not a file"
+            if not stat.S_ISREG(info.st_mode):
+                return "is not a regular file (a device, FIFO or socket)"
+            if info.st_size > self.max_bytes:
+                return f"is {info.st_size:,} bytes, over the {self.max_bytes:,}-byte limit per item"
             if not self.image_task:
                 return None
             from PIL import Image
@@ -165,7 +189,7 @@ class InputChecks:
             return {}
         client = storage._s3()
         with ThreadPoolExecutor(S3_CHECK_THREADS) as pool:
-            problems = list(pool.map(lambda uri: _head_problem(client, uri), refs))
+            problems = list(pool.map(lambda uri: _head_problem(client, uri, self.max_bytes), refs))
         return dict(zip(refs, problems))
 
     # ------------------------------------------------------------ per job
@@ -179,12 +203,12 @@ class InputChecks:
             )
 
 
-def _head_problem(client: Any, uri: str) -> str | None:
+def _head_problem(client: Any, uri: str, max_bytes: int) -> str | None:
     from botocore.exceptions import ClientError
 
     bucket, key = storage.split_s3(uri)
     try:
-        client.head_object(Bucket=bucket, Key=key)
+        size = client.head_object(Bucket=bucket, Key=key).get("ContentLength", 0)
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in ("404", "NoSuchKey", "NotFound"):
@@ -194,4 +218,36 @@ def _head_problem(client: Any, uri: str) -> str | None:
         if code in ("NoSuchBucket",):
             return f"does not exist (no bucket {bucket})"
         raise
+    if size > max_bytes:
+        return f"is {size:,} bytes, over the {max_bytes:,}-byte limit per item"
     return None
+
+
+def check_initial_model(uri: str) -> None:
+    """Open InitialModelArtifacts before anyone is paid: it must be a model.tar.gz (ConfigurationError)."""
+    where = f"InitialModelArtifacts {uri}"
+    if storage.is_s3(uri):
+        from botocore.exceptions import ClientError
+
+        bucket, key = storage.split_s3(uri)
+        try:  # the gzip magic number; the whole model is only fetched by the transform job
+            head = storage._s3().get_object(Bucket=bucket, Key=key, Range="bytes=0-1")["Body"].read()
+        except ClientError as exc:
+            raise ConfigurationError(f"{where} cannot be read ({exc.response.get('Error', {}).get('Code')})") from None
+        if head != b"\x1f\x8b":
+            raise ConfigurationError(f"{where} is not a model.tar.gz (not gzip-compressed)")
+        return
+    import tarfile
+
+    try:
+        info = os.stat(uri)
+    except OSError as exc:
+        raise ConfigurationError(f"{where} cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigurationError(f"{where} is not a regular file")
+    try:
+        with tarfile.open(uri, "r:gz") as tar:
+            if not any(member.isfile() for member in tar):
+                raise ConfigurationError(f"{where} is an empty tarball: it holds no model files")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ConfigurationError(f"{where} is not a model.tar.gz ({type(exc).__name__}: {str(exc)[:120]})") from None

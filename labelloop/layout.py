@@ -88,6 +88,18 @@ def settings_uri(output_uri: str) -> str:
     return join(output_uri, "config", "settings.json")
 
 
+def manifest_fingerprint_uri(output_uri: str) -> str:
+    """Size, line count and SHA-256 of the input manifest the run labeled (a resume checks them)."""
+    return join(output_uri, "config", "input-manifest.json")
+
+
+def artifact_paths(output_uri: str) -> list[str]:
+    """What a run writes (or replaces) under its output location: no input may live there."""
+    return [join(output_uri, name) for name in ("config", "iterations", "labeling", "output", "work")] + [
+        rejected_uri(output_uri)
+    ]
+
+
 def rejected_uri(output_uri: str) -> str:
     return join(output_uri, "input", "rejected.manifest")
 

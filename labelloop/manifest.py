@@ -14,6 +14,10 @@ from typing import Any, Iterable, Iterator
 # Key the local engine adds to the lines it hands to labeling and transform jobs, so results
 # can be joined back to items without trusting line order. Stripped from the final output.
 ID_KEY = "labelloop-id"
+# Keys that start so are the engine's own (ID_KEY, the human batch's role and guess): an input line
+# carrying one would override the item's id or show people a "model guess" nobody made.
+RESERVED_PREFIX = "labelloop-"
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 class ManifestError(ValueError):
@@ -40,8 +44,16 @@ def parse_line(text: str, line_number: int) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ManifestError(f"line {line_number}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise ManifestError(f"line {line_number}: JSON nested too deeply") from None
     if not isinstance(value, dict):
         raise ManifestError(f"line {line_number}: expected a JSON object, got {type(value).__name__}")
+    reserved = sorted(k for k in value if k.startswith(RESERVED_PREFIX))
+    if reserved:
+        raise ManifestError(
+            f"line {line_number}: key {reserved[0]!r} is reserved (keys starting {RESERVED_PREFIX!r} are labelloop's "
+            "own: the item id, and what people are shown); rename or remove it"
+        )
     has_ref, has_source = "source-ref" in value, "source" in value
     if not has_ref and not has_source:
         raise ManifestError(f"line {line_number}: missing 'source' or 'source-ref'")
@@ -52,6 +64,62 @@ def parse_line(text: str, line_number: int) -> dict[str, Any]:
     if has_source and not (isinstance(value["source"], str) and value["source"]):
         raise ManifestError(f"line {line_number}: 'source' must be a non-empty string")
     return value
+
+
+def decode_line(raw: bytes, line_number: int) -> str:
+    """One manifest line's text; a line that is not UTF-8 is that line's problem, not the file's."""
+    if line_number == 1 and raw.startswith(UTF8_BOM):
+        raw = raw[len(UTF8_BOM):]  # editors on Windows start files so
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"line {line_number}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})") from None
+
+
+class ManifestBytes:
+    """Splits a manifest's bytes into lines, counting and digesting every byte on the way.
+
+    The size, line count and SHA-256 identify the manifest a run labeled; `prefix_sha256` is the
+    digest of its first `prefix_bytes` bytes, which tells an appended manifest from an edited one.
+    """
+
+    def __init__(self, prefix_bytes: int | None = None):
+        self.size = self.lines = 0
+        self._sha = hashlib.sha256()
+        self._prefix = hashlib.sha256() if prefix_bytes is not None else None
+        self._prefix_left = prefix_bytes or 0
+
+    def split(self, chunks: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+        """(1-based line number, raw bytes without the newline) for each line."""
+        rest = b""
+        for chunk in chunks:
+            self._count(chunk)
+            rest += chunk
+            *whole, rest = rest.split(b"\n")
+            for raw in whole:
+                self.lines += 1
+                yield self.lines, raw
+        if rest:
+            self.lines += 1
+            yield self.lines, rest
+
+    def _count(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        self._sha.update(chunk)
+        if self._prefix is not None and self._prefix_left > 0:
+            self._prefix.update(chunk[: self._prefix_left])
+            self._prefix_left -= min(len(chunk), self._prefix_left)
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+    @property
+    def prefix_sha256(self) -> str | None:
+        return self._prefix.hexdigest() if self._prefix is not None else None
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"Bytes": self.size, "Lines": self.lines, "Sha256": self.sha256}
 
 
 def iter_json_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:

@@ -144,6 +144,16 @@ def iter_lines(uri: str) -> Iterator[str]:
             yield line.rstrip("\n")
 
 
+def iter_chunks(uri: str, size: int = 1 << 20) -> Iterator[bytes]:
+    """Stream the bytes of an object in chunks of at most `size` bytes."""
+    if is_s3(uri):
+        yield from _get_object(uri).iter_chunks(chunk_size=size)
+        return
+    with open(uri, "rb") as handle:
+        while chunk := handle.read(size):
+            yield chunk
+
+
 def iter_json_lines(uri: str) -> Iterator[dict[str, Any]]:
     for _, value in json_lines(iter_lines(uri), uri):
         yield value

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import posixpath
 from typing import Any
 
 from labelloop import input_checks, layout, ledger, locks, storage, tasks
@@ -15,7 +17,7 @@ from labelloop.config import (
 )
 from labelloop.contracts import Config, LoopState
 from labelloop.errors import InputManifestError
-from labelloop.manifest import ManifestError, item_key, iter_json_lines, parse_line
+from labelloop.manifest import RESERVED_PREFIX, ManifestBytes, ManifestError, decode_line, item_key, parse_line
 from labelloop.steps.resume import resume_state
 
 # Ground Truth fails a job when more than 10 % of its input objects are invalid.
@@ -43,6 +45,10 @@ def bootstrap(event: dict[str, Any]) -> dict[str, Any]:
             "(deploy with the parameters `labelloop prepare-deploy` prints)"
         )
     _check_within_deployment(settings, deployment)
+    _check_attribute_name(settings.label_attribute)
+    _check_input_outside_output(settings)
+    if settings.initial_model_artifacts:
+        input_checks.check_initial_model(settings.initial_model_artifacts)
     region = deployment.get("Region", "us-east-1")
     pre_lambda, acs_lambda = task.built_in_lambda_arns(region)
 
@@ -80,6 +86,7 @@ def bootstrap(event: dict[str, Any]) -> dict[str, Any]:
     ledger_uri = layout.ledger_uri(out, 0, "input")
     checks = input_checks.InputChecks(settings, deployment, minimum_items)  # input_checks: per line and per job
     counts = _write_input_ledger(settings, task, class_names, ledger_uri, checks)
+    storage.write_json(layout.manifest_fingerprint_uri(out), counts.pop("fingerprint"))
     state = LoopState.model_validate({
         "Iteration": 1,
         "LedgerUri": ledger_uri,
@@ -115,8 +122,41 @@ def _check_within_deployment(settings: JobSettings, deployment: dict[str, Any]) 
                 raise ConfigurationError(f"{name} {uri!r} is outside this stack's data bucket s3://{bucket}/")
 
 
+def _check_attribute_name(attribute: str) -> None:
+    """The label attribute becomes a key of every line: it may not be one the lines need for themselves."""
+    if attribute in ("source", "source-ref") or attribute.startswith(RESERVED_PREFIX):
+        raise ConfigurationError(
+            f"LabelAttributeName {attribute!r} is reserved (source, source-ref and keys starting "
+            f"{RESERVED_PREFIX!r} are not labels); choose another name"
+        )
+
+
+def _check_input_outside_output(settings: JobSettings) -> None:
+    """The run replaces what it writes under its output location: an input kept there would be overwritten."""
+    manifest = settings.manifest_uri
+    for path in layout.artifact_paths(settings.output_uri):
+        if _inside(manifest, path):
+            raise ConfigurationError(
+                f"input manifest {manifest} is inside {path}, which this run writes to and would overwrite; "
+                "move it out of the output location"
+            )
+
+
+def _inside(uri: str, folder: str) -> bool:
+    if storage.is_s3(uri) != storage.is_s3(folder):
+        return False
+    if not storage.is_s3(uri):
+        uri, folder = os.path.realpath(uri), os.path.realpath(folder)
+    return uri == folder or uri.startswith(folder.rstrip("/") + "/")
+
+
 def _check_same_job(previous: dict, settings: JobSettings, class_names: list[str]) -> None:
-    """A run may resume with new budgets, never with a different dataset or label set."""
+    """A run may resume with new budgets, never with a different dataset or label set.
+
+    A paid label is stored as a class index: new categories, or the same in another order, would
+    give it another class name. The manifest must hold the same bytes (when the earlier run got
+    as far as a ledger): an appended line would never be labeled, an edited one mislabeled.
+    """
     now = settings.to_json()
     for key in ("ManifestUri", "TaskType", "LabelAttributeName"):
         if previous.get(key) != now[key]:
@@ -124,9 +164,40 @@ def _check_same_job(previous: dict, settings: JobSettings, class_names: list[str
                 f"{settings.output_uri} holds a run with {key}={previous.get(key)!r}, not {now[key]!r}: "
                 "choose another output location"
             )
+    out = settings.output_uri
     old_classes = previous.get("LabelCategories") or None
+    if not old_classes and storage.exists(layout.label_config_uri(out)):
+        old_classes = parse_label_category_config(storage.read_json(layout.label_config_uri(out)), "the run's categories")
     if old_classes and old_classes != class_names:
-        raise ConfigurationError(f"{settings.output_uri} holds a run with label categories {old_classes}, not {class_names}")
+        change = "the same categories in another order" if sorted(old_classes) == sorted(class_names) else "other categories"
+        raise ConfigurationError(
+            f"{out} holds a run with label categories {old_classes}; this job gives {class_names} ({change}). "
+            "Labels are kept as class numbers, so the paid labels would change class: use the run's categories, "
+            "in its order, or choose another output location"
+        )
+    fingerprint_uri = layout.manifest_fingerprint_uri(out)
+    if storage.exists(fingerprint_uri) and layout.ledgers(storage.list_objects(storage.join(out, "iterations"))):
+        _check_same_manifest(settings.manifest_uri, storage.read_json(fingerprint_uri), out)
+
+
+def _check_same_manifest(uri: str, then: dict, out: str) -> None:
+    now = ManifestBytes(prefix_bytes=then["Bytes"])
+    for _ in now.split(storage.iter_chunks(uri)):
+        pass
+    if now.sha256 == then["Sha256"]:
+        return
+    if now.size > then["Bytes"] and now.prefix_sha256 == then["Sha256"]:
+        difference = (f"{now.size - then['Bytes']:,} bytes were appended after its {then['Lines']:,} lines "
+                      f"(now {now.lines:,} lines): the new items would never be labeled")
+    else:
+        difference = (f"its content was edited ({then['Bytes']:,} bytes, {then['Lines']:,} lines, "
+                      f"sha256 {then['Sha256'][:12]}... then; {now.size:,} bytes, {now.lines:,} lines, "
+                      f"sha256 {now.sha256[:12]}... now)")
+    raise ConfigurationError(
+        f"input manifest {uri} changed since the run in {out} read it: {difference}. Restore the manifest "
+        "to resume, or label the new manifest into another output location (taking new items into a run "
+        "is not supported)"
+    )
 
 
 def _class_names(settings: JobSettings) -> list[str]:
@@ -152,14 +223,19 @@ def _write_input_ledger(
     attribute = settings.label_attribute
     seen: dict[int, int] = {}  # 8-byte digest of each item key -> its line: flat memory for a million lines
     total = rejected = labeled = lines = 0
+    manifest = ManifestBytes()
     try:
-        source_lines = storage.iter_lines(settings.manifest_uri)
+        source_lines = manifest.split(storage.iter_chunks(settings.manifest_uri))
         with storage.LineWriter(ledger_uri) as out, storage.LineWriter(layout.rejected_uri(settings.output_uri)) as bad:
-            for number, text in iter_json_lines(source_lines):
+            for number, raw in source_lines:
+                if not raw.strip():
+                    continue
                 lines += 1
+                text = raw[:10_000].decode("utf-8", "replace")  # what the rejected manifest shows of a bad line
                 try:
+                    text = decode_line(raw, number).strip()
                     line = parse_line(text, number)
-                    key = item_key(line)
+                    key = _duplicate_key(line)
                     digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
                     if digest in seen:
                         raise ManifestError(f"line {number}: duplicate of line {seen[digest]} ({key[:80]})")
@@ -187,4 +263,15 @@ def _write_input_ledger(
         )
     if checks is not None:  # input_checks: too few valid items fails the job before anyone is paid
         checks.check_job(total, layout.rejected_uri(settings.output_uri))
-    return {"total": total, "rejected": rejected, "labeled": labeled}
+    return {"total": total, "rejected": rejected, "labeled": labeled, "fingerprint": manifest.fingerprint()}
+
+
+def _duplicate_key(line: dict[str, Any]) -> str:
+    """An item's key with its spelling normalised: ./a.png, //a.png and a link to a.png are one image."""
+    ref = line.get("source-ref")
+    if not isinstance(ref, str) or "\x00" in ref:
+        return item_key(line)
+    if storage.is_s3(ref):
+        bucket, _, key = ref[len("s3://"):].partition("/")
+        return f"s3://{bucket}/{posixpath.normpath('/' + key).lstrip('/')}" if key else ref
+    return os.path.realpath(ref) if os.path.isabs(ref) else ref

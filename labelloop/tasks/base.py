@@ -83,9 +83,15 @@ class TaskType:
         except ValueError as exc:
             raise ManifestError(f"line {number}: existing label {attribute}: {exc}") from None
         meta = line.get(f"{attribute}-metadata") or {}
+        if not isinstance(meta, dict):
+            raise ManifestError(f"line {number}: {attribute}-metadata must be a JSON object, got {type(meta).__name__}")
+        confidence = meta.get("confidence", 1.0)
+        if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.0 <= confidence <= 1.0:
+            raise ManifestError(f"line {number}: {attribute}-metadata confidence must be a number in [0, 1], "
+                                f"got {str(confidence)[:40]!r}")
         return Label(
             class_id=value,
-            confidence=float(meta.get("confidence", 1.0)),
+            confidence=float(confidence),
             human=meta.get("human-annotated", "yes") == "yes",
             job_name=str(meta.get("job-name", job)),
             created=str(meta.get("creation-date", creation_date())),

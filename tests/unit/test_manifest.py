@@ -42,3 +42,13 @@ def test_unlabeled_output_line_says_why():
     line = tasks.get("text-classification").output_line(
         {"source": "t"}, None, attribute="c", class_names=["a", "b"], unlabeled_reason="budget spent", job_name="j")
     assert "c" not in line and line["c-metadata"]["failure-reason"] == "budget spent"
+
+
+def test_every_key_the_engine_adds_to_a_line_is_reserved():
+    from labelloop.manifest import RESERVED_PREFIX
+    from labelloop.steps.human_batch import GUESS_KEY, ROLE_KEY
+
+    for key in (ID_KEY, ROLE_KEY, GUESS_KEY):
+        assert key.startswith(RESERVED_PREFIX)
+        with pytest.raises(ManifestError, match=f"line 3: key '{key}' is reserved"):
+            parse_line('{"source": "t", "%s": 1}' % key, 3)
