@@ -189,8 +189,8 @@ class JobSettings:
             p.append(f"RandomFraction must be a number in [0, 1], got {self.random_fraction!r}")
         if self.selection_strategy not in STRATEGIES:
             p.append(f"SelectionStrategy {self.selection_strategy!r} is not one of {sorted(STRATEGIES)}")
-        if not _is_int(self.seed):
-            p.append(f"Seed must be an integer, got {self.seed!r}")
+        if not _is_int(self.seed) or not 0 <= self.seed < 2**32:  # the range numpy and scikit-learn seeds take
+            p.append(f"Seed must be an integer in 0..4294967295, got {self.seed!r}")
         if p:
             raise ConfigurationError("; ".join(p))
 
@@ -323,4 +323,7 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite number: NaN compares false with every bound (so it passed them all) and inf is not JSON."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)

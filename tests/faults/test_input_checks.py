@@ -367,3 +367,31 @@ def test_a_utf8_bom_on_the_first_line_is_accepted(tmp_path, recorder):
     result = boot(tmp_path, None, manifest_uri=str(manifest))
     assert result["state"]["Total"] == 20 and result["state"]["Rejected"] == 0
     recorder("bad-input", 1)
+
+
+def test_initial_model_that_is_not_a_tarball_is_refused_before_anyone_is_paid(tmp_path, recorder):
+    lines = images(tmp_path / "img", 20)
+    for name, body, words in (("notes.tar.gz", b"just text", "is not a model.tar.gz"),
+                              ("empty.tar.gz", None, "holds no model files"),
+                              ("missing.tar.gz", False, "cannot be read")):
+        model = tmp_path / name
+        if body is None:
+            import tarfile
+
+            with tarfile.open(model, "w:gz"):
+                pass
+        elif body:
+            model.write_bytes(body)
+        with pytest.raises(ConfigurationError, match=f"InitialModelArtifacts {model} .*{words}"):
+            boot(tmp_path, lines, InitialModelArtifacts=str(model))
+        assert not (tmp_path / "out" / "iterations").exists()
+    recorder("bad-input", 3)
+
+
+def test_initial_model_on_s3_must_be_gzip(tmp_path, s3, recorder):
+    s3.put_object(Bucket=BUCKET, Key="models/model.tar.gz", Body=b"PK\x03\x04 a zip")
+    with pytest.raises(ConfigurationError, match=f"InitialModelArtifacts s3://{BUCKET}/models/model.tar.gz is not a model"):
+        boot(tmp_path, s3_lines(), InitialModelArtifacts=f"s3://{BUCKET}/models/model.tar.gz")
+    with pytest.raises(ConfigurationError, match="cannot be read"):
+        boot(tmp_path, s3_lines(), InitialModelArtifacts=f"s3://{BUCKET}/models/none.tar.gz")
+    recorder("bad-input", 2)

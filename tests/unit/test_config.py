@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from labelloop.config import ConfigurationError, JobSettings, parse_label_category_config
@@ -91,3 +93,42 @@ def test_retrain_before_routing_needs_enough_growth_and_the_cumulative_scope():
     assert not s.retrains_before_routing(0, 0) and not s.retrains_before_routing(80, 0)  # pre-labeling's given model
     assert not JobSettings.parse({**BASE, "RetrainBeforeRoutingGrowth": None}).retrains_before_routing(500, 100)
     assert not JobSettings.parse({**BASE, "CalibrationScope": "iteration"}).retrains_before_routing(500, 100)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"Seed": 10**23}, "Seed must be an integer in 0..4294967295, got 100000000000000000000000"),
+        ({"Seed": -1}, "Seed must be an integer in 0..4294967295, got -1"),
+        ({"Seed": 1e3}, "Seed must be an integer in 0..4294967295, got 1000.0"),
+        ({"MaxHumanCost": float("nan")}, "MaxHumanCost must be a positive number, got nan"),
+        ({"MaxHumanCost": float("inf")}, "MaxHumanCost must be a positive number, got inf"),
+        ({"PricePerLabel": float("nan")}, "PricePerLabel must be a non-negative number, got nan"),
+        ({"PricePerLabel": float("inf")}, "PricePerLabel must be a non-negative number, got inf"),
+        ({"RetrainBeforeRoutingGrowth": float("nan")}, "RetrainBeforeRoutingGrowth must be a positive number or null, got nan"),
+        ({"TargetAccuracy": float("nan")}, "TargetAccuracy must be a number in (0, 1), got nan"),
+        ({"SlackReserve": float("nan")}, "SlackReserve must be a number in [0, 1), got nan"),
+        ({"RandomFraction": float("nan")}, "RandomFraction must be a number in [0, 1], got nan"),
+    ],
+)
+def test_numeric_settings_are_finite_and_in_range_at_parse_time(change, message):
+    # Each of these was accepted and then crashed, wrote invalid JSON (inf in summary.json), or
+    # silently disabled a feature (NaN growth) after people were paid.
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        JobSettings.parse({**BASE, **change})
+
+
+def test_cli_refuses_non_finite_numbers_before_anything_starts(tmp_path, capsys):
+    from labelloop import cli
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"source": "t"}\n')
+    base = ["run", "--manifest", str(manifest), "--output", str(tmp_path / "out"), "--task-type", "text-classification",
+            "--label-attribute", "c", "--labels", "a,b", "--workforce", "simulated", "--truth", str(manifest)]
+    for flag, value, words in (("--retrain-before-routing", "nan", "RetrainBeforeRoutingGrowth"),
+                               ("--max-human-cost", "inf", "MaxHumanCost"), ("--seed", "-1", "Seed"),
+                               ("--price-per-label", "nan", "PricePerLabel")):
+        assert cli.main([*base, flag, value]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and words in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "config").exists()
