@@ -697,3 +697,24 @@ def test_every_page_file_ships_with_the_package():
     assert files and files == shipped, sorted(str(p.relative_to(folder)) for p in files ^ shipped)
     assert {"page.html", "page.js", "page.css", "widgets/classification.js", "widgets/classification.css"} <= {
         str(p.relative_to(folder / "static")) for p in files}
+
+
+def test_open_connections_are_capped_and_the_rest_answered_503(tmp_path):
+    # 300 slow connections held 308 threads: above the cap a connection gets a 503 and no thread.
+    with PeopleWorkforce(port=0, socket_timeout=5, max_connections=3) as workforce:
+        job = Job(workforce, make_params(tmp_path, texts(1)))
+        threads_before = threading.active_count()
+        silent = [socket.create_connection(("127.0.0.1", job.port), timeout=5) for _ in range(3)]
+        try:
+            time.sleep(0.3)
+            busy = []
+            for _ in range(20):
+                received, seconds = raw_exchange(job.port, b"")
+                busy.append(received.startswith(b"HTTP/1.1 503") and seconds < 2)
+            assert all(busy)
+            assert threading.active_count() <= threads_before + 3
+        finally:
+            for conn in silent:
+                conn.close()
+        time.sleep(0.3)
+        assert job.next()["progress"]["done"] == 0, "once they close, the page answers again"

@@ -15,12 +15,13 @@ import uuid
 from typing import Any, Callable
 from urllib.parse import quote
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler
 
 from labelloop.local.worker_page.app import WorkerPageApp
 from labelloop.local.worker_page.errors import PageError
 from labelloop.local.worker_page.files import Pinned
 from labelloop.local.worker_page.job import _Item, _Job, _iso, _now
+from labelloop.local.worker_page.server import MAX_CONNECTIONS, CappedServer
 from labelloop.local.workforce import WorkforceError, describe_labeling_job
 
 ANSWER_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
@@ -50,6 +51,7 @@ class PeopleWorkforce:
         lease_seconds: float | None = None,
         seed: int = 0,
         socket_timeout: float = SOCKET_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
     ):
         if not _loopback(host):
             raise ValueError(f"the worker page binds to the loopback interface only (127.0.0.1), not {host!r}")
@@ -67,6 +69,9 @@ class PeopleWorkforce:
         self.lease_seconds = lease_seconds
         self.seed = seed
         self.socket_timeout = float(socket_timeout)
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
+            raise ValueError(f"max_connections must be a positive integer, got {max_connections!r}")
+        self.max_connections = max_connections
         self.answered = 0  # items given a consolidated label, over the whole run
         self.jobs: list[dict[str, Any]] = []  # Describe answers of the finished jobs
         self._lock = threading.RLock()
@@ -114,8 +119,8 @@ class PeopleWorkforce:
             raise WorkforceError(f"cannot serve the worker page on {self.host}:{self.port}: {exc.strerror or exc}") from None
         handler = type("Handler", (_QuietHandler,), {"timeout": self.socket_timeout})
         try:
-            return make_server(self.host, listener.getsockname()[1], WorkerPageApp(self), threaded=True,
-                               request_handler=handler, fd=listener.fileno())
+            return CappedServer(self.host, listener.getsockname()[1], WorkerPageApp(self), handler,
+                                fd=listener.fileno(), max_connections=self.max_connections)
         finally:
             listener.close()  # the server holds its own duplicate of the socket
 
