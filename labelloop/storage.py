@@ -32,6 +32,9 @@ def json_lines(lines: Iterable[str], where: str) -> Iterator[tuple[int, Any]]:
             raise JsonLinesError(f"{where} line {number}: not valid JSON ({exc.msg})") from None
 
 
+TEMP_MARK = ".tmp-"  # atomic_file's temp names: .<name>.tmp-<random>
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path, mode: str = "wb") -> Iterator[Any]:
     """Open a temp file beside `path`; on a clean exit it is flushed to disk and renamed to `path`.
@@ -42,7 +45,7 @@ def atomic_file(path: str | Path, mode: str = "wb") -> Iterator[Any]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}")
     handle = os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}))
     try:
         with handle:
@@ -55,6 +58,23 @@ def atomic_file(path: str | Path, mode: str = "wb") -> Iterator[Any]:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def remove_temp_files(folder: str) -> int:
+    """Remove atomic_file temp files a killed process left under a local folder; how many there were.
+
+    Only for a folder no other process writes to now (Bootstrap calls it holding the run lock).
+    """
+    if is_s3(folder) or not Path(folder).is_dir():
+        return 0
+    removed = 0
+    for path in Path(folder).rglob(f".*{TEMP_MARK}*"):
+        name = path.name
+        if name.startswith(".") and TEMP_MARK in name and path.is_file() and not path.is_symlink():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -28,6 +28,29 @@ ACCOUNT = "123456789012"
 _LOG_TAIL = 2000
 
 
+def die_with_parent() -> Any:
+    """A `preexec_fn` that makes a job's process die when the process that started it dies.
+
+    A training or transform job killed with its parent (SIGKILL, an OOM kill) would otherwise run
+    on, orphaned, writing into a run the next command resumes. Linux only (prctl
+    PR_SET_PDEATHSIG); elsewhere None, and the job's own timeout bounds it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded here, before the fork, not in the child
+    prctl, parent = libc.prctl, os.getpid()
+
+    def preexec() -> None:
+        prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the line above: nobody will signal us
+            os._exit(1)
+
+    return preexec
+
+
 class LocalJobError(RuntimeError):
     """A request the local binding cannot serve (e.g. an s3:// URI in a local run)."""
 
@@ -290,7 +313,8 @@ class LocalSageMaker:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as handle:
             try:
-                proc = subprocess.run(args, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout)
+                proc = subprocess.run(args, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout,
+                                      preexec_fn=die_with_parent())
             except subprocess.TimeoutExpired:
                 return f"MaxRuntimeExceeded: the job ran longer than {timeout} seconds"
         if proc.returncode == 0:

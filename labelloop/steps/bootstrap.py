@@ -57,6 +57,7 @@ def bootstrap(event: dict[str, Any]) -> dict[str, Any]:
     if previous is not None:
         _check_same_job(previous, settings, class_names)
     locks.acquire(layout.lock_uri(out), execution_name, event.get("ExecutionArn"))
+    storage.remove_temp_files(out)  # half-written files of a killed earlier run (the lock keeps live writers out)
     storage.write_json(layout.settings_uri(out), settings.to_json())
     storage.write_json(layout.label_config_uri(out), label_category_config(class_names))
     storage.write_text(layout.ui_template_uri(out), task.ui_template)
