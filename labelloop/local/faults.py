@@ -223,6 +223,31 @@ def labels_lost(output_dir: Path | str, attribute: str) -> dict[str, Any]:
     return {"given": len(given), "lost": len(lost), "lost_items": lost[:20], "output_manifest": manifest.exists()}
 
 
+def labels_corrupted(output_dir: Path | str, attribute: str) -> dict[str, Any]:
+    """Human labels kept under another class name: the output's `class-name` is not the one people chose.
+
+    A label stored as a class number keeps its number when the categories are reordered, and
+    silently changes name; `labels_lost` (which compares numbers) cannot see that.
+    """
+    chosen: dict[str, str] = {}
+    for path in sorted(Path(output_dir).glob("labeling/*/manifests/output/output.manifest")):
+        for text in path.read_text(encoding="utf-8").splitlines():
+            line = json.loads(text) if text.strip() else {}
+            name = (line.get(f"{attribute}-metadata") or {}).get("class-name")
+            if attribute in line and name is not None:
+                chosen[item_key({k: v for k, v in line.items() if k != ID_KEY})] = name
+    manifest = Path(output_dir) / "output" / "output.manifest"
+    corrupted = []
+    if manifest.exists():
+        for text in manifest.read_text(encoding="utf-8").splitlines():
+            line = json.loads(text) if text.strip() else {}
+            key = item_key(line) if line else None
+            meta = line.get(f"{attribute}-metadata") or {}
+            if key in chosen and meta.get("human-annotated") == "yes" and meta.get("class-name") != chosen[key]:
+                corrupted.append(key)
+    return {"given": len(chosen), "corrupted": len(corrupted), "corrupted_items": corrupted[:20]}
+
+
 # ---------------------------------------------------------------- test inputs
 
 

@@ -116,3 +116,20 @@ def test_a_manifest_beside_the_runs_paths_is_fine(job, tmp_path):
     mine.parent.mkdir()
     mine.write_text(open(job["ManifestUri"]).read())
     assert boot({**job, "ManifestUri": str(mine)}, "run-1")["state"]["Total"] == 40
+
+
+def test_the_fault_suite_counts_a_label_renamed_by_reordered_categories(tmp_path):
+    # labels_lost compares class numbers: a reordering keeps them and changes every name.
+    from labelloop.local.faults import labels_corrupted, labels_lost
+
+    answers = tmp_path / "labeling" / "job-001-label" / "manifests" / "output" / "output.manifest"
+    answers.parent.mkdir(parents=True)
+    answers.write_text("".join(json.dumps({"labelloop-id": i, "source": f"t{i}", "c": 1, "c-metadata": {
+        "class-name": "spam", "human-annotated": "yes"}}) + "\n" for i in range(2)))
+    output = tmp_path / "output" / "output.manifest"
+    output.parent.mkdir()
+    output.write_text(json.dumps({"source": "t0", "c": 1, "c-metadata": {"class-name": "spam", "human-annotated": "yes"}})
+                      + "\n" + json.dumps({"source": "t1", "c": 1, "c-metadata": {"class-name": "ham", "human-annotated": "yes"}})
+                      + "\n")
+    assert labels_lost(tmp_path, "c")["lost"] == 0
+    assert labels_corrupted(tmp_path, "c")["corrupted"] == 1
