@@ -63,6 +63,11 @@ def parse_line(text: str, line_number: int) -> dict[str, Any]:
         raise ManifestError(f"line {line_number}: 'source-ref' must be a non-empty string")
     if has_source and not (isinstance(value["source"], str) and value["source"]):
         raise ManifestError(f"line {line_number}: 'source' must be a non-empty string")
+    field = "source-ref" if has_ref else "source"
+    try:
+        value[field].encode("utf-8")
+    except UnicodeEncodeError:
+        raise ManifestError(f"line {line_number}: '{field}' holds an escaped lone surrogate, not valid Unicode") from None
     return value
 
 

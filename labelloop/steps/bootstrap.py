@@ -232,7 +232,7 @@ def _write_input_ledger(
                 if not raw.strip():
                     continue
                 lines += 1
-                text = raw[:10_000].decode("utf-8", "replace")  # what the rejected manifest shows of a bad line
+                text = ""
                 try:
                     text = decode_line(raw, number).strip()
                     line = parse_line(text, number)
@@ -247,7 +247,8 @@ def _write_input_ledger(
                         checks.check_line(line, number)
                 except ManifestError as exc:
                     rejected += 1
-                    bad.write({"line": number, "reason": str(exc), "text": text[:10_000]})
+                    shown = text or raw[:10_000].decode("utf-8", "replace")  # a line that is not UTF-8 shows its bytes
+                    bad.write({"line": number, "reason": str(exc), "text": shown[:10_000]})
                     continue
                 source = {k: v for k, v in line.items() if k not in (attribute, f"{attribute}-metadata")}
                 out.write(ledger.new_record(total, source, label))

@@ -89,6 +89,11 @@ class TaskType:
         if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.0 <= confidence <= 1.0:
             raise ManifestError(f"line {number}: {attribute}-metadata confidence must be a number in [0, 1], "
                                 f"got {str(confidence)[:40]!r}")
+        named = self.label_metadata(value, class_names).get("class-name")
+        if "class-name" in meta and named is not None and meta["class-name"] != named:
+            # Labeled under other categories (or another order): keeping the number would rename it.
+            raise ManifestError(f"line {number}: existing label {attribute}={value!r} is {named!r} in this job's "
+                                f"categories, but its metadata says class-name {str(meta['class-name'])[:80]!r}")
         return Label(
             class_id=value,
             confidence=float(confidence),

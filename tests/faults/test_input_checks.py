@@ -395,3 +395,15 @@ def test_initial_model_on_s3_must_be_gzip(tmp_path, s3, recorder):
     with pytest.raises(ConfigurationError, match="cannot be read"):
         boot(tmp_path, s3_lines(), InitialModelArtifacts=f"s3://{BUCKET}/models/none.tar.gz")
     recorder("bad-input", 2)
+
+
+def test_an_existing_label_whose_class_name_disagrees_is_rejected(tmp_path, recorder):
+    # An earlier output manifest labeled under categories in another order: its numbers mean other names here.
+    lines = images(tmp_path / "img", 21)
+    lines[0] = {**lines[0], "label": 0, "label-metadata": {"class-name": "b", "human-annotated": "yes"}}
+    lines[1] = {**lines[1], "label": 1, "label-metadata": {"class-name": "b", "human-annotated": "yes"}}
+    result = boot(tmp_path, lines)
+    assert result["state"]["Rejected"] == 1 and result["state"]["PreLabeled"] == 1
+    [bad] = rejected(tmp_path)
+    assert bad["reason"] == "line 1: existing label label=0 is 'a' in this job's categories, but its metadata says class-name 'b'"
+    recorder("bad-input", 1)

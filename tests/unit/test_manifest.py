@@ -12,6 +12,8 @@ from labelloop.manifest import ID_KEY, Label, ManifestError, item_key, parse_lin
         ('{"x": 1}', "line 7: missing 'source' or 'source-ref'"),
         ('{"source": "a", "source-ref": "s3://b/k"}', "line 7: has both"),
         ('{"source-ref": ""}', "line 7: 'source-ref' must be a non-empty string"),
+        ('{"source": "a\\ud800b"}', "line 7: 'source' holds an escaped lone surrogate"),
+        ('{"source": "t", "labelloop-id": 3}', "line 7: key 'labelloop-id' is reserved"),
     ],
 )
 def test_bad_lines_name_line_and_problem(text, message):
