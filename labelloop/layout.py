@@ -95,8 +95,9 @@ def manifest_fingerprint_uri(output_uri: str) -> str:
 
 def artifact_paths(output_uri: str) -> list[str]:
     """What a run writes (or replaces) under its output location: no input may live there."""
-    return [join(output_uri, name) for name in ("config", "iterations", "labeling", "output", "work")] + [
-        rejected_uri(output_uri)
+    return [
+        join(output_uri, "config"), iterations_root(output_uri), labeling_dir(output_uri),
+        join(output_uri, "output"), local_work_dir(output_uri), report_dir(output_uri), rejected_uri(output_uri),
     ]
 
 

@@ -177,7 +177,7 @@ def _check_same_job(previous: dict, settings: JobSettings, class_names: list[str
             "in its order, or choose another output location"
         )
     fingerprint_uri = layout.manifest_fingerprint_uri(out)
-    if storage.exists(fingerprint_uri) and layout.ledgers(storage.list_objects(storage.join(out, "iterations"))):
+    if storage.exists(fingerprint_uri) and layout.ledgers(storage.list_objects(layout.iterations_root(out))):
         _check_same_manifest(settings.manifest_uri, storage.read_json(fingerprint_uri), out)
 
 
