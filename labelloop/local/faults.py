@@ -230,13 +230,13 @@ def labels_corrupted(output_dir: Path | str, attribute: str) -> dict[str, Any]:
     silently changes name; `labels_lost` (which compares numbers) cannot see that.
     """
     chosen: dict[str, str] = {}
-    for path in sorted(Path(output_dir).glob("labeling/*/manifests/output/output.manifest")):
+    for path in sorted(Path(layout.labeling_dir(str(output_dir))).glob("*/manifests/output/output.manifest")):
         for text in path.read_text(encoding="utf-8").splitlines():
             line = json.loads(text) if text.strip() else {}
             name = (line.get(f"{attribute}-metadata") or {}).get("class-name")
             if attribute in line and name is not None:
                 chosen[item_key({k: v for k, v in line.items() if k != ID_KEY})] = name
-    manifest = Path(output_dir) / "output" / "output.manifest"
+    manifest = Path(layout.output_manifest_uri(str(output_dir)))
     corrupted = []
     if manifest.exists():
         for text in manifest.read_text(encoding="utf-8").splitlines():
