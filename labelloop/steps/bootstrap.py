@@ -225,37 +225,57 @@ def _write_input_ledger(
     seen: dict[int, int] = {}  # 8-byte digest of each item key -> its line: flat memory for a million lines
     total = rejected = labeled = lines = 0
     manifest = ManifestBytes()
+    failure: InputManifestError | None = None
     try:
         source_lines = manifest.split(storage.iter_chunks(settings.manifest_uri))
-        with storage.LineWriter(ledger_uri) as out, storage.LineWriter(layout.rejected_uri(settings.output_uri)) as bad:
-            for number, raw in source_lines:
-                if not raw.strip():
-                    continue
-                lines += 1
-                text = ""
-                try:
-                    text = decode_line(raw, number).strip()
-                    line = parse_line(text, number)
-                    key = _duplicate_key(line)
-                    digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
-                    if digest in seen:
-                        raise ManifestError(f"line {number}: duplicate of line {seen[digest]} ({key[:80]})")
-                    seen[digest] = number
-                    # A label the input line already carries is kept as it is, never re-labeled.
-                    label = task.existing_label(line, attribute, class_names, number, settings.job_name)
-                    if checks is not None:  # input_checks: the referenced object exists, is readable, decodes
-                        checks.check_line(line, number)
-                except ManifestError as exc:
-                    rejected += 1
-                    shown = text or raw[:10_000].decode("utf-8", "replace")  # a line that is not UTF-8 shows its bytes
-                    bad.write({"line": number, "reason": str(exc), "text": shown[:10_000]})
-                    continue
-                source = {k: v for k, v in line.items() if k not in (attribute, f"{attribute}-metadata")}
-                out.write(ledger.new_record(total, source, label))
-                labeled += label is not None
-                total += 1
+        # The job-level checks run before the ledger is committed: a refused manifest leaves no ledger
+        # (a later run would resume from it, ignoring the fixed manifest), only its rejected lines.
+        with storage.LineWriter(layout.rejected_uri(settings.output_uri)) as bad:
+            try:
+                with storage.LineWriter(ledger_uri) as out:
+                    for number, raw in source_lines:
+                        if not raw.strip():
+                            continue
+                        lines += 1
+                        try:
+                            line, label = _read_item(raw, number, task, settings, class_names, seen, checks)
+                        except ManifestError as exc:
+                            rejected += 1
+                            shown = raw[:10_000].decode("utf-8", "replace").strip()  # bytes that are not UTF-8 too
+                            bad.write({"line": number, "reason": str(exc), "text": shown})
+                            continue
+                        source = {k: v for k, v in line.items() if k not in (attribute, f"{attribute}-metadata")}
+                        out.write(ledger.new_record(total, source, label))
+                        labeled += label is not None
+                        total += 1
+                    _check_counts(settings, lines, rejected, total, checks)
+            except InputManifestError as exc:
+                failure = exc
     except FileNotFoundError:
         raise InputManifestError(f"input manifest {settings.manifest_uri} does not exist") from None
+    if failure is not None:
+        raise failure
+    return {"total": total, "rejected": rejected, "labeled": labeled, "fingerprint": manifest.fingerprint()}
+
+
+def _read_item(raw: bytes, number: int, task: "tasks.TaskType", settings: JobSettings, class_names: list[str],
+               seen: dict[int, int], checks: "input_checks.InputChecks | None") -> tuple[dict[str, Any], Any]:
+    """(input line, the label it already carries or None); ManifestError names the line and its problem."""
+    line = parse_line(decode_line(raw, number).strip(), number)
+    key = _duplicate_key(line)
+    digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+    if digest in seen:
+        raise ManifestError(f"line {number}: duplicate of line {seen[digest]} ({key[:80]})")
+    seen[digest] = number
+    # A label the input line already carries is kept as it is, never re-labeled.
+    label = task.existing_label(line, settings.label_attribute, class_names, number, settings.job_name)
+    if checks is not None:  # input_checks: the referenced object exists, is readable, decodes
+        checks.check_line(line, number)
+    return line, label
+
+
+def _check_counts(settings: JobSettings, lines: int, rejected: int, total: int,
+                  checks: "input_checks.InputChecks | None") -> None:
     if lines == 0:
         raise InputManifestError(f"input manifest {settings.manifest_uri} is empty")
     if rejected > MAX_REJECTED_SHARE * lines:
@@ -265,7 +285,6 @@ def _write_input_ledger(
         )
     if checks is not None:  # input_checks: too few valid items fails the job before anyone is paid
         checks.check_job(total, layout.rejected_uri(settings.output_uri))
-    return {"total": total, "rejected": rejected, "labeled": labeled, "fingerprint": manifest.fingerprint()}
 
 
 def _duplicate_key(line: dict[str, Any]) -> str:

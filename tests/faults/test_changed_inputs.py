@@ -88,10 +88,13 @@ def test_a_manifest_fixed_before_anything_was_labeled_is_taken(job, tmp_path):
     # The first Bootstrap refused the manifest (too many bad lines): fixing it and running again works.
     good = open(job["ManifestUri"]).read()
     open(job["ManifestUri"], "w").write(good + "not json\n" * 10)
-    with pytest.raises(steps.InputManifestError):
+    with pytest.raises(steps.InputManifestError, match="10 of 50 lines"):
         boot(job, "run-1")
-    open(job["ManifestUri"], "w").write(good)
-    assert boot(job, "run-2")["state"]["Total"] == 40
+    assert (tmp_path / "out" / "input" / "rejected.manifest").exists(), "the rejected lines are there to fix"
+    assert not list((tmp_path / "out").rglob("ledger-*")), "a refused manifest leaves no ledger to resume from"
+    # The ten lines fixed: the run takes all 50 items (it resumed the refused manifest's 40 before).
+    open(job["ManifestUri"], "w").write(good + "".join(json.dumps({"source": f"fixed {i}"}) + "\n" for i in range(10)))
+    assert boot(job, "run-2")["state"]["Total"] == 50
 
 
 @pytest.mark.parametrize("where", ["output/output.manifest", "input/rejected.manifest", "config/m.jsonl",
