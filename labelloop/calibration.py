@@ -17,6 +17,7 @@ where testing each iteration alone would send the whole hard tail to humans.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Sequence
@@ -58,6 +59,7 @@ def smallest_passing_support(target: float, confidence: float) -> int:
     return max(1, math.ceil(math.log(1.0 - confidence) / math.log(target)))
 
 
+@functools.lru_cache(maxsize=64)  # a few settings per job, asked at every gate
 def starting_support(target: float, confidence: float) -> int:
     """Support of the first threshold tested: the fewest items that pass with half the allowed error rate.
 
