@@ -50,7 +50,7 @@ SETTINGS = {
     "cumulative-split": ({}, calibrate_threshold, True),
     "cumulative-split-bonferroni": ({}, _spent_over_iterations, True),
 }
-DEFAULT_SETTINGS = "cumulative,cumulative-no-tail,cumulative-no-retrain,iteration,job"
+DEFAULT_SETTINGS = "cumulative,cumulative-no-tail,iteration,job"
 
 
 def exact_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -71,15 +71,29 @@ def _one(task: tuple[str, str, int, int]) -> dict:
     return {"setting": setting, **run_job(options, PROFILES[profile], total, seed, calibrator, split)}
 
 
-def study(settings: list[str], runs: list[tuple[str, int, int]], jobs: int = 1) -> dict[str, list[dict]]:
+def study(settings: list[str], runs: list[tuple[str, int, int]], jobs: int = 1, progress: bool = False) -> dict[str, list[dict]]:
     """Every setting over the same runs; {setting: rows}."""
     tasks = [(s, p, n, seed) for s in settings for p, n, seed in runs]
-    if jobs > 1:
-        with get_context("fork").Pool(jobs) as pool:
-            rows = pool.map(_one, tasks, chunksize=8)
-    else:
-        rows = [_one(t) for t in tasks]
+    rows = []
+    with get_context("fork").Pool(jobs) if jobs > 1 else _Serial() as pool:
+        for row in pool.imap(_one, tasks, chunksize=4):
+            rows.append(row)
+            if progress and len(rows) % 200 == 0:
+                print(f"{len(rows)} of {len(tasks)} runs", file=sys.stderr, flush=True)
     return {s: [r for r in rows if r["setting"] == s] for s in settings}
+
+
+class _Serial:
+    """The pool's imap in this process (one job: no fork)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def imap(self, fn, items, chunksize=1):
+        return map(fn, items)
 
 
 def summary(rows: list[dict]) -> dict:
@@ -144,7 +158,7 @@ def main(argv=None) -> int:
         parser.error(f"unknown setting or profile: {', '.join(unknown)}")
     runs = plan(args.runs, args.seed, args.profiles.split(","), [int(n) for n in args.sizes.split(",")])
     started = time.monotonic()
-    results = study(settings, runs, args.jobs)
+    results = study(settings, runs, args.jobs, progress=True)
     text = table(results, time.monotonic() - started, args.jobs)
     print(text)
     if args.out:
