@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from labelloop import tasks
+from labelloop import aws_limits, tasks
 from labelloop.policies import CALIBRATION_SCOPES as _SCOPES
 from labelloop.policies import VALIDATION_POLICIES as _POLICIES
 from labelloop.policies import CalibrationScope, Routing, ValidationPolicy
@@ -147,6 +147,7 @@ class JobSettings:
         ):
             if not _is_int(value) or value < 1:
                 p.append(f"{name} must be a positive integer, got {value!r}")
+        p += aws_limits.settings_problems(self.job_name, self.max_iterations)  # SageMaker names, Step Functions history
         if self.max_human_labels is not None and (not _is_int(self.max_human_labels) or self.max_human_labels < 1):
             p.append(f"MaxHumanLabeledObjectCount must be a positive integer, got {self.max_human_labels!r}")
         if not _is_int(self.min_validation_support) or self.min_validation_support < 0:

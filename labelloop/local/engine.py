@@ -29,7 +29,7 @@ from typing import Any, Callable
 from unittest import mock
 
 from labelloop import locks, tasks
-from labelloop.local.sagemaker_jobs import ACCOUNT, LocalJobError, LocalSageMaker
+from labelloop.local.sagemaker_jobs import ACCOUNT, NAME_KEYS, LocalJobError, LocalSageMaker, ResponseLostError
 
 REPO = Path(__file__).resolve().parents[2]
 DEFINITION = REPO / "statemachine" / "active_learning.asl.json"
@@ -123,6 +123,7 @@ class LocalEngine:
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
         self.sagemaker = LocalSageMaker(self.workdir / "jobs", region=REGION)
+        self.created: dict[str, dict[str, Any]] = {}  # Create* action -> {name: its Describe* answer}
         # Powertools reads these when the handler modules are imported. Locally the per-iteration
         # metrics go to files and the terminal rather than to EMF on stdout.
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
@@ -135,8 +136,6 @@ class LocalEngine:
         values = {f"{state}FunctionArn": function_arn(state) for state in FUNCTIONS}
         values.update(
             Region=REGION,
-            TrainingInstanceType="local",
-            TransformInstanceType="local",
             SageMakerRoleArn=f"arn:aws:iam::{ACCOUNT}:role/labelloop-local-sagemaker",
             WorkteamArn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:workteam/private-crowd/labelloop-local",
         )
@@ -154,7 +153,11 @@ class LocalEngine:
         for task in tasks.all_types():
             source = package_source(task.name, self.workdir / "source" / task.name)
             image = f"labelloop-local/{task.framework.name}"
-            out[task.name] = {"TrainingImage": image, "InferenceImage": image, "SourceDirUri": str(source)}
+            out[task.name] = {
+                "TrainingImage": image, "InferenceImage": image, "SourceDirUri": str(source),
+                # Instance types SageMaker takes (Bootstrap checks them); the local jobs run here whatever they say.
+                "TrainingInstanceType": "ml.m5.xlarge", "TransformInstanceType": "ml.m5.xlarge",
+            }
         return out
 
     # ------------------------------------------------------------ bindings
@@ -190,6 +193,27 @@ class LocalEngine:
             return self.workforce.run_labeling_job(params)
         raise LocalJobError(f"the local engine does not run sagemaker:{action}")
 
+    def _create(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A Create* request: names are unique, as on SageMaker, even when the first answer was lost."""
+        name = params[NAME_KEYS[action]]
+        created = self.created.setdefault(action, {})
+        if name in created:
+            raise LocalJobError(f"ResourceInUse: {action.removeprefix('create')} {name} already exists")
+        try:
+            created[name] = self._run_sagemaker(action, params)
+        except ResponseLostError as exc:
+            created[name] = exc.describe
+            raise
+        return created[name]
+
+    def _describe(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        """aws-sdk:sagemaker:describe*Job: what the Create* of that name answered."""
+        name = next(iter(params.values()))
+        described = self.created.get(action.replace("describe", "create"), {}).get(name)
+        if described is None:
+            raise LocalJobError(f"ResourceNotFound: {action.removeprefix('describe')} {name} does not exist")
+        return described
+
     def _sagemaker_task_factory(self):
         from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
         from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
@@ -203,6 +227,9 @@ class LocalEngine:
         )
         from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_factory
         from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+            StateTaskServiceAwsSdk,
+        )
         from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
             StateTaskServiceCallback,
         )
@@ -245,7 +272,7 @@ class LocalEngine:
             def _eval_service_task(self, env, resource_runtime_part, normalised_parameters, state_credentials):
                 action = self.resource.api_action
                 try:
-                    result = engine._run_sagemaker(action, normalised_parameters)
+                    result = engine._create(action, normalised_parameters)
                 except LocalJobError as exc:
                     # What SageMaker answers to a request it refuses.
                     self._fail(env, CustomErrorName("SageMaker.AmazonSageMakerException"),
@@ -266,7 +293,17 @@ class LocalEngine:
                                StatesErrorNameType.StatesTaskFailed.to_name(), to_json_str(describe))
                 env.stack.append(describe)
 
+        class LocalSdkTask(StateTaskServiceAwsSdk):
+            """aws-sdk:sagemaker:describe* Task states, answered from the local jobs; other SDK calls as moto does."""
+
+            def _eval_service_task(self, env, resource_runtime_part, normalised_parameters, state_credentials):
+                if self.resource.api_name != "sagemaker":
+                    return super()._eval_service_task(env, resource_runtime_part, normalised_parameters, state_credentials)
+                env.stack.append(engine._describe(self.resource.api_action, normalised_parameters))
+
         def factory(service_name: str):
+            if service_name == "aws-sdk":
+                return LocalSdkTask()
             return LocalSageMakerTask() if service_name == "sagemaker" else original(service_name)
 
         return factory

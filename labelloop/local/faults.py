@@ -12,6 +12,9 @@ without changing how the engine runs anything else:
 - Labeling jobs: the workforce is wrapped. The n-th job can answer `Failed` (no labels written),
   and every job can answer only a share of its items (the rest are missing from its output
   manifest, as objects Ground Truth could not label).
+- SageMaker Create* answers: for a matching training or transform job the answer is lost after
+  the job was created (a 500 InternalFailure; the state's next try finds the name taken), or the
+  request is refused with a ValidationException (never worth another try).
 - Lambda steps: a handler raises `ThrottlingException` a given number of times before running,
   which the ASL's Retry must absorb.
 
@@ -46,6 +49,8 @@ class FaultPlan:
     fail_labeling_job: int | None = None  # 1-based: this labeling job of the run answers Failed
     labeling_answer_share: float | None = None  # each labeling job answers only this share of its items
     throttle: dict[str, int] = field(default_factory=dict)  # Lambda state name -> times to raise first
+    lose_response: str | None = None  # job-name substring: created, then its Create* answer is lost (once)
+    refuse_create: str | None = None  # job-name substring: refused with a ValidationException
     injected: list[dict[str, Any]] = field(default_factory=list)
 
     def note(self, kind: str, target: str, detail: str = "") -> None:
@@ -55,7 +60,9 @@ class FaultPlan:
 def install(engine: Any, plan: FaultPlan) -> FaultPlan:
     """Wire `plan` into a LocalEngine (its SageMaker binding, workforce and Lambda handlers)."""
     sm = engine.sagemaker
-    real_training, real_transform = sm.create_training_job, sm.create_transform_job
+    real_training, real_transform = _refusing(sm.create_training_job, "TrainingJobName", plan), _refusing(
+        sm.create_transform_job, "TransformJobName", plan
+    )
 
     def create_training_job(params: dict[str, Any]) -> dict[str, Any]:
         name = params["TrainingJobName"]
@@ -91,6 +98,28 @@ def install(engine: Any, plan: FaultPlan) -> FaultPlan:
         key = f"labelloop-{state}"
         engine._handlers[key] = _throttled(engine._handlers[key], state, plan)
     return plan
+
+
+def _refusing(create: Callable, name_key: str, plan: FaultPlan) -> Callable:
+    """A Create* whose answer the plan loses (once per job) or which it refuses."""
+
+    def wrapped(params: dict[str, Any]) -> dict[str, Any]:
+        from labelloop.local.sagemaker_jobs import LocalJobError, ResponseLostError
+
+        name = params[name_key]
+        if plan.refuse_create and plan.refuse_create in name:
+            plan.note("create-refused", name)
+            raise LocalJobError(
+                f"1 validation error detected: Value '{name}' failed to satisfy constraint "
+                "(Service: AmazonSageMaker; Status Code: 400; Error Code: ValidationException)"
+            )
+        result = create(params)
+        if plan.lose_response and plan.lose_response in name and not any(f["target"] == name for f in plan.injected):
+            plan.note("create-response-lost", name)
+            raise ResponseLostError(result)
+        return result
+
+    return wrapped
 
 
 def _throttled(handler: Callable, state: str, plan: FaultPlan) -> Callable:

@@ -55,6 +55,26 @@ class LocalJobError(RuntimeError):
     """A request the local binding cannot serve (e.g. an s3:// URI in a local run)."""
 
 
+class ResponseLostError(LocalJobError):
+    """The job was created, but its Create* answer never arrived (as after a SageMaker 500)."""
+
+    def __init__(self, describe: dict[str, Any]):
+        super().__init__(
+            "We encountered an internal error. Please try again. "
+            "(Service: AmazonSageMaker; Status Code: 500; Error Code: InternalFailure)"
+        )
+        self.describe = describe
+
+
+# Create* action -> the request field that names what it creates.
+NAME_KEYS = {
+    "createTrainingJob": "TrainingJobName",
+    "createModel": "ModelName",
+    "createTransformJob": "TransformJobName",
+    "createLabelingJob": "LabelingJobName",
+}
+
+
 def _local(uri: str, what: str) -> Path:
     if uri.startswith("s3://"):
         raise LocalJobError(f"{what}: the local engine reads local paths, got {uri}")

@@ -8,7 +8,7 @@ import os
 import posixpath
 from typing import Any
 
-from labelloop import input_checks, layout, ledger, locks, storage, tasks
+from labelloop import aws_limits, input_checks, layout, ledger, locks, storage, tasks
 from labelloop.config import (
     ConfigurationError,
     JobSettings,
@@ -44,7 +44,7 @@ def bootstrap(event: dict[str, Any]) -> dict[str, Any]:
             f"this deployment has no algorithm for task type {settings.task_type!r} "
             "(deploy with the parameters `labelloop prepare-deploy` prints)"
         )
-    _check_within_deployment(settings, deployment)
+    _check_within_deployment(settings, deployment, algorithm)
     _check_attribute_name(settings.label_attribute)
     _check_input_outside_output(settings)
     if settings.initial_model_artifacts:
@@ -71,8 +71,8 @@ def bootstrap(event: dict[str, Any]) -> dict[str, Any]:
         "TrainingImage": algorithm["TrainingImage"],
         "InferenceImage": algorithm["InferenceImage"],
         "SourceDirUri": algorithm["SourceDirUri"],
-        "TrainingInstanceType": deployment.get("TrainingInstanceType", "ml.m5.xlarge"),
-        "TransformInstanceType": deployment.get("TransformInstanceType", "ml.m5.xlarge"),
+        "TrainingInstanceType": algorithm.get("TrainingInstanceType", "ml.m5.xlarge"),  # per framework (template.yaml)
+        "TransformInstanceType": algorithm.get("TransformInstanceType", "ml.m5.xlarge"),
         "PreHumanTaskLambdaArn": pre_lambda,
         "AnnotationConsolidationLambdaArn": acs_lambda,
         "TaskTitle": task.title,
@@ -106,8 +106,11 @@ def bootstrap(event: dict[str, Any]) -> dict[str, Any]:
     return {"config": config, "state": state}
 
 
-def _check_within_deployment(settings: JobSettings, deployment: dict[str, Any]) -> None:
+def _check_within_deployment(settings: JobSettings, deployment: dict[str, Any], algorithm: dict[str, Any]) -> None:
     """On AWS the roles only reach the stack's bucket and job-name prefix: say so before any job starts."""
+    problems = aws_limits.deployment_problems(algorithm, settings.task_type)  # instance types, per their API
+    if problems:
+        raise ConfigurationError("; ".join(problems))
     prefix, bucket = deployment.get("JobNamePrefix"), deployment.get("DataBucket")
     if prefix and not settings.job_name.lower().startswith(prefix.lower()):
         raise ConfigurationError(f"JobName {settings.job_name!r} must start with this stack's job-name prefix {prefix!r}")

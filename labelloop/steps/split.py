@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from labelloop import layout, ledger, storage
+from labelloop import aws_limits, layout, ledger, storage
 from labelloop.config import JobSettings
 from labelloop.contracts import IterationPlan
 
@@ -28,10 +28,11 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
             label = record["label"]
             if label is None or (provisional and ledger.is_provisional(label)):
                 # Job scope: an auto-label is provisional, judged again by every new model.
-                unlabeled.write(ledger.job_line(record))
+                unlabeled.write(aws_limits.transform_line(ledger.job_line(record), len(config["ClassNames"])))
             elif label["human"]:  # auto-labels never train: the model would learn its own mistakes
                 target = validation if ledger.split_of(record) == ledger.VALIDATION else train
-                target.write(ledger.channel_line(record, attribute))
+                line = ledger.channel_line(record, attribute)  # validation: also batch transform's input
+                target.write(aws_limits.transform_line(line, len(config["ClassNames"])) if target is validation else line)
                 verdict = ledger.verdict_of(record)
                 if verdict is not None:
                     retired += 1

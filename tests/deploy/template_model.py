@@ -5,7 +5,7 @@ us-east-1, stack `labelloop-test`): parameters, conditions, Ref / GetAtt / Sub /
 Select / Split, with physical names made up per resource type. Function names are the local
 engine's (`labelloop-<Step>`), so a definition substituted from the template runs on it.
 
-`allows()` is a small IAM evaluator (Allow statements, `*`/`?` wildcards, no Deny) for checking
+`allows()` is a small IAM evaluator (Allow and Deny statements, `*`/`?` wildcards, no conditions) for checking
 that a role's statements grant a call, and that they do not grant it elsewhere.
 """
 
@@ -66,6 +66,9 @@ def default_parameters(**overrides: str) -> dict[str, str]:
         **us_east_1_images(),
         "ImageClassificationSourceDirUri": "s3://BUCKET/labelloop/source/image-classification/0123456789abcdef/sourcedir.tar.gz",
         "TextClassificationSourceDirUri": "s3://BUCKET/labelloop/source/text-classification/0123456789abcdef/sourcedir.tar.gz",
+        # distinct per framework, so a request that takes another framework's type is caught
+        "TextClassificationTrainingInstanceType": "ml.c5.2xlarge",
+        "TextClassificationTransformInstanceType": "ml.c5.xlarge",
     }
     values.update(overrides)
     return values
@@ -87,6 +90,7 @@ class Resolver:
             "AWS::AccountId": ACCOUNT,
             "AWS::Partition": "aws",
             "AWS::StackName": STACK,
+            "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK}/5a1e0f60-7b3c-11ef-9d2a-0a1b2c3d4e5f",
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::NoValue": NO_VALUE,
         }
@@ -240,18 +244,23 @@ def _glob(pattern: str, text: str, *, ignore_case: bool = False) -> bool:
     return re.fullmatch(rx, text, re.IGNORECASE if ignore_case else 0) is not None
 
 
-def matching_statements(statements: list[dict[str, Any]], action: str, resource: str) -> list[dict[str, Any]]:
+def matching_statements(
+    statements: list[dict[str, Any]], action: str, resource: str, effect: str = "Allow"
+) -> list[dict[str, Any]]:
     return [
         s
         for s in statements
-        if s.get("Effect") == "Allow"
+        if s.get("Effect") == effect
         and any(_glob(a, action, ignore_case=True) for a in _as_list(s.get("Action", [])))
         and any(_glob(r, resource) for r in _as_list(s.get("Resource", [])))
     ]
 
 
 def allows(statements: list[dict[str, Any]], action: str, resource: str) -> bool:
-    return bool(matching_statements(statements, action, resource))
+    """An Allow grants it and no Deny takes it back."""
+    return bool(matching_statements(statements, action, resource)) and not matching_statements(
+        statements, action, resource, "Deny"
+    )
 
 
 # ---------------------------------------------------------------- what a Task state needs
@@ -290,6 +299,11 @@ def sagemaker_calls(resource: str, body: dict[str, Any], name: str) -> list[tupl
     call (plus AddTags when the request has Tags, iam:PassRole for the role it names), and for
     `.sync` the Describe* and Stop* calls and the managed EventBridge rule.
     """
+    if ":::aws-sdk:sagemaker:" in resource:  # SDK integration: the API call itself, e.g. DescribeTrainingJob
+        api = resource.split(":::aws-sdk:sagemaker:", 1)[1]
+        kind = {"describeTrainingJob": "training-job", "describeTransformJob": "transform-job",
+                "describeLabelingJob": "labeling-job"}[api]
+        return [(f"sagemaker:{api[0].upper()}{api[1:]}", f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{kind}/{name.lower()}")]
     api = resource.split(":::sagemaker:", 1)[1]
     sync = api.endswith(".sync")
     api = api.removesuffix(".sync")
@@ -300,8 +314,8 @@ def sagemaker_calls(resource: str, body: dict[str, Any], name: str) -> list[tupl
     calls = [(f"sagemaker:{api[0].upper()}{api[1:]}", arn)]
     if "Tags" in body:
         calls.append(("sagemaker:AddTags", arn))
-    if sync:
-        calls += [(f"sagemaker:{describe}", arn), (f"sagemaker:{stop}", arn)]
+    if sync:  # ListTags: in AWS's documented IAM policy for the .sync SageMaker integrations
+        calls += [(f"sagemaker:{describe}", arn), (f"sagemaker:{stop}", arn), ("sagemaker:ListTags", arn)]
         rule_arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{rule}"
         calls += [(f"events:{a}", rule_arn) for a in ("PutTargets", "PutRule", "DescribeRule")]
     return calls

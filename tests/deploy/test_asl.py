@@ -49,6 +49,8 @@ def test_task_resources_are_the_stack_functions_or_sagemaker_integrations():
     for name, state in json.loads(deployed_definition())["States"].items():
         if state["Type"] == "Task":
             resource = state["Resource"]
-            assert resource in functions or re.fullmatch(r"arn:aws:states:::sagemaker:create\w+(\.sync)?", resource), (
+            assert resource in functions or re.fullmatch(r"arn:aws:states:::sagemaker:create\w+(\.sync)?", resource) or re.fullmatch(
+                r"arn:aws:states:::aws-sdk:sagemaker:describe(Training|Transform|Labeling)Job", resource
+            ), (
                 name
             )

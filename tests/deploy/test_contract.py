@@ -162,7 +162,7 @@ def test_requests_stay_inside_the_stack(runs):
                     assert text.startswith(f"s3://{bucket}/"), f"{action}: {text} is outside the data bucket"
         for body in run.bodies("createTrainingJob"):
             assert body["AlgorithmSpecification"]["TrainingImage"] == params["TextClassificationTrainingImage"]
-            assert body["ResourceConfig"]["InstanceType"] == params["TrainingInstanceType"]
+            assert body["ResourceConfig"]["InstanceType"] == params["TextClassificationTrainingInstanceType"]
             assert (
                 json.loads(body["HyperParameters"]["sagemaker_submit_directory"])
                 == params["TextClassificationSourceDirUri"]
@@ -173,7 +173,7 @@ def test_requests_stay_inside_the_stack(runs):
             assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == params["TextClassificationSourceDirUri"]
             assert container["Environment"]["SAGEMAKER_REGION"] == REGION
         for body in run.bodies("createTransformJob"):
-            assert body["TransformResources"]["InstanceType"] == params["TransformInstanceType"]
+            assert body["TransformResources"]["InstanceType"] == params["TextClassificationTransformInstanceType"]
         for body in run.bodies("createLabelingJob"):
             assert body["HumanTaskConfig"]["WorkteamArn"] == params["WorkteamArn"]
 

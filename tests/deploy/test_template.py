@@ -25,6 +25,7 @@ from template_model import (
     sagemaker_calls,
 )
 
+from labelloop import layout
 from labelloop.local.engine import FUNCTIONS
 
 # Actions AWS offers no resource-level permissions for: Resource "*" is the only way to grant them.
@@ -193,7 +194,7 @@ def test_state_machine_role_grants_every_call_the_definition_makes(resolver, asl
             assert allows(statements, "lambda:InvokeFunction", function_arn), name
             seen.add("lambda")
             continue
-        assert resource.startswith("arn:aws:states:::sagemaker:"), f"{name}: unknown integration {resource}"
+        assert re.match(r"arn:aws:states:::(aws-sdk:)?sagemaker:", resource), f"{name}: unknown integration {resource}"
         for action, arn in sagemaker_calls(resource, state["Parameters"], f"{SAMPLE_JOB}-{name.lower()}"):
             assert allows(statements, action, arn), f"{name}: {action} on {arn}"
             # ... and only for this stack's job names
@@ -279,6 +280,8 @@ def test_functions_role_grants_every_call_the_functions_make_on_the_data_bucket_
         for action in BOTO3_CALLS[call]:
             if action.startswith("s3:"):
                 arn = f"arn:aws:s3:::{bucket}" if action == "s3:ListBucket" else f"arn:aws:s3:::{bucket}/runs/j/x.json"
+                if action == "s3:DeleteObject":  # the steps delete one object: a run's lock
+                    arn = f"arn:aws:s3:::{bucket}/" + layout.lock_uri("s3://b/runs/j/20260101T000000Z").split("/", 3)[3]
                 elsewhere = arn.replace(bucket, "another-bucket")
             else:
                 arn, elsewhere = execution, execution.replace(resolver.physical_name("StateMachine"), "other-machine")
@@ -289,6 +292,59 @@ def test_functions_role_grants_every_call_the_functions_make_on_the_data_bucket_
     assert resolver.resolve(load_template()["Globals"]["Function"]["LoggingConfig"]) == {
         "LogGroup": resolver.ref("FunctionsLogGroup")
     }
+
+
+def test_the_steps_delete_only_locks_and_nobody_but_prepare_deploy_writes_the_algorithm_sources(resolver):
+    bucket = resolver.data_bucket()
+    functions = resolver.role_statements("FunctionsRole")
+    assert allows(functions, "s3:DeleteObject", f"arn:aws:s3:::{bucket}/runs/j/t/config/lock.json")
+    for key in ("runs/j/t/output/output.manifest", "input/data.manifest", "runs/j/t/iterations/001/ledger-human.jsonl"):
+        assert not allows(functions, "s3:DeleteObject", f"arn:aws:s3:::{bucket}/{key}"), key
+    source = f"arn:aws:s3:::{bucket}/labelloop/source/image-classification/0123456789abcdef/sourcedir.tar.gz"
+    for role in ("FunctionsRole", "SageMakerExecutionRole"):
+        statements = resolver.role_statements(role)
+        assert allows(statements, "s3:GetObject", source) or role == "FunctionsRole"
+        assert not allows(statements, "s3:PutObject", source), f"{role} may overwrite the algorithm sources"
+        assert allows(statements, "s3:PutObject", f"arn:aws:s3:::{bucket}/runs/j/t/iterations/001/model/x")
+
+
+def test_the_jobs_pull_images_only_from_the_framework_registries(resolver):
+    statements = resolver.role_statements("SageMakerExecutionRole")
+    for param in ("ImageClassificationTrainingImage", "ImageClassificationInferenceImage",
+                  "TextClassificationTrainingImage", "TextClassificationInferenceImage"):
+        uri = resolver.params[param]
+        account, region = uri.split(".")[0], uri.split(".")[3]
+        repository = uri.split("/", 1)[1].split(":")[0].split("@")[0]
+        assert allows(statements, "ecr:BatchGetImage", f"arn:aws:ecr:{region}:{account}:repository/{repository}"), param
+    assert not allows(statements, "ecr:BatchGetImage", f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/pytorch-training")
+    assert not allows(statements, "ecr:GetDownloadUrlForLayer", f"arn:aws:ecr:{REGION}:999999999999:repository/x")
+
+
+def test_a_kms_key_is_granted_to_the_roles_that_touch_the_bucket_through_s3_only(resolver):
+    key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    for role in ROLES:
+        assert not any(a.startswith("kms:") for s in resolver.role_statements(role) for a in _as_list(s["Action"]))
+    with_key = Resolver({**resolver.params, "DataBucketKmsKeyArn": key})
+    for role in ("FunctionsRole", "SageMakerExecutionRole"):
+        statements = with_key.role_statements(role)
+        for action in ("kms:Decrypt", "kms:GenerateDataKey"):
+            granted = matching_statements(statements, action, key)
+            assert granted, (role, action)
+            assert all(s["Condition"] == {"StringEquals": {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}} for s in granted)
+        assert not allows(statements, "kms:Decrypt", key.replace("1234abcd", "99999999"))
+        assert not allows(statements, "kms:Encrypt", key) and not allows(statements, "kms:CreateGrant", key)
+    assert not any(a.startswith("kms:") for s in with_key.role_statements("StateMachineRole") for a in _as_list(s["Action"]))
+    sse = with_key.properties("DataBucket")["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert sse["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}
+
+
+def test_log_groups_outlive_the_stack_and_expire(resolver):
+    t = load_template()["Resources"]
+    for logical in ("FunctionsLogGroup", "StateMachineLogGroup"):
+        assert t[logical].get("DeletionPolicy") == "Retain" and t[logical].get("UpdateReplacePolicy") == "Retain", logical
+        assert int(resolver.properties(logical)["RetentionInDays"]) == int(resolver.params["LogRetentionInDays"])
+    name = resolver.properties("StateMachineLogGroup")["LogGroupName"]
+    assert name.startswith(f"/aws/vendedlogs/states/{STACK}-active-learning-") and name != f"/aws/vendedlogs/states/{STACK}-active-learning"
 
 
 def test_sagemaker_role_reads_and_writes_the_data_bucket_only(resolver):

@@ -142,3 +142,37 @@ def _answered_ids(out: Path, suffix: str) -> list[int]:
             if ATTRIBUTE in line:
                 ids.append(line["labelloop-id"])
     return ids
+
+
+def test_a_lost_create_answer_is_tried_again_and_the_existing_job_is_used(tmp_path, recorder):
+    # SageMaker created the first training job, but its answer was lost (a 500): the next try
+    # finds the name taken; the loop looks the job up and goes on with its model, with no second
+    # training job of that name and nothing paid twice.
+    plan = FaultPlan(lose_response="-001-train")
+    result, workforce, out = run(tmp_path, plan)
+    assert result.status == "SUCCEEDED", f"{result.error}: {result.cause}"
+    assert [f["kind"] for f in plan.injected] == ["create-response-lost"]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in result.history if "stateEnteredEventDetails" in e]
+    for state in ("TrainModelRefused", "SageMakerRefused?", "WaitAfterThrottling", "DescribeTrainingJob", "UseExistingTrainingJob"):
+        assert state in entered, state
+    trained = [j["describe"]["TrainingJobName"] for j in result_jobs(tmp_path)]
+    assert trained[0].endswith("-001-train") and len(trained) == len(set(trained))
+    assert entered.count("TrainModel") == len(trained) + 1  # iteration 1 twice: the lost answer, then "already exists"
+    assert result.summary["HumanLabeled"] == workforce.answered
+    assert_nothing_lost(out, workforce, 40, recorder, plan)
+
+
+def test_a_refused_create_is_not_tried_again(tmp_path, recorder):
+    plan = FaultPlan(refuse_create="-001-infer-val")
+    result, workforce, out = run(tmp_path, plan)
+    assert_failed_with_partial_output(result, out, "ValidationException")
+    entered = [e["stateEnteredEventDetails"]["name"] for e in result.history if "stateEnteredEventDetails" in e]
+    assert entered.count("InferValidation") == 1 and "WaitAfterThrottling" not in entered
+    assert_nothing_lost(out, workforce, 40, recorder, plan)
+
+
+def result_jobs(tmp_path: Path) -> list[dict]:
+    return [
+        {"describe": {"TrainingJobName": p.name}}
+        for p in sorted((tmp_path / "out" / "work" / "jobs" / "training").iterdir())
+    ]
