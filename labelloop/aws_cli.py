@@ -79,11 +79,14 @@ def cmd_prepare_deploy(args: argparse.Namespace) -> int:
             _region_of(session),
             bucket=bucket,
             stack=stack,
-            training_instance_type=args.training_instance_type or base.get("TrainingInstanceType") or CPU_INSTANCE,
-            transform_instance_type=args.transform_instance_type or base.get("TransformInstanceType") or CPU_INSTANCE,
+            instance_type_overrides={
+                **{k: v for k, v in base.items() if k.endswith("InstanceType")},
+                **dict(args.instance_type or []),
+            },
             workteam_arn=args.workteam_arn,
             job_name_prefix=args.job_name_prefix,
             session=session,
+            set_cors=args.set_cors,
         )
     except DeployError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -97,6 +100,13 @@ def cmd_prepare_deploy(args: argparse.Namespace) -> int:
         print(f"parameter overrides written to {args.out}", file=sys.stderr)
     print(overrides)
     return 0
+
+
+def _instance_type(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.endswith("InstanceType") or not value:
+        raise argparse.ArgumentTypeError(f"expected PARAMETER=TYPE (e.g. TextClassificationTrainingInstanceType=ml.m5.xlarge), got {text!r}")
+    return key, value
 
 
 # ---------------------------------------------------------------- start
@@ -315,9 +325,16 @@ def add_aws_commands(subparsers: argparse._SubParsersAction) -> None:
         "stack, region, bucket and instance types",
     )
     prep.add_argument("--samconfig", default=SAMCONFIG, help="the samconfig file --config-env reads (default: samconfig.toml)")
-    prep.add_argument("--training-instance-type", help=f"decides CPU or GPU training images (default: {CPU_INSTANCE})")
     prep.add_argument(
-        "--transform-instance-type", help=f"decides CPU or GPU inference images (default: {CPU_INSTANCE})"
+        "--instance-type",
+        action="append",
+        type=_instance_type,
+        metavar="PARAMETER=TYPE",
+        help=f"a framework's instance type, e.g. ImageClassificationTrainingInstanceType=ml.c5.2xlarge "
+        f"(each defaults to {CPU_INSTANCE}; checked against the API it goes to)",
+    )
+    prep.add_argument(
+        "--set-cors", action="store_true", help="add Ground Truth's CORS rule to an existing --bucket that lacks it"
     )
     prep.add_argument("--workteam-arn", help="add WorkteamArn to the overrides")
     prep.add_argument("--job-name-prefix", help="add JobNamePrefix to the overrides")

@@ -10,15 +10,19 @@ content-addressed key, and returns the `sam deploy --parameter-overrides` for `t
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import json
 import logging
 import os
+import re
 import shlex
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
 from labelloop import tasks
+from labelloop.aws_limits import instance_type_problem
 from labelloop.tasks.base import BUILT_IN_LAMBDA_ACCOUNTS
 
 # The prebuilt framework containers each task type's algorithm runs in. Training and inference
@@ -26,6 +30,9 @@ from labelloop.tasks.base import BUILT_IN_LAMBDA_ACCOUNTS
 # ones the pinned SDK (requirements-deploy.txt) lists for both scopes:
 # - PyTorch 2.6.0 / py312 is the newest version with an inference image (training goes to 2.8.0);
 # - scikit-learn 1.2-1 is the newest with an inference image (training also has 1.4-2).
+# Instance types are per framework and default to CPU: no algorithm has measured GPU code (the
+# image trainer moves to CUDA when it finds it, unmeasured), and the scikit-learn image is CPU-only.
+CPU_INSTANCE = "ml.m5.xlarge"
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,16 @@ class Framework:
     name: str  # sagemaker.image_uris framework name
     version: str
     py_version: str
-    gpu: bool  # has GPU images; without, the CPU image is used on any instance type
+    gpu: bool  # has GPU images; without, only CPU instance types are accepted
+    training_instance: str = CPU_INSTANCE  # <prefix>TrainingInstanceType's default
+    transform_instance: str = CPU_INSTANCE  # <prefix>TransformInstanceType's default
+
+    def instance_types(self) -> dict[str, str]:
+        """Template parameter -> this framework's default instance type."""
+        return {
+            f"{self.parameter_prefix}TrainingInstanceType": self.training_instance,
+            f"{self.parameter_prefix}TransformInstanceType": self.transform_instance,
+        }
 
 
 # Task type -> its container and template parameters, as the task type declares them.
@@ -43,7 +59,8 @@ FRAMEWORKS: dict[str, Framework] = {
     for t in tasks.all_types()
 }
 SOURCE_PREFIX = "labelloop/source"
-CPU_INSTANCE = "ml.m5.xlarge"
+ACCELERATED = re.compile(r"^ml\.(g|p)\d")  # GPU instance families
+NEURON = re.compile(r"^ml\.(inf|trn)\d")  # need Neuron images, which no framework here has
 
 
 class DeployError(RuntimeError):
@@ -84,19 +101,47 @@ def _image_uris():
     return image_uris
 
 
+def instance_types(overrides: dict[str, str] | None = None, frameworks: dict[str, Framework] = FRAMEWORKS) -> dict[str, str]:
+    """Every framework's instance-type parameters: the defaults, then `overrides`; each checked.
+
+    Checked against botocore's instance types for the API it goes to (CreateTrainingJob or
+    CreateTransformJob: ml.t3.medium trains but cannot transform), and against the framework
+    (the scikit-learn image has no GPU build; no framework here has Neuron images).
+    """
+    out = {k: v for fw in frameworks.values() for k, v in fw.instance_types().items()}
+    unknown = sorted(set(overrides or {}) - set(out))
+    if unknown:
+        raise DeployError(f"unknown instance-type parameters {unknown}; expected some of {sorted(out)}")
+    out.update(overrides or {})
+    problems = []
+    for fw in frameworks.values():
+        for parameter in fw.instance_types():
+            value = out[parameter]
+            setting = "TrainingInstanceType" if parameter.endswith("TrainingInstanceType") else "TransformInstanceType"
+            problem = instance_type_problem(setting, value)
+            if problem:
+                problems.append(f"{parameter}: {problem}")
+            elif NEURON.match(value) or (ACCELERATED.match(value) and not fw.gpu):
+                problems.append(f"{parameter}: {value} is an accelerated instance type; the {fw.name} image here runs on CPU only")
+    if problems:
+        raise DeployError("; ".join(problems))
+    return out
+
+
 def resolve_images(
-    region: str,
-    training_instance_type: str = CPU_INSTANCE,
-    transform_instance_type: str = CPU_INSTANCE,
-    frameworks: dict[str, Framework] = FRAMEWORKS,
+    region: str, types: dict[str, str] | None = None, frameworks: dict[str, Framework] = FRAMEWORKS
 ) -> dict[str, str]:
-    """Template parameter → image URI, for every task type's training and inference image."""
+    """Template parameter → image URI, for every task type's training and inference image.
+
+    The framework's own instance types (`instance_types`) decide between its CPU and GPU images.
+    """
     image_uris = _image_uris()
+    types = instance_types(types, frameworks)
     out: dict[str, str] = {}
     for fw in frameworks.values():
         for scope, instance_type, suffix in (
-            ("training", training_instance_type, "TrainingImage"),
-            ("inference", transform_instance_type, "InferenceImage"),
+            ("training", types[f"{fw.parameter_prefix}TrainingInstanceType"], "TrainingImage"),
+            ("inference", types[f"{fw.parameter_prefix}TransformInstanceType"], "InferenceImage"),
         ):
             try:
                 out[fw.parameter_prefix + suffix] = image_uris.retrieve(
@@ -112,6 +157,69 @@ def resolve_images(
                     f"no {fw.name} {fw.version} {scope} image for {region} / {instance_type}: {exc}"
                 ) from None
     return out
+
+
+# ---------------------------------------------------------------- an existing bucket
+
+# Ground Truth's worker UI fetches images from the bucket in the browser (presigned URLs), from
+# the labeling portal's origin: the bucket needs a CORS rule that allows it (AWS's documented rule).
+GROUND_TRUTH_CORS_RULE = {"AllowedMethods": ["GET"], "AllowedOrigins": ["*"], "ExposeHeaders": ["Access-Control-Allow-Origin"]}
+
+
+def _error_code(exc: Exception) -> str:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+
+
+def allows_ground_truth(rules: list[dict[str, Any]], region: str) -> bool:
+    """Whether a bucket's CORS rules let the labeling portal's pages GET its objects."""
+    portal = f"https://0123456789abcdef.labeling.{region}.sagemaker.aws"
+    return any(
+        "GET" in rule.get("AllowedMethods", []) and any(fnmatch.fnmatchcase(portal, o) for o in rule.get("AllowedOrigins", []))
+        for rule in rules
+    )
+
+
+def check_bucket(bucket: str, region: str, session: Any, *, set_cors: bool = False) -> dict[str, str]:
+    """An existing data bucket, checked before anything is deployed; the parameters it implies.
+
+    CORS: without a rule for Ground Truth's portal, image tasks show workers no image. With
+    `set_cors` the rule is added (the bucket's other rules kept); else a missing rule is a
+    DeployError that says how to add it. SSE-KMS with a customer managed key: its ARN becomes
+    DataBucketKmsKeyArn, so the roles may use it.
+    """
+    from botocore.exceptions import ClientError
+
+    s3 = session.client("s3", region_name=region)
+    try:
+        rules = s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
+    except ClientError as exc:
+        if _error_code(exc) != "NoSuchCORSConfiguration":
+            raise DeployError(f"cannot read the CORS configuration of bucket {bucket!r}: {exc}") from None
+        rules = []
+    if not allows_ground_truth(rules, region):
+        if not set_cors:
+            config = json.dumps({"CORSRules": [*rules, GROUND_TRUTH_CORS_RULE]}, separators=(",", ":"))
+            raise DeployError(
+                f"bucket {bucket!r} has no CORS rule that lets Ground Truth's worker UI load its images "
+                f"(image tasks would show workers nothing). Add it with --set-cors, or: "
+                f"aws s3api put-bucket-cors --bucket {bucket} --cors-configuration '{config}'"
+            )
+        s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [*rules, GROUND_TRUTH_CORS_RULE]})
+    parameters: dict[str, str] = {}
+    try:
+        encryption = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    except ClientError as exc:
+        if _error_code(exc) != "ServerSideEncryptionConfigurationNotFoundError":
+            raise DeployError(f"cannot read the default encryption of bucket {bucket!r}: {exc}") from None
+        encryption = []
+    for rule in encryption:
+        default = rule.get("ApplyServerSideEncryptionByDefault") or {}
+        key = default.get("KMSMasterKeyID")
+        if default.get("SSEAlgorithm", "").startswith("aws:kms") and key:
+            metadata = session.client("kms", region_name=region).describe_key(KeyId=key)["KeyMetadata"]
+            if metadata.get("KeyManager") != "AWS":  # aws/s3: its key policy already lets S3 use it for the account
+                parameters["DataBucketKmsKeyArn"] = metadata["Arn"]
+    return parameters
 
 
 # ---------------------------------------------------------------- algorithm source
@@ -166,18 +274,18 @@ def prepare_deploy(
     *,
     bucket: str | None = None,
     stack: str | None = None,
-    training_instance_type: str = CPU_INSTANCE,
-    transform_instance_type: str = CPU_INSTANCE,
+    instance_type_overrides: dict[str, str] | None = None,
     workteam_arn: str | None = None,
     job_name_prefix: str | None = None,
     session: Any = None,
+    set_cors: bool = False,
 ) -> Preparation:
     """Images for the region, algorithm sources uploaded, and the template parameters.
 
     Where the sources go: `bucket` (an existing bucket, which the stack then uses as its data
     bucket), else the data bucket of `stack`. A stack that does not exist yet has no bucket
     (the first deploy creates it): then only the images are resolved, with a note to deploy and
-    run this again.
+    run this again. An existing bucket is checked first (`check_bucket`: CORS, KMS key).
     """
     if region not in BUILT_IN_LAMBDA_ACCOUNTS:
         raise DeployError(
@@ -194,8 +302,10 @@ def prepare_deploy(
     parameters: dict[str, str] = {}
     notes: list[str] = []
     target = bucket
+    types = instance_types(instance_type_overrides)  # before anything is uploaded
     if bucket:
         parameters["DataBucketName"] = bucket
+        parameters.update(check_bucket(bucket, region, session, set_cors=set_cors))
     elif stack:
         try:
             outputs = stack_outputs(stack, cloudformation=session.client("cloudformation", region_name=region))
@@ -210,9 +320,8 @@ def prepare_deploy(
             if not target:
                 raise DeployError(f"stack {stack!r} has no DataBucketName output: is it a labelloop stack?")
 
-    parameters.update(resolve_images(region, training_instance_type, transform_instance_type))
-    parameters["TrainingInstanceType"] = training_instance_type
-    parameters["TransformInstanceType"] = transform_instance_type
+    parameters.update(resolve_images(region, types))
+    parameters.update(types)
     if target:
         s3 = session.client("s3", region_name=region)
         for task_type, fw in FRAMEWORKS.items():

@@ -15,7 +15,17 @@ from template_model import REGION, REPO, StackSession, load_template
 
 from labelloop import aws_cli
 from labelloop.algorithm_source import package_source
-from labelloop.deploy import FRAMEWORKS, DeployError, parameter_overrides, prepare_deploy, resolve_images, upload_source
+from labelloop.deploy import (
+    ACCELERATED,
+    FRAMEWORKS,
+    GROUND_TRUTH_CORS_RULE,
+    DeployError,
+    instance_types,
+    parameter_overrides,
+    prepare_deploy,
+    resolve_images,
+    upload_source,
+)
 from labelloop.tasks.base import BUILT_IN_LAMBDA_ACCOUNTS
 
 PARAMETERS = load_template()["Parameters"]
@@ -60,10 +70,36 @@ def test_every_ground_truth_region_has_all_four_images(region):
 
 
 def test_gpu_instances_get_gpu_pytorch_images_and_the_cpu_scikit_learn_image():
-    images = resolve_images(REGION, training_instance_type="ml.g5.xlarge", transform_instance_type="ml.g4dn.xlarge")
+    images = resolve_images(
+        REGION,
+        {"ImageClassificationTrainingInstanceType": "ml.g5.xlarge", "ImageClassificationTransformInstanceType": "ml.g4dn.xlarge"},
+    )
     assert images["ImageClassificationTrainingImage"].endswith("pytorch-training:2.6.0-gpu-py312")
     assert images["ImageClassificationInferenceImage"].endswith("pytorch-inference:2.6.0-gpu-py312")
     assert images["TextClassificationTrainingImage"].endswith("sagemaker-scikit-learn:1.2-1-cpu-py3")
+
+
+def test_instance_types_are_per_framework_cpu_by_default_and_checked_against_their_api():
+    types = instance_types()
+    assert set(types) == {f"{fw.parameter_prefix}{k}InstanceType" for fw in FRAMEWORKS.values() for k in ("Training", "Transform")}
+    assert set(types) <= set(PARAMETERS)
+    assert all(not ACCELERATED.match(t) for t in types.values()), "CPU by default: no algorithm has measured GPU code"
+    assert all(PARAMETERS[k]["Default"] == v for k, v in types.items()), "the template's defaults are the same"
+    # ml.t3.medium trains but cannot transform: refused for the transform, before anything is deployed
+    assert instance_types({"TextClassificationTrainingInstanceType": "ml.t3.medium"})
+    with pytest.raises(DeployError, match="TextClassificationTransformInstanceType: .*'ml.t3.medium' is not an instance type CreateTransformJob accepts"):
+        instance_types({"TextClassificationTransformInstanceType": "ml.t3.medium"})
+    with pytest.raises(DeployError, match="CPU only"):  # the scikit-learn image has no GPU build
+        instance_types({"TextClassificationTrainingInstanceType": "ml.g5.xlarge"})
+    with pytest.raises(DeployError, match="unknown instance-type parameters"):
+        instance_types({"TrainingInstanceType": "ml.m5.xlarge"})
+
+
+def test_samconfig_instance_types_are_valid_for_their_api():
+    for env in ("default", "dev", "prod"):
+        _, pairs = aws_cli.samconfig_environment(env, str(REPO / "samconfig.toml"))
+        types = {k: v for k, v in pairs.items() if k.endswith("InstanceType")}
+        assert instance_types(types), env
 
 
 def test_upload_source_is_content_addressed(aws, tmp_path):
@@ -80,8 +116,44 @@ def test_upload_source_is_content_addressed(aws, tmp_path):
     assert upload_source("text-classification", "labels", s3=s3) == uri  # deterministic: same sources, same key
 
 
+def _bucket(name: str, cors: bool = True) -> None:
+    boto3.client("s3").create_bucket(Bucket=name)
+    if cors:
+        boto3.client("s3").put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": [GROUND_TRUTH_CORS_RULE]})
+
+
+def test_an_existing_bucket_without_ground_truths_cors_rule_is_refused_or_given_it(aws):
+    _bucket("my-labels", cors=False)
+    s3 = boto3.client("s3")
+    s3.put_bucket_cors(Bucket="my-labels", CORSConfiguration={"CORSRules": [{"AllowedMethods": ["PUT"], "AllowedOrigins": ["https://example.com"]}]})
+    with pytest.raises(DeployError, match="no CORS rule .* --set-cors, or: aws s3api put-bucket-cors --bucket my-labels"):
+        prepare_deploy(REGION, bucket="my-labels")
+    assert s3.list_objects_v2(Bucket="my-labels").get("KeyCount", 0) == 0, "nothing uploaded before the check"
+    prepare_deploy(REGION, bucket="my-labels", set_cors=True)
+    rules = s3.get_bucket_cors(Bucket="my-labels")["CORSRules"]
+    assert rules[0]["AllowedMethods"] == ["PUT"], "the bucket's own rules are kept"
+    assert any(r["AllowedMethods"] == ["GET"] and r["AllowedOrigins"] == ["*"] for r in rules)
+    prepare_deploy(REGION, bucket="my-labels")  # now it passes as it is
+
+
+def test_an_sse_kms_bucket_gives_its_key_to_the_roles(aws):
+    _bucket("kms-labels")
+    key = boto3.client("kms").create_key(Description="labels")["KeyMetadata"]
+    boto3.client("s3").put_bucket_encryption(
+        Bucket="kms-labels",
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key["KeyId"]}}]
+        },
+    )
+    p = prepare_deploy(REGION, bucket="kms-labels").parameters
+    assert p["DataBucketKmsKeyArn"] == key["Arn"]
+    _check_against_template(p)
+    _bucket("sse-s3-labels")
+    assert "DataBucketKmsKeyArn" not in prepare_deploy(REGION, bucket="sse-s3-labels").parameters
+
+
 def test_prepare_deploy_with_an_existing_bucket(aws):
-    boto3.client("s3").create_bucket(Bucket="my-labels")
+    _bucket("my-labels")
     prep = prepare_deploy(
         REGION, bucket="my-labels", workteam_arn="arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/t"
     )
@@ -128,7 +200,7 @@ def test_overrides_are_key_value_pairs():
 
 
 def test_prepare_deploy_command_prints_only_the_overrides(aws, capsys, tmp_path):
-    boto3.client("s3").create_bucket(Bucket="my-labels")
+    _bucket("my-labels")
     out = tmp_path / "overrides.txt"
     args = _parser().parse_args(["prepare-deploy", "--region", REGION, "--bucket", "my-labels", "--out", str(out)])
     assert args.func(args) == 0
@@ -140,14 +212,15 @@ def test_prepare_deploy_command_prints_only_the_overrides(aws, capsys, tmp_path)
 
 
 def test_prepare_deploy_command_starts_from_a_samconfig_environment(aws, capsys):
-    boto3.client("s3").create_bucket(Bucket="example-corp-labeling-data")
+    _bucket("example-corp-labeling-data")
     args = _parser().parse_args(["prepare-deploy", "--config-env", "prod", "--samconfig", str(REPO / "samconfig.toml")])
     assert args.func(args) == 0
     pairs = dict(pair.split("=", 1) for pair in capsys.readouterr().out.split())
-    # prod: eu-west-1, GPU training, its own bucket, its workteam kept
+    # prod: eu-west-1, CPU training (no algorithm uses a GPU), its own bucket, its workteam kept
     assert pairs["ImageClassificationTrainingImage"].endswith(
-        ".dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.6.0-gpu-py312"
+        ".dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.6.0-cpu-py312"
     )
+    assert pairs["ImageClassificationTrainingInstanceType"] == "ml.c5.2xlarge"
     assert pairs["ImageClassificationInferenceImage"].endswith("pytorch-inference:2.6.0-cpu-py312")
     assert pairs["TextClassificationSourceDirUri"].startswith("s3://example-corp-labeling-data/labelloop/source/")
     assert pairs["WorkteamArn"].endswith(":workteam/private-crowd/labelers")
@@ -168,7 +241,7 @@ stack_name = "labelloop"
 region = "us-east-1"
 capabilities = "CAPABILITY_IAM"
 resolve_s3 = true
-parameter_overrides = "WorkteamArn=\\"arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/t\\" JobNamePrefix=\\"labelloop\\" DataBucketName=\\"\\" ImageClassificationSourceDirUri=\\"\\" TextClassificationSourceDirUri=\\"\\" TrainingInstanceType=\\"ml.m5.xlarge\\""
+parameter_overrides = "WorkteamArn=\\"arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/t\\" JobNamePrefix=\\"labelloop\\" DataBucketName=\\"\\" ImageClassificationSourceDirUri=\\"\\" TextClassificationSourceDirUri=\\"\\" TextClassificationTrainingInstanceType=\\"ml.m5.xlarge\\""
 """
 
 
