@@ -36,7 +36,7 @@ JOB_KINDS = ("label", "train", "model", "infer-val", "infer-unl")
 # ---------------------------------------------------------------- Step Functions history
 
 HISTORY_EVENT_LIMIT = 25_000
-MAX_ITERATIONS = 250  # see tests/deploy/test_aws_limits.py for the event budget behind it
+MAX_ITERATIONS = 200  # the event budget behind it: tests/deploy/test_aws_limits.py
 
 # ---------------------------------------------------------------- batch transform
 

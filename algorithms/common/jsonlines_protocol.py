@@ -71,12 +71,18 @@ def parse_request(request_body: bytes | bytearray | str, content_type: str | Non
     return records
 
 
-def format_response(probabilities: Sequence[Sequence[float]], accept: str | None) -> str:
-    """One `{"probabilities": [...]}` line per row, newline-terminated."""
+def response_content_type(accept: str | None) -> str:
+    """The media type a response to `accept` is sent as (application/jsonlines for any wildcard)."""
     media = _media_type(accept, JSONLINES)
     if media in ("*/*", "application/*"):
         media = JSONLINES
     if media not in SUPPORTED:
         raise ValueError(f"unsupported accept type {accept!r}: this model answers {JSONLINES}")
+    return media
+
+
+def format_response(probabilities: Sequence[Sequence[float]], accept: str | None) -> str:
+    """One `{"probabilities": [...]}` line per row, newline-terminated."""
+    response_content_type(accept)
     rows = probabilities.tolist() if hasattr(probabilities, "tolist") else probabilities
     return "".join(json.dumps({"probabilities": [float(p) for p in row]}) + "\n" for row in rows)

@@ -43,5 +43,6 @@ def predict_fn(input_object: list[dict[str, Any]], model: TextModel) -> np.ndarr
     return model.predict_proba(texts)
 
 
-def output_fn(prediction: np.ndarray, accept: str | None) -> str:
-    return jsonlines_protocol.format_response(prediction, accept)
+def output_fn(prediction: np.ndarray, accept: str | None) -> tuple[str, str]:
+    # (body, content type): the scikit-learn container sends a bare string as text/html.
+    return jsonlines_protocol.format_response(prediction, accept), jsonlines_protocol.response_content_type(accept)

@@ -109,6 +109,9 @@ def transform(inference: ModuleType, model: Any, lines: list[dict[str, Any]], co
     """One batch-transform request: N lines in, N probability rows out (checked)."""
     body = "".join(json.dumps(line) + "\n" for line in lines).encode("utf-8")
     output = inference.output_fn(inference.predict_fn(inference.input_fn(body, content_type), model), "application/jsonlines")
+    if isinstance(output, tuple):  # (body, content type), as the serving containers take it
+        output, answered_as = output
+        assert answered_as == "application/jsonlines"
     assert isinstance(output, str)
     out_lines = output.splitlines()
     assert len(out_lines) == len(lines)
@@ -428,6 +431,48 @@ def test_text_inference_request_formats(text_src, tmp_path):
     assert len(inference.input_fn(b'[{"source": "x"}, {"source": "y"}]', "application/json")) == 2
     with pytest.raises(ValueError, match="request line 2"):
         inference.input_fn(b'{"source": "x"}\nnot json\n', "application/jsonlines")
+
+
+def test_text_output_names_its_content_type(text_src):
+    """A bare string leaves the scikit-learn container to label the reply text/html."""
+    inference = import_from(text_src, "inference")
+    for accept in ("application/jsonlines", "*/*", None):
+        body, content_type = inference.output_fn(np.array([[0.25, 0.75]]), accept)
+        assert content_type == "application/jsonlines" and json.loads(body) == {"probabilities": [0.25, 0.75]}
+    assert inference.output_fn(np.array([[1.0, 0.0]]), "application/json")[1] == "application/json"
+
+
+# ---------------------------------------------------------------- batch transform limits
+
+
+@pytest.mark.parametrize("n_classes", [2, 10, 30, 100, 1000])
+def test_a_full_mini_batch_gets_a_reply_the_model_server_sends_in_time(image_src, n_classes, monkeypatch):
+    """MaxPayloadInMB of the shortest transform input lines: the reply stays under TorchServe's
+    default max_response_size (6,553,500 bytes, which the PyTorch inference container keeps),
+    and the request's S3 reads fit the model server's timeout.
+
+    Before: 6 MB requests of 134-byte lines with 10 classes replied ~11.3 MB (InferUnlabeled
+    failed on any unlabeled set over ~27k images)."""
+    from labelloop import aws_limits
+
+    protocol = import_from(image_src, "jsonlines_protocol")
+    shortest = {"labelloop-id": 0, "source-ref": "s3://abc/k"}  # shortest bucket and key S3 allows
+    line = aws_limits.transform_line(shortest, n_classes)
+    line_bytes = len(json.dumps(line, separators=(",", ":"))) + 1  # as storage.LineWriter writes it
+    assert line_bytes >= aws_limits.min_line_bytes(n_classes)
+    lines = aws_limits.PAYLOAD_BYTES // line_bytes  # a full mini-batch of them
+    worst = np.full((lines, n_classes), 1.2345678901234567e-100)  # the longest float json.dumps writes in [0, 1]
+    reply = protocol.format_response(worst, "application/jsonlines").encode()
+    assert len(reply) <= aws_limits.worst_case_reply_bytes(n_classes, line_bytes)  # the bound holds for the real format
+    assert len(reply) <= aws_limits.MODEL_SERVER_REPLY_LIMIT, f"{len(reply):,} bytes for {lines:,} lines"
+    # S3 reads: one GET per line at a pessimistic 0.2 s, on the fewest loader threads
+    # (object_loader.default_workers: at least 8 with one CPU), must leave most of the model
+    # server's timeout to decoding and the network; TorchServe's default 60 s would not do.
+    monkeypatch.setenv("SM_NUM_CPUS", "1")
+    workers = import_from(image_src, "object_loader").default_workers()
+    assert lines <= aws_limits.MAX_LINES_PER_REQUEST
+    reads = lines * 0.2 / workers
+    assert reads <= aws_limits.MODEL_SERVER_TIMEOUT / 4, reads
 
 
 # ---------------------------------------------------------------- hyperparameters
