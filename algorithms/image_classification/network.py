@@ -63,7 +63,7 @@ def normaliser(mean: Sequence[float], std: Sequence[float]):
 
     def normalise(images: torch.Tensor) -> torch.Tensor:
         x = images.to(torch.float32)
-        return ((x - m) * s).contiguous(memory_format=torch.channels_last)
+        return ((x - m.to(x.device)) * s.to(x.device)).contiguous(memory_format=torch.channels_last)
 
     return normalise
 

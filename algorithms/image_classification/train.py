@@ -1,4 +1,5 @@
-"""Train the image classifier (SageMaker script mode; PyTorch training container, CPU is enough).
+"""Train the image classifier (SageMaker script mode; PyTorch training container, CPU is enough;
+CUDA is used when present, unmeasured).
 
     python train.py [--epochs 10 ...]     # hyperparameters also come from SM_HPS
 
@@ -154,12 +155,19 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     return padded[batch, chans, rows, cols]
 
 
+def training_device() -> torch.device:
+    """CUDA when the instance has it (a GPU instance type: used, but not measured here), else CPU."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
 def predict_logits(net: torch.nn.Module, images: np.ndarray, normalise, batch_size: int = 512) -> np.ndarray:
     net.eval()
+    device = next(net.parameters()).device
     out = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            out.append(net(normalise(torch.from_numpy(images[start : start + batch_size]))).float().numpy())
+            batch = torch.from_numpy(images[start : start + batch_size]).to(device)
+            out.append(net(normalise(batch)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
@@ -203,7 +211,8 @@ def train(args: dict) -> None:
     epochs = args["epochs"] or auto_epochs(n, batch_size)
     steps_per_epoch = max(1, n // batch_size)  # the last partial batch is dropped
     arch = architecture(channels, k, image_size, args["width"], args["dropout"])
-    net = build(arch).to(memory_format=torch.channels_last)
+    device = training_device()
+    net = build(arch).to(device=device, memory_format=torch.channels_last)
     normalise = normaliser(mean, std)
     optimiser = torch.optim.AdamW(net.parameters(), lr=args["learning_rate"], weight_decay=args["weight_decay"])
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, one_cycle(epochs * steps_per_epoch))
@@ -214,7 +223,7 @@ def train(args: dict) -> None:
     labels = torch.from_numpy(y_train)
     script_mode.log(
         f"training {epochs} epochs of {steps_per_epoch} steps, batch size {batch_size}, "
-        f"shifts up to {max_shift} px, {threads} threads"
+        f"shifts up to {max_shift} px, {threads} threads, on {device.type}"
     )
 
     for epoch in range(1, epochs + 1):
@@ -229,7 +238,7 @@ def train(args: dict) -> None:
             if args["horizontal_flip"]:
                 flip = torch.rand(len(idx), generator=generator) < 0.5
                 xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
-            yb = labels[idx]
+            xb, yb = xb.to(device), labels[idx].to(device)  # augmentation stays on CPU: the seeded generator is there
             logits = net(normalise(xb))
             loss = F.cross_entropy(logits, yb, label_smoothing=args["label_smoothing"])
             optimiser.zero_grad(set_to_none=True)
