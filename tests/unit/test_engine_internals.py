@@ -15,6 +15,9 @@ PATCHED = {
         "StateTaskServiceUnsupported"
     ],
     "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource": ["ResourceCondition"],
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk": [
+        "StateTaskServiceAwsSdk"
+    ],
     "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback": [
         "StateTaskServiceCallback"
     ],
@@ -48,8 +51,16 @@ def test_patched_signatures_are_the_ones_the_engine_overrides():
     assert list(inspect.signature(LambdaSimpleBackend.invoke).parameters) == [
         "self", "function_name", "qualifier", "body", "headers", "response_headers"
     ]
-    for method in ("_eval_service_task", "_eval_integration_pattern"):
-        params = list(inspect.signature(getattr(StateTaskServiceUnsupported, method)).parameters)
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+        StateTaskServiceAwsSdk,
+    )
+
+    for cls, method in (
+        (StateTaskServiceUnsupported, "_eval_service_task"),
+        (StateTaskServiceUnsupported, "_eval_integration_pattern"),
+        (StateTaskServiceAwsSdk, "_eval_service_task"),  # aws-sdk:sagemaker:describe*Job
+    ):
+        params = list(inspect.signature(getattr(cls, method)).parameters)
         assert params == ["self", "env", "resource_runtime_part", "normalised_parameters", "state_credentials"]
     assert "sagemaker" in importlib.import_module(
         "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_factory"
