@@ -92,18 +92,25 @@ def _join(base: str, *parts: str) -> str:
 class FakeSageMaker:
     """Answers the state machine's SageMaker requests the way the service would, on moto S3."""
 
-    def __init__(self, run: Run, fail_training: bool = False):
+    def __init__(self, run: Run, fail_training: bool = False, lose_response: str | None = None):
         self.run = run
         self.fail_training = fail_training
+        self.lose_response = lose_response  # job-name substring: created, but the first answer is lost
         self.lock = threading.Lock()
 
     def arn(self, kind: str, name: str) -> str:
         return f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{kind}/{name.lower()}"
 
     def __call__(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        from labelloop.local.sagemaker_jobs import NAME_KEYS, ResponseLostError
+
         with self.lock:
             self.run.requests.append((action, json.loads(json.dumps(params))))
-        return getattr(self, action)(params)
+        result = getattr(self, action)(params)
+        if self.lose_response and self.lose_response in params[NAME_KEYS[action]]:
+            self.lose_response = None  # once
+            raise ResponseLostError(result)
+        return result
 
     def createTrainingJob(self, p: dict[str, Any]) -> dict[str, Any]:
         name = p["TrainingJobName"]
@@ -218,6 +225,7 @@ def run_loop(
     settings: list[tuple[str, Any]] | None = None,
     name: str = "contract-run",
     fail_training: bool = False,
+    lose_response: str | None = None,
 ) -> Run:
     """One execution, start to end, in a fresh moto account."""
     import boto3
@@ -229,7 +237,7 @@ def run_loop(
     run = Run(resolver=Resolver())
     resolver = run.resolver
     bucket = resolver.data_bucket()
-    fake = FakeSageMaker(run, fail_training)
+    fake = FakeSageMaker(run, fail_training, lose_response)
 
     class StackEngine(LocalEngine):
         def substitutions(self) -> dict[str, str]:

@@ -15,6 +15,7 @@ from template_model import DEFINITION, Resolver
 
 from labelloop import aws_limits, steps
 from labelloop.config import ConfigurationError, JobSettings
+from labelloop.local.sagemaker_jobs import NAME_KEYS
 
 SAGEMAKER = botocore.session.get_session().get_service_model("sagemaker")
 ASL = json.loads(DEFINITION.read_text())
@@ -81,9 +82,7 @@ def test_a_job_name_too_long_for_its_sagemaker_names_is_refused_at_parse_time(jo
 def test_the_steps_name_jobs_only_with_the_kinds_checked(run):
     job, run_id = run.execution_input["JobName"], None
     for action, body in run.requests:
-        field = {"createTrainingJob": "TrainingJobName", "createModel": "ModelName",
-                 "createTransformJob": "TransformJobName", "createLabelingJob": "LabelingJobName"}[action]
-        name = body[field]
+        name = body[NAME_KEYS[action]]
         prefix, _, rest = name.partition(job + "-")
         assert prefix == "" and rest
         rid, iteration, kind = rest.split("-", 2)
@@ -232,3 +231,35 @@ def test_only_transient_sagemaker_errors_are_retried_and_an_existing_job_is_look
         after = resume.get(name, STATES["ResumeAfterExistingJob?"]["Default"])
         after = STATES[after]["Next"] if STATES[after]["Type"] == "Pass" else after
         assert after == STATES[name]["Next"], name
+
+
+@pytest.mark.parametrize(
+    ("lost", "looked_up", "then"),
+    [
+        ("-001-label", "DescribeLabelingJob", "UseExistingLabelingJob"),
+        ("-001-model", None, "InferValidation"),
+        ("-001-infer-unl", "DescribeTransformJob", "GateAndRoute"),
+    ],
+)
+def test_a_job_whose_create_answer_was_lost_is_used_not_created_again(tmp_path, lost, looked_up, then):
+    """The first answer is lost (a 500): the step is tried again, finds the name taken, and the
+    loop goes on with the job it created (a labeling job is never paid twice)."""
+    run = run_loop(tmp_path, name="lost-run", lose_response=lost)
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    entered = [e["stateEnteredEventDetails"]["name"] for e in run.history if "stateEnteredEventDetails" in e]
+    assert "WaitAfterThrottling" in entered and "ResumeAfterExistingJob?" in entered
+    if looked_up:
+        assert looked_up in entered
+    assert entered[entered.index("ResumeAfterExistingJob?") + 1] == then
+    names = [body[NAME_KEYS[action]] for action, body in run.requests]
+    assert sum(n.endswith(lost) for n in names) == 1, "one create reached the fake; the second was refused as a duplicate"
+    answered = [u for u in run.objects if u.endswith("/manifests/output/output.manifest")]
+    assert len(answered) == len({u.split("/labeling/")[1].split("/")[0] for u in answered})
+
+
+def test_an_existing_job_that_failed_fails_the_loop_with_the_labels_saved(tmp_path):
+    run = run_loop(tmp_path, name="lost-failed", fail_training=True, lose_response="-001-train")
+    assert run.status == "FAILED" and run.error == "LabelingLoopFailed"
+    assert "training-job" in run.cause and "ended Failed" in run.cause, run.cause
+    summary = json.loads(next(d for u, d in run.objects.items() if u.endswith("/output/summary.json")))
+    assert summary["StopReason"] == "failed: States.TaskFailed" and summary["HumanLabeled"] > 0
