@@ -13,7 +13,7 @@ import regex
 from loop_on_moto import run_loop
 from template_model import DEFINITION, Resolver
 
-from labelloop import aws_limits, steps
+from labelloop import aws_limits, layout, steps
 from labelloop.config import ConfigurationError, JobSettings
 from labelloop.local.sagemaker_jobs import NAME_KEYS
 
@@ -57,7 +57,7 @@ def test_every_name_the_longest_job_name_makes_is_a_valid_sagemaker_name():
         run_id = settings.run_id("an-execution-name-as-long-as-step-functions-allows-it-to-be-00000000000000000")
         for iteration in (1, settings.max_iterations, settings.max_iterations + 1):
             for kind, (operation, member) in NAME_FIELDS.items():
-                name = steps.layout.job_name(job, run_id, iteration, kind)
+                name = layout.job_name(job, run_id, iteration, kind)
                 shape = SAGEMAKER.operation_model(operation).input_shape.members[member]
                 assert len(name) <= shape.metadata["max"], (name, len(name))
                 assert regex.fullmatch(shape.metadata["pattern"], name), name
