@@ -181,6 +181,23 @@ class Summary(Contract):
     optional_keys = ("Cause",)
 
 
+class DescribedJob(Contract):
+    """Describe*Job's result, as the Describe states' ResultSelector keeps it."""
+
+    status: str = Field(alias="Status")
+    job: dict[str, Any] = Field(alias="Job")  # the whole Describe* response
+
+
+class AwaitedJob(Contract):
+    """A SageMaker step's refusal (`awaiting`): which step, and the job or model it named."""
+
+    step: str = Field(alias="Step")
+    kind: str = Field(alias="Kind")  # training-job, transform-job, labeling-job, model
+    name: str = Field(alias="Name")
+    poll_seconds: int = Field(alias="PollSeconds")
+    described: Optional[DescribedJob] = Field(default=None, alias="Described")
+
+
 class Execution(Contract):
     """The execution document (`$`) between states: Bootstrap's result plus what each state adds."""
 
@@ -193,3 +210,4 @@ class Execution(Contract):
     error: Optional[ErrorInfo] = None
     failure: Optional[Summary] = None
     summary: Optional[Summary] = None
+    awaiting: Optional[AwaitedJob] = None  # SageMakerRefused? and the states after it

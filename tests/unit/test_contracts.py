@@ -23,9 +23,17 @@ SYNC_RESULTS = {
     "arn:aws:states:::sagemaker:createTrainingJob.sync": "DescribeTrainingJobResponse",
     "arn:aws:states:::sagemaker:createLabelingJob.sync": "DescribeLabelingJobResponse",
     "arn:aws:states:::sagemaker:createTransformJob.sync": "DescribeTransformJobResponse",
+    # the refusal path's look-ups of a job a step created
+    "arn:aws:states:::aws-sdk:sagemaker:describeTrainingJob": "DescribeTrainingJobResponse",
+    "arn:aws:states:::aws-sdk:sagemaker:describeLabelingJob": "DescribeLabelingJobResponse",
+    "arn:aws:states:::aws-sdk:sagemaker:describeTransformJob": "DescribeTransformJobResponse",
 }
 # The model a ResultPath's value is: what a ResultSelector must produce.
-RESULT_MODELS = {"$.training": contracts.TrainingResult, "$.labeling": contracts.LabelingResult}
+RESULT_MODELS = {
+    "$.training": contracts.TrainingResult,
+    "$.labeling": contracts.LabelingResult,
+    "$.awaiting.Described": contracts.DescribedJob,
+}
 
 
 def _states(states: dict) -> typing.Iterator[tuple[str, dict]]:
