@@ -29,8 +29,8 @@ from labelloop.layout import job_name
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # the Create* APIs' name pattern, 63 at most
 MAX_JOB_NAME = 32
 RUN_ID_LENGTH = 8  # JobSettings.run_id
-# The kinds of SageMaker resource a run names {JobName}-{RunId}-{NNN}-{kind} (steps.split_validation,
-# steps._write_human_batch); "auto" names the auto-labels' job-name metadata, not a resource.
+# The kinds of SageMaker resource a run names {JobName}-{RunId}-{NNN}-{kind} (steps/split.py,
+# steps/human_batch.py); "auto" names the auto-labels' job-name metadata, not a resource.
 JOB_KINDS = ("label", "train", "model", "infer-val", "infer-unl")
 
 # ---------------------------------------------------------------- Step Functions history
