@@ -42,6 +42,15 @@ def images(folder: Path, n: int) -> list[dict]:
     return lines
 
 
+def text_files(folder: Path, n: int) -> list[dict]:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n):
+        (folder / f"{i}.txt").write_text(f"text {i}")
+        lines.append({"source-ref": str(folder / f"{i}.txt")})
+    return lines
+
+
 def boot(tmp_path, lines, deployment=DEPLOYMENT, task="image-classification", manifest_uri=None, **settings):
     if manifest_uri is None:
         manifest = tmp_path / "manifest.jsonl"
@@ -137,11 +146,7 @@ def test_truncated_image_is_rejected(tmp_path, recorder):
 
 def test_text_tasks_only_need_the_file_to_exist(tmp_path, recorder):
     folder = tmp_path / "txt"
-    folder.mkdir()
-    lines = []
-    for i in range(20):
-        (folder / f"{i}.txt").write_text(f"text {i}")
-        lines.append({"source-ref": str(folder / f"{i}.txt")})
+    lines = text_files(folder, 20)
     lines.append({"source-ref": str(folder / "missing.txt")})
     result = boot(tmp_path, lines, task="text-classification")
     assert_one_rejected(tmp_path, result, 21, "does not exist", recorder=recorder)
@@ -270,11 +275,7 @@ def test_reserved_label_attribute_is_refused_before_anyone_is_paid(tmp_path, rec
 def test_devices_and_fifos_are_rejected_without_blocking(tmp_path, recorder):
     # /dev/zero was paid for and then read without end by the transform; a FIFO hung Bootstrap.
     folder = tmp_path / "txt"
-    folder.mkdir()
-    lines = []
-    for i in range(20):
-        (folder / f"{i}.txt").write_text(f"text {i}")
-        lines.append({"source-ref": str(folder / f"{i}.txt")})
+    lines = text_files(folder, 20)
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     lines[2:2] = [{"source-ref": "/dev/zero"}, {"source-ref": str(fifo)}]
@@ -297,11 +298,7 @@ def test_devices_and_fifos_are_rejected_without_blocking(tmp_path, recorder):
 def test_items_over_the_byte_limit_are_rejected(tmp_path, monkeypatch, recorder):
     monkeypatch.setattr(input_checks, "MAX_TEXT_BYTES", 1000)
     folder = tmp_path / "txt"
-    folder.mkdir()
-    lines = []
-    for i in range(20):
-        (folder / f"{i}.txt").write_text(f"text {i}")
-        lines.append({"source-ref": str(folder / f"{i}.txt")})
+    lines = text_files(folder, 20)
     (folder / "big.txt").write_text("x" * 1001)
     lines += [{"source-ref": str(folder / "big.txt")}, {"source": "y" * 1001}]
     result = boot(tmp_path, lines, task="text-classification", MinimumItems=1)
