@@ -242,7 +242,7 @@ def _gate(settings, state, model, status, auto, verdict, carries, calibrator, sp
         confident[validation_pick] = False
         rest = np.setdiff1d(rest, validation_pick)
         want, n_validation = want - len(validation_pick), 0
-    n_random = max(round(settings.random_fraction * want), n_validation)
+    n_random = routing.random_count(want, n_validation)
     probs = probabilities(conf[ids[rest]], predicted[ids[rest]], model.profile.classes)
     uncertain, random_pick = routing.select(probs, want, n_random)
     if scope.provisional and draws_validation:

@@ -118,6 +118,11 @@ class Routing:
     random_fraction: float
     seed: int
 
+    def random_count(self, count: int, n_validation: int) -> int:
+        """How many of a batch of `count` are uniform draws: the random share, and at least the
+        validation top-up (validation items must be random draws)."""
+        return max(round(self.random_fraction * count), n_validation)
+
     def scores(self, probs: np.ndarray) -> np.ndarray:
         return STRATEGIES[self.strategy](probs) if len(probs) else np.zeros(0)
 

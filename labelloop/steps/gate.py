@@ -86,7 +86,7 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         confident[validation_pick] = False  # humans will label these; no auto-label meanwhile
         rest = np.setdiff1d(rest, validation_pick)
         want, n_validation = want - len(validation_pick), 0
-    n_random = max(round(settings.random_fraction * want), n_validation)
+    n_random = routing.random_count(want, n_validation)
     uncertain, random_pick = routing.select(p[rest], want, n_random)
     if scope.provisional and draws_validation:
         # Routing just took the uncertain items out of the pool; the validation items that stand
