@@ -74,6 +74,18 @@ def test_second_bootstrap_in_the_same_lambda_sandbox_asks_step_functions(aws, mo
 
 
 def test_s3_executions_started_together_get_one_lock(aws, monkeypatch):
+    # S3 evaluates a conditional write atomically; moto checks the condition and then stores the
+    # object in two steps, so under threads it lets two writers through. Give moto S3's guarantee
+    # (one PutObject at a time) and see that the lock's own logic lets exactly one execution win.
+    from moto.s3.responses import S3Response
+
+    put, one_at_a_time = S3Response.put_object, threading.Lock()
+
+    def atomic_put(self):
+        with one_at_a_time:
+            return put(self)
+
+    monkeypatch.setattr(S3Response, "put_object", atomic_put)
     start, _ = aws
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "labelloop-Bootstrap")
     uri = f"s3://{BUCKET}/out/config/lock.json"
