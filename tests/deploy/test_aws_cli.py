@@ -18,7 +18,7 @@ from template_model import REGION, REPO, StackSession
 from labelloop import aws_cli
 from labelloop.config import JobSettings
 
-DOCS = REPO / "README.md"  # its "Deploy to AWS" section
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]  # README and docs/deploy.md: deploying
 BUCKET = "labels"
 DEFAULTS = {
     "TargetAccuracy": 0.95,
@@ -217,12 +217,12 @@ def test_status_refuses_what_is_not_an_execution_arn(capsys):
     assert args.func(args) == 2
 
 
-# ---------------------------------------------------------------- the README's "Deploy to AWS" section
+# ---------------------------------------------------------------- the commands the README and docs/ tell people to run
 
 
 def _doc_commands(program: str) -> list[list[str]]:
     """Each `program ...` command line in the docs' shell blocks (continuations joined)."""
-    text = DOCS.read_text()
+    text = "\n".join(doc.read_text() for doc in DOCS)
     commands = []
     for block in re.findall(r"```(?:bash|sh|shell)\n(.*?)```", text, re.S):
         for inner in re.findall(rf"\$\(({program} [^)]*)\)", block):  # "$(labelloop ...)" inside another command
@@ -255,7 +255,7 @@ def test_the_docs_sam_commands_are_the_tested_ones():
 
 
 def test_the_docs_way_to_empty_the_versioned_bucket_empties_it(monkeypatch):
-    snippet = re.search(r'python -c "(import boto3[^"]+)" "\$BUCKET"', DOCS.read_text()).group(1)
+    snippet = re.search(r'python -c "(import boto3[^"]+)" "\$BUCKET"', "\n".join(doc.read_text() for doc in DOCS)).group(1)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setattr(sys, "argv", ["-c", "labelloop-databucket-x"])
     with mock_aws():
