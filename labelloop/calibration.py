@@ -25,6 +25,8 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import beta
 
+from labelloop.bounds import hoeffding_bentkus_lower
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -36,7 +38,7 @@ class Calibration:
     validation_accuracy: float | None  # top-1 accuracy on the whole validation set
     min_support: int  # the smallest support the test started from
     carried_support: int = 0  # retired validation verdicts counted in `support` (cumulative scope)
-    carried_correct: int = 0  # ... of which right
+    carried_correct: float = 0  # ... of which right (their summed quality, for a bounded mean)
     # The bound that vouches for the job's auto-labels after this gate: the chosen threshold's, or,
     # when nothing new passes, the earlier auto-labels' alone (None when even they fail).
     pool_bound: float | None = None
@@ -59,8 +61,15 @@ def smallest_passing_support(target: float, confidence: float) -> int:
     return max(1, math.ceil(math.log(1.0 - confidence) / math.log(target)))
 
 
+def lower_bound(total: np.ndarray | float, n: np.ndarray | int, confidence: float, bounded_mean: bool = False) -> np.ndarray:
+    """The exact binomial bound for pass/fail labels; Hoeffding–Bentkus for qualities in [0, 1]."""
+    if bounded_mean:
+        return hoeffding_bentkus_lower(total, n, confidence)
+    return clopper_pearson_lower(total, n, confidence)
+
+
 @functools.lru_cache(maxsize=64)  # a few settings per job, asked at every gate
-def starting_support(target: float, confidence: float) -> int:
+def starting_support(target: float, confidence: float, bounded_mean: bool = False) -> int:
     """Support of the first threshold tested: the fewest items that pass with half the allowed error rate.
 
     Starting where a single unlucky error already fails (the smallest passing support) would end
@@ -71,7 +80,7 @@ def starting_support(target: float, confidence: float) -> int:
     n = smallest_passing_support(target, confidence)
     while True:
         errors = math.floor(n * (1.0 - target) / 2.0)
-        if clopper_pearson_lower(n - errors, n, confidence) >= target:
+        if lower_bound(n - errors, n, confidence, bounded_mean) >= target:
             return n
         n += 1
 
@@ -83,8 +92,9 @@ def calibrate_threshold(
     target_accuracy: float,
     confidence_level: float,
     min_support: int = 0,
-    carried_correct: int = 0,
+    carried_correct: float = 0,
     carried_total: int = 0,
+    bounded_mean: bool = False,
 ) -> Calibration:
     """Lowest confidence threshold whose auto-labels meet `target_accuracy` with `confidence_level`.
 
@@ -92,18 +102,24 @@ def calibrate_threshold(
     it (or `min_support`, if larger), then steps down through each distinct confidence value.
     `carried_correct` of `carried_total` earlier verdicts (cumulative scope) count at every
     threshold; when they alone fail the bound, nothing new is auto-labeled.
+
+    With `bounded_mean`, `correct` holds each validation label's quality in [0, 1] (an IoU) and
+    `target_accuracy` is the target mean quality: the Hoeffding–Bentkus bound replaces the exact
+    binomial one, and the same fixed sequence is tested.
     """
     if not 0.0 < target_accuracy < 1.0:
         raise ValueError(f"target accuracy must be in (0, 1), got {target_accuracy}")
     if not 0.0 < confidence_level < 1.0:
         raise ValueError(f"confidence level must be in (0, 1), got {confidence_level}")
     conf = np.asarray(confidences, dtype=float)
-    ok = np.asarray(correct, dtype=bool)
+    ok = np.asarray(correct, dtype=float if bounded_mean else bool)
+    if bounded_mean and (not np.all(np.isfinite(ok)) or np.any((ok < 0) | (ok > 1))):
+        raise ValueError("qualities must be numbers in [0, 1]")
     if conf.shape != ok.shape:
         raise ValueError("confidences and correct must have the same length")
     if not 0 <= carried_correct <= carried_total:
         raise ValueError(f"carried verdicts: {carried_correct} right of {carried_total} is impossible")
-    start = max(int(min_support), starting_support(target_accuracy, confidence_level))
+    start = max(int(min_support), starting_support(target_accuracy, confidence_level, bounded_mean))
     n_val = int(conf.size)
     val_acc = float(ok.mean()) if n_val else None
     nothing = Calibration(None, None, 0, None, n_val, val_acc, start, carried_total, carried_correct)
@@ -124,7 +140,7 @@ def calibrate_threshold(
     idx, support, hits = idx[keep], support[keep], hits[keep]
     if idx.size == 0:
         return nothing
-    bounds = clopper_pearson_lower(hits, support, confidence_level)
+    bounds = lower_bound(hits, support, confidence_level, bounded_mean)
     passed = bounds >= target_accuracy
     # Fixed-sequence testing: only the unbroken run of passes from the top counts.
     failures = np.nonzero(~passed)[0]

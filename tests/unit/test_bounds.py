@@ -1,0 +1,75 @@
+"""The bound on a mean quality in [0, 1] (IoU of boxes or masks): valid, and as tight as the exact one where they meet."""
+
+import numpy as np
+import pytest
+
+from labelloop.bounds import hoeffding_bentkus_lower
+from labelloop.calibration import calibrate_threshold, clopper_pearson_lower, starting_support
+
+
+def test_all_perfect_labels_give_the_exact_bound():
+    # n qualities of 1: no distribution on [0, 1] can be more certain, and the bound is the exact (1 - confidence)^(1/n).
+    for n in (1, 10, 59, 200):
+        assert hoeffding_bentkus_lower(n, n, 0.95) == pytest.approx(0.05 ** (1 / n), abs=1e-9)
+        assert hoeffding_bentkus_lower(n, n, 0.95) == pytest.approx(clopper_pearson_lower(n, n, 0.95), abs=1e-9)
+
+
+def test_the_bound_rises_with_the_mean_and_with_the_count():
+    means = hoeffding_bentkus_lower(np.array([60.0, 70.0, 80.0]), 100, 0.95)
+    assert np.all(np.diff(means) > 0) and np.all(means < [0.6, 0.7, 0.8])
+    counts = hoeffding_bentkus_lower(np.array([70.0, 700.0, 7000.0]), np.array([100, 1000, 10000]), 0.95)
+    assert np.all(np.diff(counts) > 0) and counts[-1] > 0.69
+    assert hoeffding_bentkus_lower(0, 0, 0.95) == 0.0
+
+
+@pytest.mark.parametrize("a,b,n", [(6, 2, 30), (6, 2, 300), (1, 1, 100), (0.3, 0.3, 200), (20, 2, 50)])
+def test_the_bound_covers_the_true_mean_at_the_stated_confidence(a, b, n):
+    """Beta-distributed qualities, including U-shaped (mostly 0 or 1) ones: the worst case for the bound."""
+    rng = np.random.default_rng(n)
+    true_mean = a / (a + b)
+    sums = rng.beta(a, b, size=(4000, n)).sum(axis=1)
+    bounds = hoeffding_bentkus_lower(sums, n, 0.95)
+    assert np.mean(bounds > true_mean) <= 0.05
+    assert np.mean(bounds) > true_mean - 0.25  # and it says something
+
+
+def test_pass_fail_qualities_cost_at_most_the_factor_e_over_the_exact_bound():
+    # Bentkus' tail is the binomial tail times e: on 0/1 data the bound sits just below Clopper–Pearson.
+    n, k = 200, np.arange(150, 201)
+    hb, cp = hoeffding_bentkus_lower(k, n, 0.95), clopper_pearson_lower(k, n, 0.95)
+    assert np.all(hb <= cp + 1e-9) and np.all(cp - hb < 0.02)
+
+
+def test_impossible_sums_are_refused():
+    with pytest.raises(ValueError, match="between 0 and its count"):
+        hoeffding_bentkus_lower(11, 10, 0.95)
+    with pytest.raises(ValueError, match="confidence"):
+        hoeffding_bentkus_lower(5, 10, 1.0)
+
+
+def test_a_mean_iou_threshold_meets_its_target_at_the_stated_confidence():
+    """A detector whose per-image IoU at confidence c averages c: above threshold t the true mean is (1 + t) / 2."""
+    misses = trials = 0
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        conf = rng.uniform(0.2, 1.0, 1000)
+        iou = rng.beta(8 * conf + 1e-3, 8 * (1 - conf) + 1e-3)
+        cal = calibrate_threshold(conf, iou, target_accuracy=0.8, confidence_level=0.95, bounded_mean=True)
+        if cal.threshold is None:
+            continue
+        trials += 1
+        misses += (1 + cal.threshold) / 2 < 0.8
+    assert trials > 250
+    assert misses / trials <= 0.05
+
+
+def test_mean_iou_calibration_uses_every_quality_and_refuses_bad_ones():
+    conf = np.linspace(1.0, 0.0, 400, endpoint=False)
+    good = calibrate_threshold(conf, np.full(400, 0.9), target_accuracy=0.6, confidence_level=0.95, bounded_mean=True)
+    assert good.threshold == pytest.approx(conf[-1])  # every image at IoU 0.9 passes a 0.6 target
+    assert good.accuracy == pytest.approx(0.9) and 0.6 <= good.lower_bound < 0.9
+    assert starting_support(0.6, 0.95, True) <= good.support
+    poor = calibrate_threshold(conf, np.full(400, 0.5), target_accuracy=0.6, confidence_level=0.95, bounded_mean=True)
+    assert poor.threshold is None
+    with pytest.raises(ValueError, match=r"qualities must be numbers in \[0, 1\]"):
+        calibrate_threshold([0.9, 0.8], [0.5, 1.2], target_accuracy=0.6, confidence_level=0.95, bounded_mean=True)
