@@ -54,6 +54,7 @@ class TaskType:
     quality_name: ClassVar[str]  # what the per-item quality is, e.g. "accuracy"
     default_target: ClassVar[float]  # the auto-labels' default quality target
     bound: ClassVar[str]  # the statistical bound that certifies the target
+    bounded_mean: ClassVar[bool] = False  # quality is any number in [0, 1] (an IoU), not pass/fail
 
     def built_in_lambda_arns(self, region: str) -> tuple[str, str]:
         """(PreHumanTaskLambdaArn, AnnotationConsolidationLambdaArn) for a region."""

@@ -1,0 +1,124 @@
+"""Bounding-box labels: Ground Truth's format in and out, IoU as Ground Truth scores it, workers consolidated."""
+
+import numpy as np
+import pytest
+
+from labelloop.manifest import ManifestError
+from labelloop.tasks.object_detection import ObjectDetection, consolidate_boxes, image_iou, iou_matrix
+
+CLASSES = ["car", "pedestrian", "sign"]
+TASK = ObjectDetection()
+
+
+def box(c, left, top, w, h, **extra):
+    return {"class_id": c, "left": left, "top": top, "width": w, "height": h, **extra}
+
+
+def label(*annotations, width=100, height=80):
+    return {"image_size": [{"width": width, "height": height, "depth": 3}], "annotations": list(annotations)}
+
+
+def test_iou_of_boxes():
+    a = np.array([[0, 0, 10, 10], [0, 0, 10, 10]], dtype=float)
+    b = np.array([[5, 0, 10, 10], [20, 20, 5, 5]], dtype=float)
+    assert iou_matrix(a, b)[0, 0] == pytest.approx(50 / 150)
+    assert iou_matrix(a, b)[0, 1] == 0.0
+
+
+def test_image_iou_counts_missed_and_extra_boxes_as_zero_per_class_then_averages_classes():
+    truth = [box(0, 0, 0, 10, 10), box(0, 50, 50, 10, 10), box(1, 20, 20, 10, 10)]
+    perfect = image_iou(truth, truth)
+    assert perfect == 1.0
+    # car: one exact match and one missed box -> (1 + 0) / 2; pedestrian exact -> 1; image -> 0.75
+    assert image_iou([truth[0], truth[2]], truth) == pytest.approx(0.75)
+    # an extra sign nobody drew adds a class scored 0: (0.5 + 1 + 0) / 3
+    assert image_iou([truth[0], truth[2], box(2, 70, 10, 5, 5)], truth) == pytest.approx(0.5)
+    # the wrong class for a well-placed box scores 0 for both classes
+    assert image_iou([box(1, 0, 0, 10, 10)], [box(0, 0, 0, 10, 10)]) == 0.0
+    assert image_iou([], []) == 1.0  # "no objects" agreed
+    assert image_iou([], truth) == 0.0
+
+
+def test_image_iou_matches_the_most_confident_prediction_first():
+    truth = [box(0, 0, 0, 10, 10)]
+    good, poor = box(0, 0, 0, 10, 10, confidence=0.9), box(0, 2, 0, 10, 10, confidence=0.4)
+    # the confident exact box takes the truth; the other is an unmatched prediction: (1 + 0) / 2
+    assert image_iou([poor, good], truth) == pytest.approx(0.5)
+
+
+def test_ground_truth_values_are_read_checked_and_written_back():
+    raw = label(box(0, 10, 5, 20.5, 30), box(2, 60, 40, 10, 10))
+    value = TASK.read_value(raw, CLASSES)
+    assert TASK.write_value(value, CLASSES) == raw
+    meta = TASK.label_metadata(value, CLASSES)
+    assert meta == {"objects": [{"confidence": 1.0}, {"confidence": 1.0}], "class-map": {"0": "car", "2": "sign"}}
+    assert TASK.read_value(label(), CLASSES)["annotations"] == []  # no objects is a valid label
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([], "expected an object"),
+    ({"annotations": []}, "image_size must be a list of one"),
+    (label(box(3, 0, 0, 5, 5)), r"class_id 3 is not a class index in 0..2"),
+    (label(box(0, 0, 0, 0, 5)), "width and height must be positive"),
+    (label(box(0, 200, 0, 5, 5)), "lies outside the 100 x 80 image"),
+    (label(box(0, "1", 0, 5, 5)), "annotation 0 left must be a finite number"),
+    ({"image_size": [{"width": 0, "height": 5}], "annotations": []}, "width must be an integer"),
+])
+def test_bad_box_labels_say_what_is_wrong(bad, message):
+    with pytest.raises(ValueError, match=message):
+        TASK.read_value(bad, CLASSES)
+
+
+def test_an_existing_label_under_other_category_names_is_refused():
+    line = {"source-ref": "/x.png", "boxes": label(box(1, 0, 0, 5, 5)),
+            "boxes-metadata": {"class-map": {"1": "truck"}, "human-annotated": "yes"}}
+    with pytest.raises(ManifestError, match="line 4: .*class_id 1, 'pedestrian'.* class-map says 'truck'"):
+        TASK.existing_label(line, "boxes", CLASSES, 4, "job")
+    line["boxes-metadata"]["class-map"] = {"1": "pedestrian"}
+    assert TASK.existing_label(line, "boxes", CLASSES, 4, "job").human
+
+
+def test_output_line_is_ground_truths_format_with_object_confidences():
+    from labelloop.manifest import Label
+
+    value = TASK.read_value(label(box(0, 1, 2, 3, 4, confidence=0.8)), CLASSES)
+    out = TASK.output_line({"source-ref": "/a.png"}, Label(class_id=value, confidence=0.8, human=False, job_name="j",
+                                                            created="2026-11-29T00:00:00", iteration=2,
+                                                            threshold=0.7, lower_bound=0.63, support=300),
+                           attribute="boxes", class_names=CLASSES)
+    assert out["boxes"] == label(box(0, 1, 2, 3, 4))  # the score stays out of the label
+    meta = out["boxes-metadata"]
+    assert meta["objects"] == [{"confidence": 0.8}] and meta["class-map"] == {"0": "car"}
+    assert meta["type"] == "groundtruth/object-detection" and meta["human-annotated"] == "no"
+    assert meta["labelloop-calibration"] == {"threshold": 0.7, "mean-iou-lower-bound": 0.63, "support": 300}
+
+
+def test_several_workers_boxes_become_one_box_per_object_drawn_by_most():
+    a = [box(0, 10, 10, 20, 20), box(1, 60, 10, 10, 30)]
+    b = [box(0, 12, 10, 20, 20), box(1, 61, 11, 10, 30)]
+    c = [box(0, 10, 12, 20, 20), box(2, 80, 60, 5, 5)]  # misses the pedestrian, adds a stray sign
+    merged = consolidate_boxes([a, b, c], 3)
+    assert [m["class_id"] for m in sorted(merged, key=lambda m: m["class_id"])] == [0, 1]  # the sign: 1 of 3 workers
+    car = next(m for m in merged if m["class_id"] == 0)
+    assert (car["left"], car["top"], car["confidence"]) == (pytest.approx(10.7, abs=0.1), pytest.approx(10.7, abs=0.1), 1.0)
+    assert next(m for m in merged if m["class_id"] == 1)["confidence"] == pytest.approx(0.67)
+    value, confidence = TASK.consolidate([label(*a), label(*b), label(*c)], 3, np.random.default_rng(0))
+    assert len(value["annotations"]) == 2 and 0.8 < confidence < 0.9
+
+
+def test_a_perfect_simulated_annotator_draws_the_truth_and_a_sloppy_one_misses_and_jitters():
+    truth = TASK.read_value(label(*[box(i % 3, 5 * i, 5 * i, 12, 12) for i in range(8)]), CLASSES)
+    rng = np.random.default_rng(0)
+    assert TASK.simulated_answer(truth, CLASSES, 1.0, rng)["annotations"] == TASK.write_value(truth, CLASSES)["annotations"]
+    sloppy = [TASK.quality(TASK.simulated_answer(truth, CLASSES, 0.8, rng), truth) for _ in range(50)]
+    assert 0.3 < np.mean(sloppy) < 0.9
+
+
+def test_the_detectors_boxes_above_the_cutoff_are_the_label_and_the_closest_call_is_the_confidence():
+    size = [{"width": 100, "height": 80, "depth": 3}]
+    out = [{"image_size": size, "boxes": [box(0, 0, 0, 10, 10, score=0.95), box(1, 50, 50, 5, 5, score=0.2)]},
+           {"image_size": size, "boxes": [box(0, 0, 0, 10, 10, score=0.55)]},
+           {"image_size": size, "boxes": []}]
+    values, confidence = TASK.predicted(out)
+    assert [len(v["annotations"]) for v in values] == [1, 1, 0]
+    assert confidence.tolist() == pytest.approx([0.8, 0.55, 1.0])
