@@ -103,7 +103,7 @@ class Transform(Contract):
 
 class RetiredValidation(Contract):
     count: int = Field(alias="Count")
-    correct: int = Field(alias="Correct")
+    correct: int | float = Field(alias="Correct")  # summed quality: a count of right verdicts for pass/fail labels
 
 
 class IterationPlan(Contract):

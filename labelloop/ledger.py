@@ -8,7 +8,7 @@ Record: {"id": <position in the input manifest>, "source": <input line>, "label"
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from labelloop.manifest import ID_KEY, Label
 
@@ -70,6 +70,7 @@ def apply_labels(
     splits: dict[int, str] | None = None,
     regate: bool = False,
     verdicts: dict[int, dict[str, Any]] | None = None,
+    judge: Callable[[Any, Any], float] | None = None,
 ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """Yield (record before, record after) with new labels (and splits) set.
 
@@ -81,7 +82,9 @@ def apply_labels(
 
     `verdicts` ({id: {"iteration", "predicted", "confidence"}}) records, for a validation item
     being retired, what the model that retired it predicted; whether it was right is judged
-    against the item's human label and kept for good (a later model never rewrites it).
+    against the item's human label and kept for good (a later model never rewrites it):
+    `judge(predicted, label)` is the task type's quality in [0, 1] (by default, equality), and
+    a pass/fail quality is kept as true or false.
     """
     splits, verdicts = splits or {}, verdicts or {}
     for record in records:
@@ -97,7 +100,8 @@ def apply_labels(
             after = {**after, "split": splits[item_id]}
         if item_id in verdicts and label is not None and VERDICT_KEY not in after:
             verdict = verdicts[item_id]
-            after = {**after, VERDICT_KEY: {**verdict, "correct": verdict["predicted"] == label["class"]}}
+            quality = judge(verdict["predicted"], label["class"]) if judge else float(verdict["predicted"] == label["class"])
+            after = {**after, VERDICT_KEY: {**verdict, "correct": quality if 0 < quality < 1 else bool(quality)}}
         yield record, after
 
 

@@ -145,7 +145,7 @@ def creation_date(now: datetime | None = None) -> str:
 class Label:
     """One item's label, as the ledger keeps it."""
 
-    class_id: int
+    class_id: Any  # the label value: a class index, or the task type's richer value (boxes)
     confidence: float
     human: bool
     job_name: str
@@ -171,7 +171,7 @@ class Label:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Label":
         return cls(
-            class_id=int(data["class"]),
+            class_id=data["class"],
             confidence=float(data["confidence"]),
             human=bool(data["human"]),
             job_name=str(data["job-name"]),

@@ -32,11 +32,16 @@ class AutoLabels:
     def __getitem__(self, item_id: int) -> Label:
         k = self._index[item_id]
         threshold, bound = self._vouched[bool(self._tail[k])]
-        return Label(int(self._classes[k]), float(self._confidences[k]), False, self._job, self._created,
+        return Label(plain(self._classes[k]), float(self._confidences[k]), False, self._job, self._created,
                      self._iteration, threshold, bound, self._support)
 
     def __len__(self) -> int:
         return len(self._index)
+
+
+def plain(value: Any) -> Any:
+    """A label value as JSON holds it (a class index from a numpy array is a plain int)."""
+    return int(value) if isinstance(value, np.integer) else value
 
 
 def confident_mask(probs: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
@@ -76,18 +81,21 @@ def worst_case_tail_mask(
 
 
 def retire_confident_validation(
-    settings: JobSettings, it: int, val_ids: np.ndarray, val_p: np.ndarray, val_confident: np.ndarray
+    settings: JobSettings, it: int, val_ids: np.ndarray, val_p: np.ndarray, val_confident: np.ndarray,
+    predicted: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict[int, str], dict[int, dict]]:
     """Iteration and cumulative scopes: the validation items this model would auto-label.
 
     Such an item no longer resembles the pool that is left, so it stops judging and starts
     training. Cumulative scope: it keeps the verdict this model earned on it, which stands for
-    the items auto-labeled with it in every later bound.
+    the items auto-labeled with it in every later bound. `predicted` is the model's (labels,
+    confidences) for the validation items; by default the most probable class of `val_p`.
     """
+    values, confidences = predicted if predicted is not None else (val_p.argmax(axis=1), val_p.max(axis=1))
     retired: dict[int, str] = {}
     verdicts: dict[int, dict] = {}
     for k in np.nonzero(val_confident)[0]:
         retired[int(val_ids[k])] = ledger.RETIRED
         if settings.scope.carries_verdicts:
-            verdicts[int(val_ids[k])] = {"iteration": it, "predicted": int(val_p[k].argmax()), "confidence": round(float(val_p[k].max()), 6)}
+            verdicts[int(val_ids[k])] = {"iteration": it, "predicted": plain(values[k]), "confidence": round(float(confidences[k]), 6)}
     return retired, verdicts

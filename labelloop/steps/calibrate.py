@@ -10,7 +10,7 @@ from labelloop import layout, storage, tasks
 from labelloop.calibration import calibrate_threshold as calibrate
 from labelloop.config import JobSettings
 from labelloop.contracts import CalibrationResult
-from labelloop.steps.predictions import expect_all, transform_results
+from labelloop.steps.predictions import predictions
 
 
 def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
@@ -19,28 +19,25 @@ def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
     settings = JobSettings.parse(config["Settings"])
     n_classes = len(config["ClassNames"])
     transform = iteration["ValidationTransform"]
-    ids, probs, truth = [], [], []
-    for item_id, prob, line in transform_results(transform["OutputUri"], n_classes):
-        ids.append(item_id)
-        probs.append(prob)
-        truth.append(line[settings.label_attribute])
-    expect_all(transform["OutputUri"], iteration["ValidationCount"], len(ids))
-    probs_arr = np.asarray(probs, dtype=float).reshape(len(ids), n_classes)
+    task = tasks.get(settings.task_type)
+    val, truth = predictions(transform["OutputUri"], task, n_classes, iteration["ValidationCount"],
+                             truth_attribute=settings.label_attribute)
     method = settings.calibration_method
     carried = iteration.get("RetiredValidation") or {"Count": 0, "Correct": 0}
     if not settings.scope.carries_verdicts:
         carried = {"Count": 0, "Correct": 0}
     target = settings.working_target(state["Remaining"] / max(1, state["Total"]))
-    task = tasks.get(settings.task_type)
-    predicted, confidence = task.predicted(probs_arr)
+    # The channel line holds the human label as the ledger keeps it (the task type's value).
+    quality = [task.quality(p, t) for p, t in zip(val.values.tolist(), truth)]
     result = calibrate(
-        confidence,
-        np.asarray([task.quality(p, t) >= 1.0 for p, t in zip(predicted.tolist(), truth)], dtype=bool),
+        val.confidence,
+        quality if task.bounded_mean else np.asarray(quality) >= 1.0,
         target_accuracy=target,
         confidence_level=settings.confidence_level,
         min_support=settings.min_validation_support,
         carried_correct=carried["Correct"],
         carried_total=carried["Count"],
+        bounded_mean=task.bounded_mean,
     )
     bound_chose = method == "lower-bound"
     threshold = {"lower-bound": result.threshold, "fixed-margin": settings.margin_threshold, "none": None}[method]

@@ -19,7 +19,7 @@ from labelloop import layout, ledger, storage, tasks
 from labelloop.config import JobSettings
 from labelloop.contracts import LoopState
 from labelloop.manifest import creation_date
-from labelloop.steps.auto_labels import AutoLabels, confident_mask, retire_confident_validation, worst_case_tail_mask
+from labelloop.steps.auto_labels import AutoLabels, confident_mask, plain, retire_confident_validation, worst_case_tail_mask
 from labelloop.steps.human_batch import human_batch_limit, write_human_batch
 from labelloop.steps.ledger_files import rewrite_ledger
 from labelloop.steps.predictions import predictions
@@ -42,13 +42,14 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     settings = JobSettings.parse(config["Settings"])
     scope, routing = settings.scope, settings.routing(state["Iteration"])
     it = state["Iteration"]
-    n_classes = len(config["ClassNames"])
+    n_classes, task = len(config["ClassNames"]), tasks.get(settings.task_type)
     draws_validation = settings.validation.draws_validation and iteration["ValidationCount"] > 0
-    ids, p = predictions(iteration["UnlabeledTransform"]["OutputUri"], n_classes, iteration["UnlabeledCount"])
-    pred, conf = tasks.get(settings.task_type).predicted(p)
+    pool, _ = predictions(iteration["UnlabeledTransform"]["OutputUri"], task, n_classes, iteration["UnlabeledCount"])
+    ids, p, pred, conf = pool.ids, pool.probs, pool.values, pool.confidence
     confident = confident_mask(p, cal)
     if draws_validation:
-        val_ids, val_p = predictions(iteration["ValidationTransform"]["OutputUri"], n_classes, iteration["ValidationCount"])
+        val, _ = predictions(iteration["ValidationTransform"]["OutputUri"], task, n_classes, iteration["ValidationCount"])
+        val_ids, val_p = val.ids, val.probs
         val_confident = confident_mask(val_p, cal)
     tail, pool_bound = worst_case_tail_mask(settings, state, cal, confident)
     confident |= tail
@@ -67,7 +68,8 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     retired: dict[int, str] = {}
     verdicts: dict[int, dict] = {}
     if draws_validation and not scope.provisional:
-        retired, verdicts = retire_confident_validation(settings, it, val_ids, val_p, val_confident)
+        retired, verdicts = retire_confident_validation(settings, it, val_ids, val_p, val_confident,
+                                                        predicted=(val.values, val.confidence))
     retrain_first = not limit and remaining > 0 and settings.retrains_before_routing(len(retired), iteration["TrainCount"])
     want = 0 if (limit or retrain_first) else human_batch_limit(settings, state, len(rest))
 
@@ -100,7 +102,8 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     auto_job = layout.job_name(settings.job_name, config["RunId"], it, "auto")
     auto = AutoLabels(ids[confident], pred[confident], conf[confident], tail[confident], cal, pool_bound, auto_job, now, it)
     new_uri = layout.ledger_uri(settings.output_uri, it, "auto")
-    counts = rewrite_ledger(state["LedgerUri"], new_uri, auto, retired, regate=scope.provisional, verdicts=verdicts)
+    counts = rewrite_ledger(state["LedgerUri"], new_uri, auto, retired, regate=scope.provisional, verdicts=verdicts,
+                            judge=task.quality)
     remaining = counts["remaining"]
 
     # Positions into `ids`: the routed items train; of the random draws, a random n_validation validate.
@@ -110,7 +113,7 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     chosen = {int(ids[k]): role for positions, role in roles for k in positions}
     # Only the routed (uncertain) items carry the model's guess: random draws, validation or not,
     # reach people blind and alike, so nobody can tell a validation item from the others.
-    guesses = {int(ids[k]): {"class": int(pred[k]), "confidence": round(float(conf[k]), 4)} for k in rest[uncertain]}
+    guesses = {int(ids[k]): {"class": plain(pred[k]), "confidence": round(float(conf[k]), 4)} for k in rest[uncertain]}
     batch = write_human_batch(config, it + 1, new_uri, chosen, guesses)
 
     stop = None

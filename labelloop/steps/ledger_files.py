@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from labelloop import ledger, storage
 from labelloop.manifest import Label
@@ -15,6 +15,7 @@ def rewrite_ledger(
     splits: dict[int, str] | None = None,
     regate: bool = False,
     verdicts: dict[int, dict[str, Any]] | None = None,
+    judge: Callable[[Any, Any], float] | None = None,
 ) -> dict[str, int]:
     """Stream the ledger into a new file with new labels applied; counts what changed.
 
@@ -24,7 +25,7 @@ def rewrite_ledger(
     counts = dict.fromkeys(("remaining", "auto", "new_auto", "withdrawn", "relabeled"), 0)
     with storage.LineWriter(dst) as writer:
         before = storage.iter_json_lines(src)
-        for old, record in ledger.apply_labels(before, new_labels, splits, regate, verdicts):
+        for old, record in ledger.apply_labels(before, new_labels, splits, regate, verdicts, judge):
             label, previous = record["label"], old["label"]
             counts["remaining"] += label is None
             own = ledger.is_provisional(label)

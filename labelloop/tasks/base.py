@@ -178,9 +178,25 @@ class TaskType:
 
     # ------------------------------------------------------------ quality and confidence
 
-    def predicted(self, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(label values, per-item confidences) from the algorithm's output for a batch of items."""
+    def output_buffer(self, expected: int, n_classes: int) -> np.ndarray:
+        """Where a batch's parsed outputs are collected (`buffer[k] = parse_output(...)`)."""
+        return np.empty(expected, dtype=object)
+
+    def parse_output(self, output: Any, n_classes: int) -> Any:
+        """One item's algorithm output (a transform line's SageMakerOutput), checked; ValueError says what is wrong."""
         raise NotImplementedError
+
+    def predicted(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(label values, per-item confidences in [0, 1]) from a batch's parsed outputs."""
+        raise NotImplementedError
+
+    def routing_probs(self, outputs: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+        """What the routing strategies rank (one row of probabilities an item).
+
+        By default the two-outcome distribution the confidence stands for (the label is right,
+        or not): least confidence, margin and entropy then all rank by the confidence.
+        """
+        return np.column_stack([confidence, 1.0 - confidence])
 
     def quality(self, value: Any, reference: Any) -> float:
         """The quality in [0, 1] of one label against a reference label."""

@@ -75,9 +75,27 @@ class Classification(TaskType):
         except ValueError:
             return None
 
-    def predicted(self, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def output_buffer(self, expected: int, n_classes: int) -> np.ndarray:
+        return np.empty((expected, n_classes), dtype=np.float64)
+
+    def parse_output(self, output: Any, n_classes: int) -> list[float]:
+        probs = output.get("probabilities") if isinstance(output, dict) else None
+        if not isinstance(probs, list) or len(probs) != n_classes:
+            raise ValueError(f"expected {n_classes} class probabilities in SageMakerOutput.probabilities")
+        try:
+            arr = np.asarray(probs, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError("probabilities must be numbers") from None
+        if not np.all(np.isfinite(arr)) or np.any(arr < 0) or abs(arr.sum() - 1.0) > 1e-3:
+            raise ValueError("probabilities must be finite, non-negative and sum to 1")
+        return probs
+
+    def predicted(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The most probable class and its probability (the model's probabilities are calibrated)."""
-        return output.argmax(axis=1), output.max(axis=1)
+        return outputs.argmax(axis=1), outputs.max(axis=1)
+
+    def routing_probs(self, outputs: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+        return outputs  # the class probabilities: margin, entropy and class balance use all of them
 
     def quality(self, value: int, reference: int) -> float:
         return float(value == reference)

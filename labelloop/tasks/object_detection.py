@@ -261,6 +261,21 @@ class ObjectDetection(TaskType):
 
     # ------------------------------------------------------------ quality and confidence
 
+    def parse_output(self, output: Any, n_classes: int) -> dict[str, Any]:
+        """The detector's answer for one image: `{"image_size": [...], "boxes": [{"class_id", "left",
+        "top", "width", "height", "score"}, ...]}`, in the image's pixels."""
+        if not isinstance(output, dict) or not isinstance(output.get("boxes"), list):
+            raise ValueError("expected SageMakerOutput.boxes: a list of scored boxes")
+        names = [str(c) for c in range(n_classes)]
+        value = self.read_value({"image_size": output.get("image_size"), "annotations": [
+            {k: b.get(k) for k in ("class_id", *COORDS)} if isinstance(b, dict) else b for b in output["boxes"]]}, names)
+        for n, b in enumerate(output["boxes"]):
+            score = _number(b.get("score"), f"box {n} score")
+            if not 0.0 <= score <= 1.0:
+                raise ValueError(f"box {n} score must be in [0, 1], got {score}")
+            value["annotations"][n]["score"] = score
+        return {"image_size": value["image_size"], "boxes": value["annotations"]}
+
     def predicted(self, output: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         """(labels, image confidences) from the detector's per-image boxes.
 

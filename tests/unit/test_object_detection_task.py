@@ -122,3 +122,15 @@ def test_the_detectors_boxes_above_the_cutoff_are_the_label_and_the_closest_call
     values, confidence = TASK.predicted(out)
     assert [len(v["annotations"]) for v in values] == [1, 1, 0]
     assert confidence.tolist() == pytest.approx([0.8, 0.55, 1.0])
+
+
+def test_the_detectors_output_is_checked_line_by_line():
+    size = [{"width": 100, "height": 80, "depth": 3}]
+    ok = TASK.parse_output({"image_size": size, "boxes": [box(2, 1, 2, 3, 4, score=0.7)]}, 3)
+    assert ok["boxes"] == [box(2, 1.0, 2.0, 3.0, 4.0, score=0.7)]
+    for bad, message in [({"probabilities": [1.0]}, "expected SageMakerOutput.boxes"),
+                         ({"image_size": size, "boxes": [box(3, 1, 2, 3, 4, score=0.7)]}, "class_id 3"),
+                         ({"image_size": size, "boxes": [box(0, 1, 2, 3, 4, score=1.7)]}, r"box 0 score must be in \[0, 1\]"),
+                         ({"boxes": []}, "image_size")]:
+        with pytest.raises(ValueError, match=message):
+            TASK.parse_output(bad, 3)

@@ -46,7 +46,7 @@ def _iso() -> str:
 @dataclass
 class _Answer:
     worker: str
-    label: int
+    label: Any  # the task type's label value (a class index, a set of boxes)
     answer_id: str
 
 
@@ -163,12 +163,16 @@ class _Job:
         raw = item.line.get(GUESS_KEY)
         if not isinstance(raw, dict):
             return None
-        cls, conf = raw.get("class"), raw.get("confidence")
-        if isinstance(cls, bool) or not isinstance(cls, int) or not 0 <= cls < len(self.classes):
+        value, conf = raw.get("class"), raw.get("confidence")
+        try:
+            value = self.task.read_value(value, self.classes)
+        except ValueError:
             return None
         if isinstance(conf, bool) or not isinstance(conf, (int, float)) or not 0.0 <= float(conf) <= 1.0:
             conf = None
-        return {"class": cls, "name": self.classes[cls], "confidence": None if conf is None else float(conf)}
+        name = self.task.label_metadata(value, self.classes).get("class-name")
+        return {"class": self.task.write_value(value, self.classes), "name": name,
+                "confidence": None if conf is None else float(conf)}
 
     def progress(self, worker: str) -> dict[str, int]:
         return {
@@ -182,10 +186,10 @@ class _Job:
     # ------------------------------------------------------------ changes (each journaled first)
 
     def check_answer(self, worker: str, item: _Item, label: Any, answer_id: str, now: float) -> None:
-        if isinstance(label, bool) or not isinstance(label, int):
-            raise PageError(400, f"label must be a class index (an integer 0..{len(self.classes) - 1}), got {label!r}")
-        if not 0 <= label < len(self.classes):
-            raise PageError(400, f"label {label} is outside the categories (0..{len(self.classes) - 1})")
+        try:
+            self.task.read_value(label, self.classes)
+        except ValueError as exc:
+            raise PageError(400, f"label: {exc}") from None
         if answer_id in self.answer_ids:
             raise PageError(409, f"answer {answer_id} was already recorded (replayed request); nothing changed")
         if item.answered_by(worker):
@@ -195,7 +199,7 @@ class _Job:
         if not self.can_take(item, worker, now):
             raise PageError(409, f"item {item.index} is assigned to another worker; ask for the next item")
 
-    def apply_answer(self, worker: str, item: _Item, label: int, answer_id: str) -> None:
+    def apply_answer(self, worker: str, item: _Item, label: Any, answer_id: str) -> None:
         item.answers.append(_Answer(worker, label, answer_id))
         item.leases.pop(worker, None)
         self.answer_ids.add(answer_id)
@@ -288,7 +292,9 @@ class _Job:
                 label = record.get("label")
                 if item is None or answer_id in self.answer_ids:
                     continue
-                if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(self.classes):
+                try:
+                    label = self.task.read_value(label, self.classes)
+                except ValueError:
                     continue
                 if item.answered_by(worker) or self.complete(item):
                     continue
@@ -298,11 +304,11 @@ class _Job:
                 self.apply_undo(worker, answer_id, now)
         return applied
 
-    def _answer_record(self, item: _Item, worker: str, label: int, answer_id: str) -> dict[str, Any]:
+    def _answer_record(self, item: _Item, worker: str, label: Any, answer_id: str) -> dict[str, Any]:
         return {
             "event": "answer", "job": self.name, "item": item.index, "key": item.key,
             ID_KEY: item.line.get(ID_KEY), "worker": worker, "label": label,
-            "class-name": self.classes[label], "answer-id": answer_id, "time": _iso(),
+            **self.task.label_metadata(label, self.classes), "answer-id": answer_id, "time": _iso(),
         }
 
     # ------------------------------------------------------------ output

@@ -2,7 +2,8 @@
 // and sends answers, skips and undos. What an item looks like, and how it is answered, is the
 // widget's business (static/widgets/NAME.js registers itself in window.labelloopWidgets):
 //   widget.render(slots, item, ctx)  draws into slots.stage / .guess / .answer / .hint;
-//                                    ctx = {categories, fresh (a new item), answer(label)}
+//                                    ctx = {categories, fresh (a new item), answer(label)};
+//                                    label: what the task type's read_value accepts
 //   widget.key(event, item, ctx)     a key press not taken by the page (skip, undo)
 (() => {
   "use strict";
@@ -123,7 +124,9 @@
   }
   function answer(label) {
     if (!view || view.state !== "item") return;
-    const name = view.categories[label];
+    // A class index names its category; a richer answer (boxes) says how many it holds.
+    const name = typeof label === "number" ? view.categories[label]
+      : (label.annotations ? label.annotations.length + " box(es)" : "answer");
     act("/api/answer", {job: view.job, item: view.item.index, label: label, answer_id: newId()}, () => "saved: " + name);
   }
   function skip() {
