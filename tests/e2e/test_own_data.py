@@ -36,7 +36,7 @@ def next_command(printed: str) -> list[str]:
 
 
 def output_lines(out: Path) -> list[dict]:
-    return [json.loads(l) for l in (out / "output" / "output.manifest").read_text().splitlines() if l.strip()]
+    return [json.loads(t) for t in (out / "output" / "output.manifest").read_text().splitlines() if t.strip()]
 
 
 def test_a_folder_of_images_by_class_is_labeled_to_the_end(tmp_path):

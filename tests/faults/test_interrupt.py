@@ -68,7 +68,7 @@ def test_ctrl_c_stops_in_one_line_and_the_same_command_resumes(tmp_path, recorde
     again = subprocess.run(command(tmp_path / "data", out), capture_output=True, text=True, env=env, timeout=400)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert "resuming it" in again.stdout and again.stderr == ""
-    lines = [json.loads(l) for l in (out / "output" / "output.manifest").read_text().splitlines() if l.strip()]
+    lines = [json.loads(t) for t in (out / "output" / "output.manifest").read_text().splitlines() if t.strip()]
     assert len(lines) == N
     loss = labels_lost(out, "category")
     assert loss["lost"] == 0, loss

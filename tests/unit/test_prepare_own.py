@@ -23,7 +23,7 @@ def png(path: Path, value: int = 0) -> Path:
 
 
 def manifest_lines(path: Path) -> list[dict]:
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    return [json.loads(t) for t in path.read_text().splitlines() if t.strip()]
 
 
 def test_class_sub_folders_give_the_classes_and_a_hidden_truth(tmp_path):
