@@ -135,14 +135,16 @@ class LocalEngine:
         event = json.loads(body) if body else {}
         context = LambdaContext(name, function_arn(name.removeprefix("labelloop-")), f"local-{time.time_ns()}")
         with self._step_lock:
-            self._halt_if_stopping()
-            try:
-                result = handler(event, context)
-            except Exception as exc:  # reported as Lambda does, so Retry/Catch match the class name
-                response_headers["x-amz-function-error"] = "Unhandled"
-                return json.dumps(
-                    {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": traceback.format_exc().splitlines()}
-                ).encode()
+            if not self._stopping.is_set():
+                try:
+                    result = handler(event, context)
+                except Exception as exc:  # reported as Lambda does, so Retry/Catch match the class name
+                    response_headers["x-amz-function-error"] = "Unhandled"
+                    return json.dumps(
+                        {"errorType": type(exc).__name__, "errorMessage": str(exc),
+                         "stackTrace": traceback.format_exc().splitlines()}
+                    ).encode()
+        self._halt_if_stopping()  # interrupted before or while the step ran: it reports nothing
         if self.on_step:
             self.on_step(name.removeprefix("labelloop-"), result)
         return json.dumps(result).encode()

@@ -172,3 +172,23 @@ def test_status_of_a_run_whose_process_is_alive_or_gone(tmp_path):
 def test_status_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert cli.main(["status", str(tmp_path)]) == 2
     assert "nor the --output folder of a labelloop run" in capsys.readouterr().err
+
+
+def test_after_an_interrupt_no_step_runs_and_the_stop_does_not_wait_for_a_halted_one(tmp_path):
+    import threading
+    import time
+
+    from labelloop.local.engine import LocalEngine
+
+    engine = LocalEngine(tmp_path / "work", workforce=None)
+    calls = []
+    engine._handlers["labelloop-Bootstrap"] = lambda event, context: calls.append(event) or {}
+    engine._stop(grace_seconds=1)
+    step = threading.Thread(target=engine._invoke_lambda, args=(None, "labelloop-Bootstrap", None, b"{}", {}, {}),
+                            daemon=True)
+    step.start()
+    step.join(0.5)
+    assert step.is_alive() and calls == [], "the step neither ran nor reported: the loop goes no further"
+    started = time.monotonic()
+    engine._stop(grace_seconds=5)  # the halted thread holds no lock
+    assert time.monotonic() - started < 1
