@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import shlex
 import sys
 import time
 from datetime import datetime, timezone
@@ -212,7 +213,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ]
     )
     run.debug = args.debug
-    return cmd_run(run)
+    try:
+        return cmd_run(run)
+    except KeyboardInterrupt:
+        # The default run folder is named by the time: the same command would start anew.
+        again = ["labelloop", "demo", "--data", args.data, "--output", output,
+                 "--human-batch-size", str(args.human_batch_size), "--seed", str(args.seed)]
+        print(f"labelloop: stopped; to resume (every label so far is kept): {shlex.join(again)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 DEBUG_HELP = "on failure, print the engine's whole report (error, stack trace, job description), not one line"

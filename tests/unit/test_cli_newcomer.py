@@ -192,3 +192,23 @@ def test_after_an_interrupt_no_step_runs_and_the_stop_does_not_wait_for_a_halted
     started = time.monotonic()
     engine._stop(grace_seconds=5)  # the halted thread holds no lock
     assert time.monotonic() - started < 1
+
+
+def test_ctrl_c_in_the_demo_names_the_command_that_resumes_it(tmp_path, monkeypatch, capsys):
+    """The demo's default run folder is named by the time, so the resuming command must name it."""
+    from types import SimpleNamespace
+
+    prepared = SimpleNamespace(manifest=tmp_path / "m", task_type="image-classification",
+                               label_config=tmp_path / "l", truth=tmp_path / "t")
+    monkeypatch.setattr(cli, "prepare", lambda args: prepared)
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_run", interrupted)
+    assert cli.main(["demo", "--data", "data/d"]) == outcome.EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("labelloop: stopped; to resume (every label so far is kept): labelloop demo --data data/d "
+                          "--output runs/digits-demo-")
+    assert err.rstrip().endswith("--human-batch-size 100 --seed 0")
