@@ -16,6 +16,9 @@ def job_dimension(config: dict) -> None:
     name = config["Settings"]["JobName"]
     # A warm container keeps the dimension when metrics are disabled (no flush clears it).
     if metrics.dimension_set.get("JobName") != name:
+        # Another job's name (a warm container, or several local runs in one process): replace it
+        # without Powertools' "already been added" warning.
+        metrics.dimension_set.pop("JobName", None)
         metrics.add_dimension(name="JobName", value=name)
 
 

@@ -304,7 +304,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def add_aws_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add `prepare-deploy`, `start` and `status` to the labelloop parser's subcommands."""
+    """Add `prepare-deploy`, `start` and `status` (labelloop.run_status: local runs too) to the labelloop parser's subcommands."""
     prep = subparsers.add_parser(
         "prepare-deploy",
         help="resolve the framework images and upload the algorithm sources; print `sam deploy` parameter overrides",
@@ -374,11 +374,6 @@ def add_aws_commands(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument("--dry-run", action="store_true", help="print the execution input; start nothing")
     start.set_defaults(func=cmd_start)
 
-    status = subparsers.add_parser(
-        "status",
-        help="an execution's status, one line per iteration",
-        description="Show an execution's status and, from its history, one line per finished iteration.",
-    )
-    status.add_argument("execution_arn", metavar="EXECUTION_ARN")
-    status.add_argument("--region", help="default: the ARN's region")
-    status.set_defaults(func=cmd_status)
+    from labelloop.run_status import add_status_command
+
+    add_status_command(subparsers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import shlex
 import sys
 import time
 from datetime import datetime, timezone
@@ -12,31 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from labelloop import layout, metrics_table, tasks
+from labelloop.cli_help import use_everywhere
 from labelloop.config import CALIBRATION_METHODS, CALIBRATION_SCOPES, VALIDATION_POLICIES, ConfigurationError, JobSettings
+from labelloop.local.outcome import EXIT_CODES_HELP, EXIT_INTERRUPTED, STOPPED_LINE
+from labelloop.prepare_cli import add_prepare_command, prepare
 from labelloop.selection import STRATEGIES
-
-
-def _prepare(args: argparse.Namespace):
-    from labelloop.datasets import PREPARERS
-
-    kwargs: dict[str, Any] = {"limit": args.limit, "seed": args.seed}
-    if args.source:
-        kwargs["source"] = Path(args.source)
-    started = time.monotonic()
-    prepared = PREPARERS[args.dataset](Path(args.out), **kwargs)
-    print(
-        f"{args.dataset}: {prepared.count} items, {len(prepared.class_names)} classes "
-        f"in {time.monotonic() - started:.1f}s\n"
-        f"  manifest:        {prepared.manifest}\n"
-        f"  label config:    {prepared.label_config}\n"
-        f"  true labels:     {prepared.truth} (read only by simulated annotators and evaluation)"
-    )
-    return prepared
-
-
-def cmd_prepare(args: argparse.Namespace) -> int:
-    _prepare(args)
-    return 0
 
 
 def _stage_manifest(uri: str, output: Path) -> str:
@@ -145,6 +126,7 @@ def _workforce(args: argparse.Namespace):
 
 def run_local(args: argparse.Namespace) -> int:
     from labelloop.evaluation import evaluate
+    from labelloop.local import outcome
     from labelloop.local.engine import LocalEngine
     from labelloop.local.workforce import WorkforceError
 
@@ -158,23 +140,32 @@ def run_local(args: argparse.Namespace) -> int:
         if hasattr(workforce, "start"):
             workforce.start()
     except (ConfigurationError, WorkforceError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"labelloop: {exc}", file=sys.stderr)
         return 2
     progress = _Progress()
     work = Path(layout.local_work_dir(str(output)))
-    engine = LocalEngine(work, workforce, on_step=progress)
+    engine = LocalEngine(work, workforce, on_step=progress, debug=getattr(args, "debug", False))
     # Unique per execution: two runs started in the same second must not share a name (or a lock).
     name = f"{args.job_name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
     print(f"labelloop: running {name} locally; artifacts in {output}")
     try:
         result = engine.run(execution_input, name=name)
+    except KeyboardInterrupt:
+        outcome.record(output, name, "stopped", STOPPED_LINE, EXIT_INTERRUPTED)
+        raise
     finally:
         if hasattr(workforce, "close"):
             workforce.close()
     (work / "execution-history.json").write_text(json.dumps(result.history, default=str, indent=1))
     if result.status != "SUCCEEDED":
-        print(f"\nexecution {result.status}: {result.error}\n{result.cause}", file=sys.stderr)
-        return 1
+        failure = outcome.failure_of(result.history, result.error, result.cause)
+        line = failure.line(outcome.rejected_lines_file(output))
+        if getattr(args, "debug", False):
+            print(f"execution {result.status} in state {failure.state}:\n{failure.detail}", file=sys.stderr)
+        print(line, file=sys.stderr)
+        outcome.record(output, name, "failed", line, failure.exit_code)
+        return failure.exit_code
+    outcome.record(output, name, "succeeded", None, 0)
     summary = result.summary
     manifest = Path(summary["OutputManifestUri"])
     pct = lambda n: f"{100 * n / summary['Total']:.1f} %"  # noqa: E731
@@ -209,18 +200,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    output = args.output or f"runs/digits-demo-{datetime.now():%Y%m%d-%H%M%S}"
     prep = argparse.Namespace(dataset="digits", out=args.data, limit=None, seed=args.seed, source=None)
-    prepared = _prepare(prep)
+    prepared = prepare(prep)
     run = build_parser().parse_args(
         [
-            "run", "--manifest", str(prepared.manifest), "--output", args.output,
+            "run", "--manifest", str(prepared.manifest), "--output", output,
             "--task-type", prepared.task_type, "--label-attribute", "digit",
             "--label-config", str(prepared.label_config), "--truth", str(prepared.truth),
             "--job-name", "digits-demo", "--human-batch-size", str(args.human_batch_size),
             "--seed", str(args.seed),
         ]
     )
-    return cmd_run(run)
+    run.debug = args.debug
+    try:
+        return cmd_run(run)
+    except KeyboardInterrupt:
+        # The default run folder is named by the time: the same command would start anew.
+        again = ["labelloop", "demo", "--data", args.data, "--output", output,
+                 "--human-batch-size", str(args.human_batch_size), "--seed", str(args.seed)]
+        print(f"labelloop: stopped; to resume (every label so far is kept): {shlex.join(again)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+DEBUG_HELP = "on failure, print the engine's whole report (error, stack trace, job description), not one line"
 
 
 def _choices_help(choices: dict[str, str]) -> str:
@@ -233,14 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Active-learning data labeling: humans label what the model is unsure of, "
         "the model labels what it is sure of, at a calibrated accuracy target.",
     )
+    parser.add_argument("--version", action="version", version=f"labelloop {version()}")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser(
         "run",
         help="run a labeling job locally (the real state machine, offline)",
         description="Run the active-learning state machine on this machine: Lambda steps in-process, "
-        "training and batch transform in subprocesses, humans simulated from true labels.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "training and batch transform in subprocesses, humans simulated from true labels or people on a "
+        "local worker page. Stopped (Ctrl-C) or failed, the same command resumes with every label kept.",
+        epilog=EXIT_CODES_HELP,
     )
     run.add_argument("--manifest", required=True, help="input manifest (Ground Truth JSON Lines): local path or s3:// URI")
     run.add_argument("--output", required=True,
@@ -299,36 +305,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="seed for sampling, splits and training")
     run.add_argument("--workforce", choices=["simulated", "people"], default="simulated",
                      help="who answers the human tasks: simulated annotators (need --truth), or people on a local worker page")
-    run.add_argument("--port", type=int, default=0, help="people: worker page port on 127.0.0.1 (0: any free port)")
+    run.add_argument("--port", type=int, default=0, help="people: worker page port on 127.0.0.1 (default: 0, any free port)")
     run.add_argument("--truth",
                      help="true labels file (truth.jsonl from `labelloop prepare`): answers for simulated annotators; "
                      "with people, only used to score the result")
     run.add_argument("--annotator-accuracy", type=float, default=1.0,
                      help="chance a simulated annotator answers correctly")
+    run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     run.set_defaults(func=cmd_run)
 
-    prep = sub.add_parser(
-        "prepare",
-        help="turn a public dataset into a Ground Truth input manifest (+ hidden true labels)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    prep.add_argument("dataset", choices=["digits", "fashion-mnist", "spamassassin"])
-    prep.add_argument("--out", required=True, help="folder to write manifest.jsonl, truth.jsonl, labels.json (and images/)")
-    prep.add_argument("--limit", type=int, default=None, help="a seeded random subset of this many items")
-    prep.add_argument("--seed", type=int, default=0)
-    prep.add_argument("--source", default=None,
-                      help="where the raw dataset is (fashion-mnist: the IDX folder; spamassassin: the package's data folder)")
-    prep.set_defaults(func=cmd_prepare)
+    add_prepare_command(sub)
 
     demo = sub.add_parser(
         "demo",
         help="prepare scikit-learn's digits and label them locally with simulated annotators",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="The quickest look at labelloop: write scikit-learn's 1,797 handwritten digits as PNGs with "
+        "a manifest (labelloop prepare digits), then label them with the local state machine, a small CNN and "
+        "simulated annotators answering from the true labels (labelloop run). It prints one line per "
+        "iteration and a summary; `labelloop report OUTPUT` then draws the run.",
+        epilog=EXIT_CODES_HELP,
     )
     demo.add_argument("--data", default="data/digits", help="where to write the prepared dataset")
-    demo.add_argument("--output", default=f"runs/digits-demo-{datetime.now():%Y%m%d-%H%M%S}", help="run folder")
-    demo.add_argument("--human-batch-size", type=int, default=100)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--output", help="run folder (default: runs/digits-demo-<date>-<time>)")
+    demo.add_argument("--human-batch-size", type=int, default=100, help="items sent to humans per iteration")
+    demo.add_argument("--seed", type=int, default=0, help="seed for sampling, splits and training")
+    demo.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     demo.set_defaults(func=cmd_demo)
 
     from labelloop.aws_cli import add_aws_commands
@@ -336,12 +337,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_command(sub)
     add_aws_commands(sub)
+    use_everywhere(parser)
     return parser
+
+
+def version() -> str:
+    """The installed package's version (its metadata), else the source tree's."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("labelloop")
+    except metadata.PackageNotFoundError:
+        from labelloop import __version__
+
+        return __version__
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        if getattr(args, "debug", False):
+            import traceback
+
+            traceback.print_exc()
+        print(STOPPED_LINE if args.command in ("run", "demo") else "labelloop: stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

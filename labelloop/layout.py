@@ -128,6 +128,11 @@ def local_work_dir(output_uri: str) -> str:
     return join(output_uri, "work")
 
 
+def local_outcome_uri(output_uri: str) -> str:
+    """How the last `labelloop run` on this output ended (`labelloop status` reads it)."""
+    return join(local_work_dir(output_uri), "outcome.json")
+
+
 def report_dir(output_uri: str) -> str:
     """Where `labelloop report` writes report.html and its plots."""
     return join(output_uri, "report")

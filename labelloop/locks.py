@@ -167,6 +167,15 @@ def release(uri: str, execution: str | None) -> None:
         storage.delete(uri)
 
 
+def live_holder(uri: str) -> dict | None:
+    """The lock's holder if the lock is held by a live execution (or by one nobody can tell about);
+    None when there is no lock or its holder has ended (a stale lock)."""
+    if not storage.exists(uri):
+        return None
+    held = _read(storage.read_bytes(uri))
+    return held if _alive(held) else None
+
+
 def _alive(held: dict) -> bool:
     if not held:
         return True  # unreadable: cannot tell, refuse rather than risk two loops writing one ledger

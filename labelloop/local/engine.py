@@ -14,14 +14,14 @@ upgrade fails loudly). Two bindings replace the cloud:
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
 import re
-import sys
+import threading
 import time
 import traceback
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,27 +29,19 @@ from typing import Any, Callable
 from unittest import mock
 
 from labelloop import locks, tasks
+from labelloop.local.lambda_host import (  # noqa: F401 - FUNCTIONS, LambdaContext, load_handlers: the engine's API
+    FUNCTIONS,
+    REGION,
+    REPO,
+    EngineError,
+    LambdaContext,
+    engine_log,
+    function_arn,
+    load_handlers,
+)
 from labelloop.local.sagemaker_jobs import ACCOUNT, NAME_KEYS, LocalJobError, LocalSageMaker, ResponseLostError
 
-REPO = Path(__file__).resolve().parents[2]
 DEFINITION = REPO / "statemachine" / "active_learning.asl.json"
-FUNCTIONS_DIR = REPO / "functions"
-REGION = "us-east-1"
-
-# Lambda Task state → handler module in functions/ (also the SAM template's function names).
-FUNCTIONS = {
-    "Bootstrap": "bootstrap",
-    "SampleForHumans": "sample_for_humans",
-    "MergeHumanLabels": "merge_human_labels",
-    "SplitValidation": "split_validation",
-    "CalibrateThreshold": "calibrate_threshold",
-    "GateAndRoute": "gate_and_route",
-    "ExportOutput": "export_output",
-}
-
-
-class EngineError(RuntimeError):
-    """The local engine could not run the state machine (not: the execution failed)."""
 
 
 @dataclass
@@ -64,41 +56,6 @@ class ExecutionResult:
     @property
     def summary(self) -> dict[str, Any] | None:
         return (self.output or {}).get("summary")
-
-
-@dataclass
-class LambdaContext:
-    """What Powertools reads from a Lambda context."""
-
-    function_name: str
-    invoked_function_arn: str
-    aws_request_id: str
-    memory_limit_in_mb: int = 1024
-    function_version: str = "$LATEST"
-    log_group_name: str = "/aws/lambda/local"
-    log_stream_name: str = "local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
-
-
-def function_arn(state: str) -> str:
-    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:labelloop-{state}"
-
-
-def load_handlers() -> dict[str, Callable]:
-    """Import each handler module from functions/ the way Lambda would (its folder on sys.path)."""
-    if not FUNCTIONS_DIR.is_dir():
-        raise EngineError(f"{FUNCTIONS_DIR} not found: install labelloop from a checkout (pip install -e .)")
-    if str(FUNCTIONS_DIR) not in sys.path:
-        sys.path.insert(0, str(FUNCTIONS_DIR))
-    handlers = {}
-    for state, module in FUNCTIONS.items():
-        spec = importlib.util.spec_from_file_location(f"labelloop_functions.{module}", FUNCTIONS_DIR / f"{module}.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        handlers[f"labelloop-{state}"] = mod.lambda_handler
-    return handlers
 
 
 def substitute(definition: str, values: dict[str, str]) -> str:
@@ -118,6 +75,7 @@ class LocalEngine:
     workforce: Any  # anything with run_labeling_job(params) -> DescribeLabelingJob dict
     on_step: Callable[[str, dict[str, Any]], None] | None = None  # (state name, handler result)
     poll_seconds: float = 0.2
+    debug: bool = False  # moto's log of each failed state also goes to stderr (always to workdir/engine.log)
     sagemaker: LocalSageMaker = field(init=False)
 
     def __post_init__(self) -> None:
@@ -128,7 +86,13 @@ class LocalEngine:
         # metrics go to files and the terminal rather than to EMF on stdout.
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+        # A step that raises has published no metrics; Powertools warns so on every failure, which
+        # on a terminal would bury the one line that says what failed (on Lambda it is a log line).
+        warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
         self._handlers = load_handlers()
+        # Set by an interrupt (Ctrl-C): no step starts or reports after it; the one running finishes.
+        self._stopping = threading.Event()
+        self._step_lock = threading.Lock()
 
     # ------------------------------------------------------------ substitutions
 
@@ -170,13 +134,17 @@ class LocalEngine:
             return json.dumps({"errorType": "ResourceNotFoundException", "errorMessage": f"no handler for {name}"}).encode()
         event = json.loads(body) if body else {}
         context = LambdaContext(name, function_arn(name.removeprefix("labelloop-")), f"local-{time.time_ns()}")
-        try:
-            result = handler(event, context)
-        except Exception as exc:  # reported as Lambda does, so Retry/Catch match the class name
-            response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps(
-                {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": traceback.format_exc().splitlines()}
-            ).encode()
+        with self._step_lock:
+            if not self._stopping.is_set():
+                try:
+                    result = handler(event, context)
+                except Exception as exc:  # reported as Lambda does, so Retry/Catch match the class name
+                    response_headers["x-amz-function-error"] = "Unhandled"
+                    return json.dumps(
+                        {"errorType": type(exc).__name__, "errorMessage": str(exc),
+                         "stackTrace": traceback.format_exc().splitlines()}
+                    ).encode()
+        self._halt_if_stopping()  # interrupted before or while the step ran: it reports nothing
         if self.on_step:
             self.on_step(name.removeprefix("labelloop-"), result)
         return json.dumps(result).encode()
@@ -204,7 +172,22 @@ class LocalEngine:
         except ResponseLostError as exc:
             created[name] = exc.describe
             raise
+        # A job the interrupt's SIGINT killed would be reported Failed and send the loop down its
+        # failure path; after an interrupt nothing is reported, so the rerun finds it unfinished.
+        self._halt_if_stopping()
         return created[name]
+
+    def _halt_if_stopping(self) -> None:
+        """In the interpreter's (daemon) thread after an interrupt: wait here until the process exits."""
+        if self._stopping.is_set():
+            threading.Event().wait()
+
+    def _stop(self, grace_seconds: float = 60.0) -> None:
+        """After an interrupt: let no further step start, and wait for the one in progress to finish
+        (a step's writes are each atomic, but a finished step leaves the least to redo)."""
+        self._stopping.set()
+        if self._step_lock.acquire(timeout=grace_seconds):
+            self._step_lock.release()
 
     def _describe(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
         """aws-sdk:sagemaker:describe*Job: what the Create* of that name answered."""
@@ -326,6 +309,7 @@ class LocalEngine:
             return engine._invoke_lambda(backend, function_name, qualifier, body, headers, response_headers)
 
         with (
+            engine_log(self.workdir / "engine.log", echo=self.debug),
             locks.running_here(name),  # a second execution on this output, in this process, sees it alive
             mock.patch.dict(os.environ, env),
             mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}),
@@ -351,13 +335,19 @@ class LocalEngine:
             execution = sfn.start_execution(
                 stateMachineArn=machine["stateMachineArn"], name=name, input=json.dumps(execution_input)
             )["executionArn"]
-            while True:
-                described = sfn.describe_execution(executionArn=execution)
-                if described["status"] != "RUNNING":
-                    break
-                if timeout_seconds and time.monotonic() - started > timeout_seconds:
-                    sfn.stop_execution(executionArn=execution, error="LocalTimeout", cause="the local run took too long")
-                time.sleep(self.poll_seconds)
+            try:
+                while True:
+                    described = sfn.describe_execution(executionArn=execution)
+                    if described["status"] != "RUNNING":
+                        break
+                    if timeout_seconds and time.monotonic() - started > timeout_seconds:
+                        sfn.stop_execution(executionArn=execution, error="LocalTimeout", cause="the local run took too long")
+                    time.sleep(self.poll_seconds)
+            except KeyboardInterrupt:
+                # The lock stays, naming this process: once it exits the lock is stale, and the same
+                # command takes it over and resumes. Job processes die with it (die_with_parent).
+                self._stop()
+                raise
             history = [
                 event
                 for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution)

@@ -168,7 +168,8 @@ def test_the_labelloop_command_has_the_aws_commands():
 
     for argv in (["prepare-deploy", "--region", REGION], ["start", "--stack", "s", *BASIC], ["status", "arn"]):
         args = build_parser().parse_args(argv)
-        assert args.func.__module__ == "labelloop.aws_cli", argv
+        # status also reads a local run's folder; for an ARN it calls aws_cli's
+        assert args.func.__module__ == ("labelloop.run_status" if argv[0] == "status" else "labelloop.aws_cli"), argv
 
 
 def test_unknown_settings_are_refused_by_the_parser(capsys):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fault_helpers import text_dataset
 
+from labelloop.local import outcome
 from labelloop.local.engine import LocalEngine
 from labelloop.local.faults import FaultPlan, install, labels_lost
 from labelloop.local.workforce import SimulatedWorkforce
@@ -64,10 +65,18 @@ def assert_failed_with_partial_output(result, out: Path, error_text: str) -> dic
     return summary
 
 
+def assert_one_line(result, line: str) -> None:
+    """What `labelloop run` prints for this failure: the state and the sentence, exit status 3."""
+    failure = outcome.failure_of(result.history, result.error, result.cause)
+    assert failure.line() == line
+    assert failure.exit_code == outcome.EXIT_FAILED
+
+
 def test_training_job_failure_keeps_the_labels_so_far(tmp_path, recorder):
     plan = FaultPlan(fail_training="-001-train")
     result, workforce, out = run(tmp_path, plan)
     assert_failed_with_partial_output(result, out, '"TrainingJobStatus": "Failed"')
+    assert_one_line(result, "labelloop: TrainModel failed: AlgorithmError: injected fault (labelloop.local.faults)")
     assert len(human_lines(out)) == 20
     assert_nothing_lost(out, workforce, 40, recorder, plan)
 
@@ -78,6 +87,7 @@ def test_transform_job_failure_keeps_the_labels_so_far(tmp_path, recorder):
     summary = assert_failed_with_partial_output(result, out, '"TransformJobStatus": "Failed"')
     assert summary["StopReason"] == "failed: States.TaskFailed"
     assert "injected fault" in result.cause
+    assert_one_line(result, "labelloop: InferValidation failed: ClientError: injected fault (labelloop.local.faults)")
     assert len(human_lines(out)) == 20
     assert_nothing_lost(out, workforce, 40, recorder, plan)
 
@@ -88,6 +98,9 @@ def test_malformed_algorithm_output_fails_with_the_labels_so_far(tmp_path, recor
     summary = assert_failed_with_partial_output(result, out, "AlgorithmOutputError: ")
     assert "expected 2 class probabilities" in result.cause
     assert summary["StopReason"] == "failed: AlgorithmOutputError"
+    failure = outcome.failure_of(result.history, result.error, result.cause)
+    assert failure.error == "AlgorithmOutputError" and "expected 2 class probabilities" in failure.cause
+    assert "\n" not in failure.line() and "stackTrace" not in failure.line() and "Traceback" in failure.detail
     assert len(human_lines(out)) == 20
     assert_nothing_lost(out, workforce, 40, recorder, plan)
 

@@ -130,5 +130,5 @@ def test_cli_refuses_non_finite_numbers_before_anything_starts(tmp_path, capsys)
                                ("--price-per-label", "nan", "PricePerLabel")):
         assert cli.main([*base, flag, value]) == 2
         err = capsys.readouterr().err
-        assert err.startswith("error: ") and words in err and "Traceback" not in err
+        assert err.startswith("labelloop: ") and words in err and "Traceback" not in err
     assert not (tmp_path / "out" / "config").exists()
