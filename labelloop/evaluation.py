@@ -17,7 +17,8 @@ class Evaluation:
     auto: int = 0
     auto_correct: int = 0
     unlabeled: int = 0
-    # True class -> {"auto", "auto_correct", "human", "human_correct"} counts (items with a true label).
+    # Class given -> {"auto", "auto_correct", "human", "human_correct"}: how often a label of that class
+    # is right (items with a true label only).
     per_class: dict[str, dict[str, int]] = field(default_factory=dict)
     # Auto-labels only: true class -> {given class: count}.
     confusion: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -64,7 +65,7 @@ def evaluate(lines: Iterable[str], attribute: str, truth: dict[str, str]) -> Eva
             result.auto_correct += right
         if true is None:
             continue
-        counts = result.per_class.setdefault(true, {"auto": 0, "auto_correct": 0, "human": 0, "human_correct": 0})
+        counts = result.per_class.setdefault(str(given), {"auto": 0, "auto_correct": 0, "human": 0, "human_correct": 0})
         counts[kind] += 1
         counts[f"{kind}_correct"] += right
         if kind == "auto":

@@ -25,8 +25,10 @@ def labels_gathered(settings: JobSettings, total: int) -> int:
     """Most validation labels the job's validation policy gathers on `total` items."""
     humans = total if settings.human_label_limit() is None else min(total, settings.human_label_limit())
     if settings.validation_policy == "adaptive":
-        # Its random draws fill at most half of each human batch: the rest trains the model.
-        return min(settings.validation_size_for(total), (humans + 1) // 2)
+        # Its random draws fill at most half of each human batch (the rest trains the model), but
+        # all of the first when a given model needs no training labels.
+        first = min(settings.human_batch_size, humans) if settings.initial_model_artifacts else 0
+        return min(settings.validation_size_for(total), max(first, (humans + 1) // 2))
     if settings.validation_policy == "frozen-first":
         return math.ceil(settings.validation_share(total) * min(settings.human_batch_size, humans))
     return math.floor(settings.validation_share(total) * humans)
@@ -53,7 +55,7 @@ def start_line(settings_json: dict[str, Any], total: int) -> str | None:
             f"{need} validation labels for a first certificate; the {settings.validation_policy} validation policy "
             f"gathers up to {gather} of these {total} items")
     if gather < need:
-        line += " (too few: nothing can be auto-labeled; " + _change(settings, total) + ")"
+        line += "\n  too few: nothing can be auto-labeled. " + _change(settings, total)
     return line
 
 
@@ -82,11 +84,12 @@ def _items_for(settings: JobSettings, need: int) -> int | None:
 
 
 def _change(settings: JobSettings, total: int) -> str:
+    """What would let a first certificate happen, with numbers: lower settings, more items."""
     need = labels_needed(settings)
-    parts = [f"at {flag} the first certificate needs {n}" for flag, n in _alternatives(settings)]
+    parts = [f"at {flag} the first certificate needs {n} validation labels" for flag, n in _alternatives(settings)]
     items = _items_for(settings, need)
     if items is not None and items > total:
-        parts.append(f"with the current settings about {items} items would do (more items)")
+        parts.append(f"at these settings about {items} items give it {need}")
     if settings.validation_policy == "adaptive" and settings.validation_size_for(total) < need:
         parts.append(f"--validation-size {need} holds enough")
     return "; ".join(parts)

@@ -42,7 +42,7 @@ def _class_order(data: RunData, names: set[str]) -> list[str]:
 
 
 def per_class(data: RunData) -> list[ClassAccuracy]:
-    """One row per class with a true label, in class-index order; [] without an evaluation."""
+    """One row per class given, in class-index order: how often its labels are right; [] without an evaluation."""
     counts = (data.evaluation or {}).get("per_class")
     if not isinstance(counts, dict):
         return []
@@ -63,10 +63,10 @@ def confusion(data: RunData) -> dict[str, Any] | None:
     if not isinstance(matrix, dict) or not matrix:
         return None
     given = {g for row in matrix.values() if isinstance(row, dict) for g in row}
-    classes = _class_order(data, set(matrix) | given)
+    classes = _class_order(data, set(matrix) | given | set(data.classes))
     if len(classes) > MAX_MATRIX_CLASSES:
         return None
-    rows = [(t, [int((matrix.get(t) or {}).get(g, 0)) for g in classes]) for t in classes if t in matrix]
+    rows = [(t, [int((matrix.get(t) or {}).get(g, 0)) for g in classes]) for t in classes]
     return {"classes": classes, "rows": rows}
 
 
