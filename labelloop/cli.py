@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from labelloop import layout, metrics_table, tasks
-from labelloop.promise import start_line, why_nothing_auto_labeled
 from labelloop.config import CALIBRATION_METHODS, CALIBRATION_SCOPES, VALIDATION_POLICIES, ConfigurationError, JobSettings
+from labelloop.promise import start_line, why_nothing_auto_labeled
 from labelloop.selection import STRATEGIES
 
 
@@ -216,7 +216,8 @@ def run_local(args: argparse.Namespace) -> int:
         f"  final model:           {summary['FinalModelArtifacts']}",
         f"  report:                labelloop report {output}",
     ]
-    lines += [f"  {why}" for why in why_nothing_auto_labeled(execution_input, progress.rows, summary["Total"])]
+    if summary["AutoLabeled"] == 0:
+        lines += [f"  {why}" for why in why_nothing_auto_labeled(execution_input, progress.rows, summary["Total"])]
     print("\n".join(lines))
     return 0
 

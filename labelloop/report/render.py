@@ -77,8 +77,9 @@ def _timing(data: RunData) -> dict[str, Any] | None:
         "kinds": KINDS,
         "total": [(kind, duration(timing.total[kind]), share(timing.total[kind])) for kind in KINDS],
         "iterations": [(it, [duration(s[k]) for k in KINDS], duration(sum(s.values()))) for it, s in timing.per_iteration],
+        # The states that took a visible share of the time; choices and passes take none.
         "states": [(name, runs, duration(seconds)) for name, (runs, seconds)
-                   in sorted(timing.per_state.items(), key=lambda kv: -kv[1][1])],
+                   in sorted(timing.per_state.items(), key=lambda kv: -kv[1][1]) if seconds >= 0.05],
         "seconds": duration(timing.seconds),
     }
 
@@ -100,7 +101,7 @@ def _context(data: RunData, plots: dict[str, bytes], price_per_label: float | No
         "below_target": {"accuracy": pct(accuracy.auto_accuracy(data)), "target": pct(accuracy.target(data))}
         if accuracy.below_target(data) else None,
         "why_nothing": why_nothing_auto_labeled(data.settings, data.metrics, (data.summary or {}).get("Total") or t.items)
-        if data.summary else [],
+        if data.summary and not data.summary.get("AutoLabeled") else [],
         "per_class": accuracy.per_class(data),
         "confusion": accuracy.confusion(data),
         "cost_curve": cost_curve(data, t.price, t.workers),
