@@ -137,7 +137,7 @@ def _workforce(args: argparse.Namespace, execution_input: dict[str, Any]):
 
     truth = None
     if args.truth:  # checked against the manifest and the categories before anyone is asked
-        truth, covered = truth_for_run(args.truth, execution_input)
+        truth, covered = truth_for_run(args.truth, execution_input, simulated=args.workforce == "simulated")
         print(covered)
     if args.workforce == "simulated":
         if truth is None:

@@ -135,10 +135,10 @@ class TruthCheck:
     covered: int  # manifest items that have a true label
     items: int  # manifest items (lines that name an item)
 
-    def line(self, path: Path | str, truth: Truth) -> str:
+    def line(self, path: Path | str, truth: Truth, simulated: bool = True) -> str:
         share = f"{100 * self.covered / self.items:.1f} %" if self.items else "–"
         line = f"true labels: {self.covered} of the manifest's {self.items} items ({share}) from {path} ({truth.format})"
-        if self.covered < self.items:
+        if simulated and self.covered < self.items:
             line += f"; simulated annotators fail the {self.items - self.covered} items without one (counted as failed)"
         return line
 
@@ -179,19 +179,19 @@ def check_truth(truth: Truth, path: Path | str, manifest_lines: Iterable[str], c
     return TruthCheck(covered=sum(k in truth.labels for k in keys), items=len(keys))
 
 
-def truth_for_run(path: Path | str, execution_input: dict[str, Any]) -> tuple[dict[str, str], str]:
+def truth_for_run(path: Path | str, execution_input: dict[str, Any], simulated: bool = True) -> tuple[dict[str, str], str]:
     """The truth a local run reads ({key: class name}) and the line saying what it covers; checked
     against the run's manifest and categories (TruthError before anything starts)."""
-    from labelloop.config import ConfigurationError, parse_label_category_config
+    from labelloop.config import parse_label_category_config
 
     classes = execution_input.get("LabelCategories")
     if not classes:
         config_uri = execution_input["LabelCategoryConfigUri"]
         try:
             classes = parse_label_category_config(json.loads(Path(config_uri).read_text(encoding="utf-8")), config_uri)
-        except (OSError, ValueError, ConfigurationError) as exc:
+        except (OSError, ValueError) as exc:  # a ConfigurationError is a ValueError
             raise TruthError(f"--label-config {config_uri}: {exc}") from None
     truth = read_truth(path, execution_input.get("LabelAttributeName"))
     with open(execution_input["ManifestUri"], encoding="utf-8-sig", errors="replace") as manifest:
         check = check_truth(truth, path, manifest, list(classes))
-    return truth.labels, check.line(path, truth)
+    return truth.labels, check.line(path, truth, simulated)
