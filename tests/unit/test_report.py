@@ -312,6 +312,8 @@ def test_a_run_that_auto_labeled_nothing_says_why_and_what_would_change_it(finis
         **settings, "ManifestUri": "m", "OutputUri": str(finished_run), "ConfidenceLevel": 0.95, "LabelCategories": CLASSES})
     for path in (finished_run / "iterations").glob("*/metrics.json"):
         write(path, {**json.loads(path.read_text()), "AutoLabeled": 0})
+    summary = finished_run / "output" / "summary.json"
+    write(summary, {**json.loads(summary.read_text()), "AutoLabeled": 0})
     page = write_report(finished_run).read_text()
     assert "<h2>Nothing was auto-labeled</h2>" in page
     assert "the first certificate needs 153 validation labels; this job held at most 10" in page
