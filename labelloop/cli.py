@@ -17,6 +17,7 @@ from labelloop.cli_help import use_everywhere
 from labelloop.config import CALIBRATION_METHODS, CALIBRATION_SCOPES, VALIDATION_POLICIES, ConfigurationError, JobSettings
 from labelloop.local.outcome import EXIT_CODES_HELP, EXIT_INTERRUPTED, STOPPED_LINE
 from labelloop.prepare_cli import add_prepare_command, prepare
+from labelloop.promise import start_line, why_nothing_auto_labeled
 from labelloop.selection import STRATEGIES
 
 
@@ -87,7 +88,8 @@ class _Progress:
 
     HEADER = f"{metrics_table.text_header()} {'elapsed':>8}"
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, settings: dict[str, Any] | None = None):
+        self.settings = settings or {}
         self.started = time.monotonic()
         self.stream = stream or sys.stdout  # looked up now: whoever redirected stdout gets the lines
         self.rows: list[dict[str, Any]] = []
@@ -96,18 +98,28 @@ class _Progress:
         if state == "Bootstrap":
             s = result["state"]
             print(f"input: {s['Total']} items ({s['PreLabeled']} already labeled, {s['Rejected']} rejected)", file=self.stream)
+            promise = start_line(self.settings, s["Total"])
+            if promise:
+                print(promise, file=self.stream)
             print(self.HEADER, file=self.stream)
         elif state == "GateAndRoute":
             m = result["LastMetrics"]
             self.rows.append(m)
             print(f"{metrics_table.text_row(m)} {time.monotonic() - self.started:>7.1f}s", file=self.stream, flush=True)
+        elif state == "ExportOutput" and result.get("FinalHumanBatch"):  # the loop ended on a human batch
+            self.rows.append(result["FinalHumanBatch"])
+            print(f"{metrics_table.text_row(self.rows[-1])} {time.monotonic() - self.started:>7.1f}s", file=self.stream,
+                  flush=True)
 
 
-def _workforce(args: argparse.Namespace):
+def _workforce(args: argparse.Namespace, execution_input: dict[str, Any]):
     """The local workforce the labeling jobs go to, and the true labels if there are any."""
-    from labelloop.datasets import load_truth
+    from labelloop.truth import truth_for_run
 
-    truth = load_truth(Path(args.truth)) if args.truth else None
+    truth = None
+    if args.truth:  # checked against the manifest and the categories before anyone is asked
+        truth, covered = truth_for_run(args.truth, execution_input, simulated=args.workforce == "simulated")
+        print(covered)
     if args.workforce == "simulated":
         if truth is None:
             raise ConfigurationError("--workforce simulated needs --truth (the true labels file)")
@@ -136,13 +148,13 @@ def run_local(args: argparse.Namespace) -> int:
     output.mkdir(parents=True, exist_ok=True)
     try:
         execution_input = _execution_input(args, output)
-        workforce, truth = _workforce(args)
+        workforce, truth = _workforce(args, execution_input)
         if hasattr(workforce, "start"):
             workforce.start()
     except (ConfigurationError, WorkforceError, ValueError) as exc:
         print(f"labelloop: {exc}", file=sys.stderr)
         return 2
-    progress = _Progress()
+    progress = _Progress(settings=execution_input)
     work = Path(layout.local_work_dir(str(output)))
     engine = LocalEngine(work, workforce, on_step=progress, debug=getattr(args, "debug", False))
     # Unique per execution: two runs started in the same second must not share a name (or a lock).
@@ -178,12 +190,16 @@ def run_local(args: argparse.Namespace) -> int:
         f"  auto-labeled:          {summary['AutoLabeled']} ({pct(summary['AutoLabeled'])})",
         f"  unlabeled:             {summary['Unlabeled']}",
     ]
+    if summary.get("HumanFailed"):
+        lines.append(f"  human answers failed:  {summary['HumanFailed']} (items sent to people that came back unlabeled)")
     if truth is not None:
         with open(manifest) as f:
             ev = evaluate(f, args.label_attribute, truth)
+        ev.truth_file = str(Path(args.truth).resolve())
         Path(layout.evaluation_uri(str(output))).write_text(json.dumps(ev.to_json(), indent=2))
+        below = "  BELOW TARGET" if ev.auto_accuracy is not None and ev.auto_accuracy < args.target_accuracy else ""
         lines += [
-            f"  auto-label accuracy:   {fmt(ev.auto_accuracy)} against the true labels (target {fmt(args.target_accuracy)})",
+            f"  auto-label accuracy:   {fmt(ev.auto_accuracy)} against the true labels (target {fmt(args.target_accuracy)}){below}",
             f"  dataset accuracy:      {fmt(ev.dataset_accuracy)}",
         ]
     lines += [
@@ -191,6 +207,8 @@ def run_local(args: argparse.Namespace) -> int:
         f"  final model:           {summary['FinalModelArtifacts']}",
         f"  report:                labelloop report {output}",
     ]
+    if summary["AutoLabeled"] == 0:
+        lines += [f"  {why}" for why in why_nothing_auto_labeled(execution_input, progress.rows, summary["Total"])]
     print("\n".join(lines))
     return 0
 
@@ -307,8 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="who answers the human tasks: simulated annotators (need --truth), or people on a local worker page")
     run.add_argument("--port", type=int, default=0, help="people: worker page port on 127.0.0.1 (default: 0, any free port)")
     run.add_argument("--truth",
-                     help="true labels file (truth.jsonl from `labelloop prepare`): answers for simulated annotators; "
-                     "with people, only used to score the result")
+                     help="true labels: `labelloop prepare`'s truth.jsonl ({\"key\", \"label\"} a line; a text's key is "
+                     "sha256:<hex of the text>, an image's its source-ref) or a labeled Ground Truth manifest of the same "
+                     "items, checked before the run starts; answers for simulated annotators, with people only used to "
+                     "score the result")
     run.add_argument("--annotator-accuracy", type=float, default=1.0,
                      help="chance a simulated annotator answers correctly")
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)

@@ -89,7 +89,11 @@ class LoopState(Contract):
     # Set by MergeHumanLabels, reset by GateAndRoute; absent before the first merge.
     human_labeled_this_iteration: Optional[int] = Field(default=None, alias="HumanLabeledThisIteration")
     last_metrics: Optional[dict[str, Any]] = Field(default=None, alias="LastMetrics")
-    optional_keys = ("HumanLabeledThisIteration", "LastMetrics")
+    # Items people were asked to label but no answer came back for (Ground Truth's failed objects):
+    # the job's total, and the last merge's, reset by GateAndRoute. Absent before the first merge.
+    human_failed: Optional[int] = Field(default=None, alias="HumanFailed")
+    human_failed_this_iteration: Optional[int] = Field(default=None, alias="HumanFailedThisIteration")
+    optional_keys = ("HumanLabeledThisIteration", "LastMetrics", "HumanFailed", "HumanFailedThisIteration")
 
     def dump(self) -> dict[str, Any]:
         return {**super().dump(), "HumanBatch": self.human_batch.dump()}
@@ -178,7 +182,10 @@ class Summary(Contract):
     error: Optional[dict[str, Any]] = Field(alias="Error")
     final_model_artifacts: Optional[str] = Field(alias="FinalModelArtifacts")
     cause: Optional[str] = Field(default=None, alias="Cause")
-    optional_keys = ("Cause",)
+    human_failed: int = Field(default=0, alias="HumanFailed")  # items sent to people that came back unlabeled
+    # The metrics row of a human batch merged after the last gate (the job ended on it), else None.
+    final_human_batch: Optional[dict[str, Any]] = Field(default=None, alias="FinalHumanBatch")
+    optional_keys = ("Cause", "FinalHumanBatch")
 
 
 class DescribedJob(Contract):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
 from labelloop.manifest import item_key
@@ -17,6 +17,12 @@ class Evaluation:
     auto: int = 0
     auto_correct: int = 0
     unlabeled: int = 0
+    # Class given -> {"auto", "auto_correct", "human", "human_correct"}: how often a label of that class
+    # is right (items with a true label only).
+    per_class: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Auto-labels only: true class -> {given class: count}.
+    confusion: dict[str, dict[str, int]] = field(default_factory=dict)
+    truth_file: str | None = None  # where the true labels came from (the report marks wrong examples with it)
 
     @property
     def auto_accuracy(self) -> float | None:
@@ -48,11 +54,21 @@ def evaluate(lines: Iterable[str], attribute: str, truth: dict[str, str]) -> Eva
         if attribute not in line:
             result.unlabeled += 1
             continue
-        right = truth.get(item_key(line)) == meta.get("class-name")
-        if meta.get("human-annotated") == "yes":
+        true, given = truth.get(item_key(line)), meta.get("class-name")
+        right = true == given
+        kind = "human" if meta.get("human-annotated") == "yes" else "auto"
+        if kind == "human":
             result.human += 1
             result.human_correct += right
         else:
             result.auto += 1
             result.auto_correct += right
+        if true is None:
+            continue
+        counts = result.per_class.setdefault(str(given), {"auto": 0, "auto_correct": 0, "human": 0, "human_correct": 0})
+        counts[kind] += 1
+        counts[f"{kind}_correct"] += right
+        if kind == "auto":
+            row = result.confusion.setdefault(true, {})
+            row[str(given)] = row.get(str(given), 0) + 1
     return result

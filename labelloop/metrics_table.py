@@ -33,6 +33,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("Iteration", "it.", terminal=True, width=3),
     Column("HumanLabeled", "human", terminal=True, width=7),
     Column("HumanLabeledThisIteration", "+human"),
+    Column("HumanFailedThisIteration", "failed"),  # sent to people, came back unlabeled
     Column("AutoLabeled", "auto", terminal=True, width=7),
     Column("AutoLabeledThisIteration", "+auto"),
     Column("Remaining", "unlabeled", terminal=True),

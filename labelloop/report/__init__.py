@@ -7,8 +7,10 @@ and `output/evaluation.json` when they exist. It writes `OUTPUT_DIR/report/repor
 every image embedded (base64 PNGs), and the plots again as PNG files beside it. A folder with
 nothing in it yet gets a page that says so.
 
-Modules: `run` reads the folder, `numbers` counts, `plots` draws, `examples` picks and draws
-example items, `render` fills the Jinja2 templates in `templates/`, `command` is the CLI.
+Modules: `run` reads the folder, `numbers` counts, `plots` draws, `curves` lays out the cost
+curve, `accuracy` judges against the true labels, `timing` reads where the time went, `examples`
+picks and draws example items, `render` fills the Jinja2 templates in `templates/`, `command` is
+the CLI.
 """
 
 from labelloop.report.command import REPORT_NAME, add_report_command, cmd_report, write_report

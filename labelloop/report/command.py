@@ -59,8 +59,10 @@ def add_report_command(subparsers: Any) -> argparse.ArgumentParser:
         "report",
         help="write an HTML report of a labeling run (finished or still going)",
         description="Write OUTPUT_DIR/report/report.html: a self-contained page with the per-iteration table, "
-        "plots of labels, threshold and validation accuracy, the class distribution, the cost so far and "
-        "examples of auto-labeled and human-labeled items. Works on a run that is still going.",
+        "plots of labels, threshold and validation accuracy, the class distribution, the cost so far against "
+        "labeling everything by hand, where the time went, examples of auto-labeled and human-labeled items and, "
+        "when the run had true labels, the accuracy per class, the confusion matrix and the wrong auto-labels "
+        "marked. Works on a run that is still going.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     report.add_argument("output_dir", metavar="OUTPUT_DIR", help="the run's --output folder")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from labelloop import tasks
+from labelloop.report.accuracy import example_truth, true_class
 from labelloop.report.jinja import environment, pct
 from labelloop.report.run import Item, RunData
 
@@ -17,7 +18,6 @@ if TYPE_CHECKING:
 
 THUMB_PX = 96
 EXCERPT_CHARS = 180
-TITLE_CHARS = 1000
 
 ExampleView = Callable[[dict[str, Any]], "Markup"]  # an item's source (its manifest line, label removed) -> HTML
 
@@ -55,13 +55,15 @@ def image_example(source: dict[str, Any]) -> Markup:
 
 
 def text_example(source: dict[str, Any]) -> Markup:
-    """The start of the item's text, the rest in the tooltip; a placeholder for text kept elsewhere."""
+    """The item's text: whole when short, else its start with the whole text folded beneath (never
+    clipped); a placeholder for text kept elsewhere."""
     ref = source.get("source-ref")
     if "source" not in source and isinstance(ref, str):
         return _macros().missing(ref)
     text = str(source.get("source", ""))
-    excerpt = text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "…"
-    return _macros().text(excerpt, text[:TITLE_CHARS])
+    if len(text) <= EXCERPT_CHARS:
+        return _macros().text(text, text)
+    return _macros().folded(text[:EXCERPT_CHARS] + "…", text)
 
 
 VIEWS: dict[str, ExampleView] = {"image": image_example, "text": text_example}
@@ -80,6 +82,7 @@ class Example:
     body: Markup
     name: str | None  # the class, shown bold
     note: str
+    true_class: str | None = None  # set when the label is wrong: what the true labels say
 
 
 @dataclass
@@ -100,20 +103,28 @@ def _agreement(confidence: float | None) -> str:
 
 
 def example_groups(data: RunData) -> list[ExampleGroup]:
-    """Auto-labels, human labels and the batch waiting for people, each with a few examples."""
+    """Auto-labels, the worst-case tail, human labels and the batch waiting for people, each with a
+    few examples; a label the true labels (when the run had them) contradict is marked."""
     view = example_view(data.task_type)
     labels = data.labels
     groups = []
-    auto = labels.auto_examples()
+    auto, tail, human = labels.auto_examples(), labels.tail_examples(), labels.human_examples()
+    truth = example_truth(data, auto + tail + human)
+    above = labels.auto - labels.tail
     if auto:
         groups.append(ExampleGroup(
-            "Auto-labeled", f"the {len(auto)} least confident of {labels.auto:,}, closest to the threshold first",
-            [_example(view, i, f" {pct(i.confidence)}{_iter_note(i.iteration)}") for i in auto]))
-    human = labels.human_examples()
+            "Auto-labeled", f"the {len(auto)} least confident of {above:,} above the threshold, closest to it first",
+            [_example(view, i, f" {pct(i.confidence)}{_iter_note(i.iteration)}", truth) for i in auto]))
+    if tail:
+        groups.append(ExampleGroup(
+            "Worst-case tail",
+            f"{len(tail)} of {labels.tail:,} auto-labeled below the threshold: the bound's slack above the target pays "
+            "for them even if every one is wrong",
+            [_example(view, i, f" {pct(i.confidence)}{_iter_note(i.iteration)}", truth) for i in tail]))
     if human:
         groups.append(ExampleGroup(
             "Routed to humans", f"{len(human)} of {labels.human:,} human labels, newest first",
-            [_example(view, i, _iter_note(i.iteration) + _agreement(i.confidence)) for i in human]))
+            [_example(view, i, _iter_note(i.iteration) + _agreement(i.confidence), truth) for i in human]))
     if data.pending:
         groups.append(ExampleGroup(
             "Waiting for people", f"{len(data.pending)} of {data.pending_count:,} items in the current human batch",
@@ -121,5 +132,7 @@ def example_groups(data: RunData) -> list[ExampleGroup]:
     return groups
 
 
-def _example(view: ExampleView, item: Item, note: str) -> Example:
-    return Example(view(item.source), item.class_name or "", note)
+def _example(view: ExampleView, item: Item, note: str, truth: dict[str, str]) -> Example:
+    true = true_class(truth, item)
+    wrong = true if true is not None and true != item.class_name else None
+    return Example(view(item.source), item.class_name or "", note, wrong)

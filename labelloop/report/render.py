@@ -7,11 +7,15 @@ from datetime import datetime
 from typing import Any
 
 from labelloop import metrics_table
+from labelloop.promise import why_nothing_auto_labeled
+from labelloop.report import accuracy
+from labelloop.report.curves import cost_curve
 from labelloop.report.examples import example_groups
 from labelloop.report.jinja import environment, money, pct
 from labelloop.report.numbers import Totals, class_counts, totals
 from labelloop.report.plots import AUTO_COLOR, HUMAN_COLOR
 from labelloop.report.run import RunData, number
+from labelloop.report.timing import KINDS, duration, time_per_state
 
 ITERATION_PLOTS = (
     ("labels.png", "human labels and auto-labels per iteration"),
@@ -49,9 +53,35 @@ def _cards(data: RunData, t: Totals) -> list[tuple[str, str, str]]:
         ("cost so far", f"${t.cost:,.2f}", f"{t.human_by_job:,} labels × {money(t.price)} × {workers}"),
         ("iterations", str(len(data.metrics)), f"target {pct(number(data.settings.get('TargetAccuracy')))}"),
     ]
-    if data.evaluation and data.evaluation.get("auto_accuracy") is not None:
-        cards.append(("auto-label accuracy", pct(data.evaluation["auto_accuracy"]), "against the true labels"))
+    if accuracy.auto_accuracy(data) is not None:
+        below = "BELOW TARGET · " if accuracy.below_target(data) else ""
+        cards.append(("auto-label accuracy", pct(accuracy.auto_accuracy(data)), f"{below}against the true labels"))
+    failed = _failed_answers(data)
+    if failed:
+        cards.append(("failed human answers", f"{failed:,}", "sent to people, came back unlabeled"))
     return cards
+
+
+def _failed_answers(data: RunData) -> int:
+    if data.summary and isinstance(data.summary.get("HumanFailed"), int):
+        return data.summary["HumanFailed"]
+    return max([m.get("HumanFailed") or 0 for m in data.metrics], default=0)
+
+
+def _timing(data: RunData) -> dict[str, Any] | None:
+    timing = time_per_state(data.history)
+    if timing is None:
+        return None
+    share = lambda s: pct(s / timing.seconds) if timing.seconds else "–"  # noqa: E731
+    return {
+        "kinds": KINDS,
+        "total": [(kind, duration(timing.total[kind]), share(timing.total[kind])) for kind in KINDS],
+        "iterations": [(it, [duration(s[k]) for k in KINDS], duration(sum(s.values()))) for it, s in timing.per_iteration],
+        # The states that took a visible share of the time; choices and passes take none.
+        "states": [(name, runs, duration(seconds)) for name, (runs, seconds)
+                   in sorted(timing.per_state.items(), key=lambda kv: -kv[1][1]) if seconds >= 0.05],
+        "seconds": duration(timing.seconds),
+    }
 
 
 def _error(data: RunData) -> dict[str, str] | None:
@@ -65,12 +95,22 @@ def _error(data: RunData) -> dict[str, str] | None:
 
 def _context(data: RunData, plots: dict[str, bytes], price_per_label: float | None) -> dict[str, Any]:
     counts = class_counts(data)
+    t = totals(data, price_per_label)
     return {
-        "cards": _cards(data, totals(data, price_per_label)),
+        "cards": _cards(data, t),
+        "below_target": {"accuracy": pct(accuracy.auto_accuracy(data)), "target": pct(accuracy.target(data))}
+        if accuracy.below_target(data) else None,
+        "why_nothing": why_nothing_auto_labeled(data.settings, data.metrics, (data.summary or {}).get("Total") or t.items)
+        if data.summary and not data.summary.get("AutoLabeled") else [],
+        "per_class": accuracy.per_class(data),
+        "confusion": accuracy.confusion(data),
+        "cost_curve": cost_curve(data, t.price, t.workers),
+        "timing": _timing(data),
         "error": _error(data),
         "table": {
             "headers": [c.header for c in metrics_table.COLUMNS],
             "rows": [[metrics_table.cell(m, c) for c in metrics_table.COLUMNS] for m in data.metrics],
+            "final": [bool(m.get("FinalHumanBatch")) for m in data.metrics],
         },
         "iteration_plots": [{"title": title, "uri": _data_uri(plots[name])} for name, title in ITERATION_PLOTS if name in plots],
         "items_from": str(data.items_from.relative_to(data.root)) if data.items_from else "–",

@@ -26,6 +26,7 @@ class Item:
     confidence: float | None = None
     human: bool = False
     iteration: int | None = None  # 0: labeled in the input manifest; None: not known
+    tail: bool = False  # an auto-label of the worst-case tail: below the threshold, paid for by the bound's slack
 
     @property
     def labeled(self) -> bool:
@@ -35,17 +36,19 @@ class Item:
 class Labels:
     """Counts of the labels, streamed (a run may have millions of items), and a few examples.
 
-    Keeps the `n` least confident auto-labels and the `n` newest human labels (input order
-    within an iteration), as a full sort would order them.
+    Keeps the `n` least confident auto-labels above a threshold, the `n` least confident of the
+    worst-case tail and the `n` newest human labels (input order within an iteration), as a full
+    sort would order them.
     """
 
     def __init__(self, n: int):
         self.n = max(0, n)
-        self.total = self.human = self.auto = self.human_by_job = 0
+        self.total = self.human = self.auto = self.human_by_job = self.tail = 0
         self.per_class: dict[tuple[int, bool], int] = {}  # (class, human) -> count
         self.names: dict[int, str] = {}
         self._auto: list[tuple[float, int, Item]] = []  # max-heap on (confidence, seq) via negation
         self._human: list[tuple[int, int, Item]] = []  # min-heap on (iteration, -seq): the worst kept on top
+        self._tail: list[tuple[float, int, Item]] = []  # as _auto, for the worst-case tail
 
     def add(self, item: Item) -> None:
         seq = self.total
@@ -62,7 +65,8 @@ class Labels:
             self._keep(self._human, (item.iteration or 0, -seq, item))
         else:
             self.auto += 1
-            self._keep(self._auto, (-(item.confidence or 0.0), -seq, item))
+            self.tail += item.tail
+            self._keep(self._tail if item.tail else self._auto, (-(item.confidence or 0.0), -seq, item))
 
     def _keep(self, heap: list, entry: tuple) -> None:
         if len(heap) < self.n:
@@ -72,6 +76,9 @@ class Labels:
 
     def auto_examples(self) -> list[Item]:
         return [e[2] for e in sorted(self._auto, key=lambda e: (-e[0], -e[1]))]
+
+    def tail_examples(self) -> list[Item]:
+        return [e[2] for e in sorted(self._tail, key=lambda e: (-e[0], -e[1]))]
 
     def human_examples(self) -> list[Item]:
         return [e[2] for e in sorted(self._human, key=lambda e: (-e[0], -e[1]))]
@@ -90,6 +97,7 @@ class RunData:
     pending_from: Path | None = None
     summary: dict[str, Any] | None = None
     evaluation: dict[str, Any] | None = None
+    history: list[dict[str, Any]] | None = None  # the local engine's execution history, when it wrote one
 
     @property
     def empty(self) -> bool:
@@ -188,6 +196,7 @@ def _items_from_manifest(path: Path, settings: dict[str, Any], classes: list[str
                 confidence=number(meta.get("confidence")),
                 human=meta.get("human-annotated") == "yes",
                 iteration=_label_iteration(meta.get("job-name")),
+                tail=(meta.get("labelloop-calibration") or {}).get("basis") == "worst-case tail",
             )
         else:
             yield Item(source=source)
@@ -206,6 +215,7 @@ def _items_from_ledger(path: Path, classes: list[str]) -> Iterator[Item]:
                 confidence=number(label.get("confidence")),
                 human=bool(label.get("human")),
                 iteration=label.get("iteration") if isinstance(label.get("iteration"), int) else None,
+                tail=not label.get("human") and label.get("threshold") is None and label.get("lower-bound") is not None,
             )
         else:
             yield Item(source=source)
@@ -249,6 +259,8 @@ def load_run(root: Path, examples: int = 24) -> RunData:
             data.metrics.append(metrics)
     data.summary = _json_object(data.path(layout.summary_uri))
     data.evaluation = _json_object(data.path(layout.evaluation_uri))
+    history = _read_json(Path(layout.local_work_dir(str(root))) / "execution-history.json")
+    data.history = history if isinstance(history, list) else None
     output = data.path(layout.output_manifest_uri)
     ledger = newest_ledger(root)
     if output.is_file() and (data.summary is not None or ledger is None):

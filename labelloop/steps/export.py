@@ -36,6 +36,7 @@ def export_output(event: dict[str, Any]) -> dict[str, Any]:
                     job_name=settings.job_name,
                 )
             )
+    final = _final_human_batch(settings, state, counts["auto"], reason)
     summary = Summary.model_validate({
         "OutputManifestUri": manifest_uri,
         "RejectedManifestUri": layout.rejected_uri(out),
@@ -45,11 +46,13 @@ def export_output(event: dict[str, Any]) -> dict[str, Any]:
         "HumanLabeledByThisJob": state["HumanLabeled"],
         "AutoLabeled": counts["auto"],
         "Unlabeled": counts["unlabeled"],
-        "Iterations": state["Iteration"] - 1,
+        "Iterations": state["Iteration"] - (0 if final else 1),
         "HumanCost": settings.human_cost(state["HumanLabeled"]),
         "StopReason": reason,
         "Error": error,
         "FinalModelArtifacts": state.get("ModelArtifacts"),
+        "HumanFailed": state.get("HumanFailed") or 0,
+        "FinalHumanBatch": final,
     }).dump()
     storage.write_json(layout.summary_uri(out), summary)
     locks.release(layout.lock_uri(out), event.get("ExecutionName"))
@@ -57,3 +60,33 @@ def export_output(event: dict[str, Any]) -> dict[str, Any]:
         # The Fail state's cause: the failed step's error name and cause, and where the labels are.
         summary["Cause"] = f"{error.get('Error')}: {error.get('Cause')} (labels so far: {manifest_uri})"
     return summary
+
+
+def _final_human_batch(settings: JobSettings, state: dict[str, Any], auto: int, reason: str) -> dict[str, Any] | None:
+    """The metrics row of a human batch merged after the last gate, written as its iteration's
+    metrics.json; None when the job ended on a gate.
+
+    The loop ends on a merge when people labeled everything left (or a later step failed): no
+    gate ran after it, so without this row the iteration table would stop one batch short of the
+    summary.
+    """
+    if not (state.get("HumanLabeledThisIteration") or state.get("HumanFailedThisIteration")):
+        return None
+    metrics = {
+        "Iteration": state["Iteration"],
+        "HumanLabeled": state["HumanLabeled"],
+        "HumanLabeledThisIteration": state.get("HumanLabeledThisIteration") or 0,
+        "HumanFailed": state.get("HumanFailed") or 0,
+        "HumanFailedThisIteration": state.get("HumanFailedThisIteration") or 0,
+        "HumanCost": settings.human_cost(state["HumanLabeled"]),
+        "AutoLabeled": auto,
+        "AutoLabeledThisIteration": 0,
+        "Remaining": state["Remaining"],
+        "Threshold": None,
+        "ValidationAccuracy": None,
+        "NextHumanBatch": 0,
+        "FinalHumanBatch": True,  # no model was trained or gated on this batch
+        "StopReason": reason,
+    }
+    storage.write_json(layout.metrics_uri(settings.output_uri, state["Iteration"]), metrics)
+    return metrics

@@ -125,6 +125,8 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         "Iteration": it,
         "HumanLabeled": state["HumanLabeled"],
         "HumanLabeledThisIteration": state.get("HumanLabeledThisIteration", 0),
+        "HumanFailed": state.get("HumanFailed") or 0,
+        "HumanFailedThisIteration": state.get("HumanFailedThisIteration") or 0,
         "HumanCost": settings.human_cost(state["HumanLabeled"]),
         "AutoLabeled": counts["auto"],  # this job's auto-labels, as of this gate
         "AutoLabeledThisIteration": counts["new_auto"],
@@ -156,6 +158,7 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         "AutoLabeled": metrics["AutoLabeled"],
         "Remaining": remaining,
         "HumanLabeledThisIteration": 0,
+        "HumanFailedThisIteration": 0,
         "HumanBatch": batch,
         "RetrainFirst": retrain_first,
         "ModelArtifacts": (event.get("training") or {}).get("ModelArtifacts"),

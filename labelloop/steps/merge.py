@@ -57,6 +57,8 @@ def merge_answers(config: dict[str, Any], state: dict[str, Any], output_uri: str
         "LedgerUri": new_uri,
         "HumanLabeled": state["HumanLabeled"] + len(answers),
         "HumanLabeledThisIteration": len(answers),
+        "HumanFailed": (state.get("HumanFailed") or 0) + len(batch) - len(answers),
+        "HumanFailedThisIteration": len(batch) - len(answers),
         "Remaining": remaining,
         "HumanBatch": {"Count": 0},
     }).dump()

@@ -18,6 +18,7 @@ from markupsafe import escape
 
 from labelloop import metrics_table
 from labelloop.cli import main
+from labelloop.datasets import load_truth
 from labelloop.datasets.digits import prepare_digits
 from labelloop.manifest import item_key
 
@@ -94,9 +95,11 @@ def card(page: str, key: str) -> tuple[str, str]:
 
 
 def figures(page: str, group: str) -> list[tuple[str, str, str]]:
-    """(example body, class shown, note) of each example in a group of the page."""
+    """(example body, class shown, note) of each example in a group of the page (none: no such group)."""
+    if f"<h3>{group} " not in page:
+        return []
     section = page.split(f"<h3>{group} ", 1)[1].split("</div>\n", 1)[0]
-    return re.findall(r'<figure class="example">(.*?)<figcaption>(?:<b>(.*?)</b>)?(.*?)</figcaption></figure>', section)
+    return re.findall(r'<figure class="example(?: wrong)?">(.*?)<figcaption>(?:<b>(.*?)</b>)?(.*?)</figcaption></figure>', section)
 
 
 @pytest.mark.parametrize("run", RUNS)
@@ -119,7 +122,7 @@ def test_totals_are_what_the_run_wrote(run, request):
 def test_each_iteration_is_a_row_as_labelloop_run_printed_it(run, request):
     r = request.getfixturevalue(run)
     table = r["page"].split('<table class="iterations">')[1].split("</table>")[0]
-    rows = re.findall(r"<tr>((?:<td>[^<]*</td>)+)</tr>", table)
+    rows = re.findall(r"<tr(?: class=\"final\"[^>]*)?>((?:<td>[^<]*</td>)+)</tr>", table)  # the last: a final human batch
     assert len(rows) == len(r["metrics"]) == r["summary"]["Iterations"] >= 2
     headers = [c.header for c in metrics_table.COLUMNS]
     for row, metrics in zip(rows, r["metrics"], strict=True):
@@ -134,6 +137,7 @@ def test_examples_show_auto_and_human_labels_as_the_output_manifest_has_them(run
     r = request.getfixturevalue(run)
     attribute = "digit" if run == "digits_run" else "category"
     by_item = {l.get("source-ref") or l.get("source"): l[f"{attribute}-metadata"] for l in r["lines"]}
+    truth = load_truth(r["evaluation"]["truth_file"])
     for group, human in (("Auto-labeled", "no"), ("Routed to humans", "yes")):
         shown = figures(r["page"], group)
         assert shown, f"{group}: examples shown"
@@ -141,15 +145,27 @@ def test_examples_show_auto_and_human_labels_as_the_output_manifest_has_them(run
             key = re.search(r'title="([^"]*)"', body).group(1)
             meta = by_item[html.unescape(key)]
             assert meta["human-annotated"] == human and name == str(escape(meta["class-name"]))
+            assert "basis" not in meta.get("labelloop-calibration", {}), "the worst-case tail is a group of its own"
+            true = truth[item_key({"source-ref": html.unescape(key)} if run == "digits_run" else {"source": html.unescape(key)})]
+            assert ("✗ wrong, true: " in note) == (true != meta["class-name"]), "a wrong label is marked, a right one not"
             if human == "no":
                 assert note.startswith(f" {100 * meta['confidence']:.1f} %")
 
 
+def kind(line: dict, attribute: str) -> str:
+    meta = line[f"{attribute}-metadata"]
+    if meta["human-annotated"] == "yes":
+        return "Routed to humans"
+    return "Worst-case tail" if meta.get("labelloop-calibration", {}).get("basis") == "worst-case tail" else "Auto-labeled"
+
+
 def test_digits_are_shown_as_embedded_thumbnails(digits_run):
     page = digits_run["page"]
-    for group in ("Auto-labeled", "Routed to humans"):
+    kinds = [kind(l, "digit") for l in digits_run["lines"]]
+    for group in ("Auto-labeled", "Worst-case tail", "Routed to humans"):
         bodies = [body for body, _, _ in figures(page, group)]
-        assert len(bodies) == 24 and all(body.startswith('<img src="data:image/png;base64,') for body in bodies)
+        assert len(bodies) == min(24, kinds.count(group))
+        assert all(body.startswith('<img src="data:image/png;base64,') for body in bodies)
     assert not re.search(r'(src|href)="(?!data:)', page), "self-contained: nothing loaded from elsewhere"
     for name in ("labels.png", "calibration.png", "classes.png"):
         assert (digits_run["out"] / "report" / name).read_bytes().startswith(b"\x89PNG")
@@ -171,8 +187,31 @@ def test_html_in_item_text_is_shown_as_text_never_run(text_run):
     parsed = Tags()
     parsed.feed(page)
     assert "script" not in parsed.tags and not parsed.handlers, "no element or handler from the items' text"
-    shown = [body for group in ("Auto-labeled", "Routed to humans") for body, _, _ in figures(page, group)]
+    groups = ("Auto-labeled", "Worst-case tail", "Routed to humans")
+    shown = [body for group in groups for body, _, _ in figures(page, group)]
     assert len(shown) == text_run["summary"]["HumanLabeled"] + text_run["summary"]["AutoLabeled"], "--examples 200: all"
     for text in HOSTILE:
         assert text not in page
         assert f'<div class="snippet" title="{escape(text)}">{escape(text)}</div>' in shown
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_the_run_said_what_its_truth_covers_and_what_the_promise_needs(run, request):
+    r = request.getfixturevalue(run)
+    total = r["summary"]["Total"]
+    assert f"true labels: {total} of the manifest's {total} items (100.0 %)" in r["printed"]
+    assert re.search(r"promise: \d+ % accurate with \d+ % confidence needs \d+ validation labels", r["printed"])
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_accuracy_per_class_and_the_time_per_state_are_what_the_run_measured(run, request):
+    r = request.getfixturevalue(run)
+    page, evaluation = r["page"], r["evaluation"]
+    per_class = page.split('<table class="accuracy">')[1].split("</table>")[0]
+    autos = [int(n.replace(",", "")) for n in re.findall(r"<tr(?: class=\"below\")?><td>[^<]*</td><td>([\d,]+)</td>", per_class)]
+    assert sum(autos) == evaluation["auto"] == sum(c["auto"] for c in evaluation["per_class"].values())
+    matrix = page.split('<table class="confusion">')[1].split("</table>")[0]
+    assert sum(int(n.replace(",", "")) for n in re.findall(r'<td class="(?:hit|miss|)">([\d,]+)</td>', matrix)) == evaluation["auto"]
+    timing = page.split("Where the time went")[1].split("</div>")[0]
+    assert "<td>TrainModel</td>" in timing and "<td>InferUnlabeled</td>" in timing and "<td>training</td>" in timing
+    assert '<svg class="curve"' in page

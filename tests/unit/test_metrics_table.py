@@ -15,7 +15,7 @@ from labelloop.report.render import render_html
 from labelloop.report.run import RunData
 
 METRICS = {
-    "Iteration": 3, "HumanLabeled": 1234, "HumanLabeledThisIteration": 100, "AutoLabeled": 560,
+    "Iteration": 3, "HumanLabeled": 1234, "HumanLabeledThisIteration": 100, "HumanFailedThisIteration": 0, "AutoLabeled": 560,
     "AutoLabeledThisIteration": 60, "Remaining": 7, "Threshold": 0.93456, "ValidationAccuracy": 0.9876,
     "LowerBound": 0.9512, "Support": 88, "ValidationCount": 400, "TrainCount": 834, "HumanCost": 98.72,
     "NextHumanBatch": 100, "RetrainFirst": False, "StopReason": None,

@@ -228,3 +228,93 @@ def test_every_task_type_draws_its_examples_and_an_unknown_one_gets_text(tmp_pat
         expected = {"image": '<img src="data:image/png;base64,', "text": "&lt;b&gt;hi&lt;/b&gt;</div>"}[task.report_example]
         assert drawn.startswith(expected) if task.report_example == "image" else drawn.endswith(expected), task.name
     assert str(example_view("no-such-task")({"source": "x"})) == '<div class="snippet" title="x">x</div>'
+
+
+LONG_TEXT = "A long complaint. " * 30 + "THE LAST WORDS"
+
+
+def history(*states: tuple[str, str, float]) -> list[dict]:
+    """Execution-history events: each (state, type prefix, seconds) entered and exited in turn."""
+    from datetime import datetime, timedelta, timezone
+
+    now, events = datetime(2026, 1, 1, tzinfo=timezone.utc), []
+    for name, kind, seconds in states:
+        events.append({"timestamp": str(now), "type": f"{kind}StateEntered", "stateEnteredEventDetails": {"name": name}})
+        now += timedelta(seconds=seconds)
+        events.append({"timestamp": str(now), "type": f"{kind}StateExited", "stateExitedEventDetails": {"name": name}})
+    return events
+
+
+@pytest.fixture
+def judged_run(finished_run) -> Path:
+    """The finished run scored against true labels that say one auto-label is wrong; it ended on a
+    human batch, one auto-label is of the worst-case tail, one item is a long text."""
+    from labelloop.evaluation import evaluate
+    from labelloop.manifest import item_key
+
+    out = finished_run
+    manifest = out / "output" / "output.manifest"
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    lines[5]["source"] = LONG_TEXT
+    lines[11]["animal-metadata"].update(confidence=0.61, **{"labelloop-calibration": {
+        "threshold": None, "accuracy-lower-bound": 0.97, "support": 200, "basis": "worst-case tail"}})
+    write(manifest, lines)
+    truth = {item_key(l): l["animal-metadata"]["class-name"] for l in lines}
+    truth[item_key(lines[6])] = "dog"  # auto-labeled cat; truly a dog
+    write(out / "truth.jsonl", [{"key": k, "label": v} for k, v in truth.items()])
+    evaluation = evaluate((json.dumps(l) for l in lines), "animal", truth)
+    evaluation.truth_file = str(out / "truth.jsonl")
+    write(out / "output" / "evaluation.json", evaluation.to_json())
+    write(out / "iterations" / "003" / "metrics.json", {
+        **metrics(3, 8, 2, 5, 0, 0, None, None, stop="all-labeled"), "FinalHumanBatch": True})
+    write(out / "work" / "execution-history.json", history(
+        ("Bootstrap", "Task", 1), ("LabelWithHumans", "Task", 300), ("TrainModel", "Task", 120),
+        ("InferValidation", "Task", 20), ("InferUnlabeled", "Task", 40), ("GateAndRoute", "Task", 2),
+        ("LabelWithHumans", "Task", 600), ("MergeHumanLabels", "Task", 1), ("ExportOutput", "Task", 1)))
+    return out
+
+
+def test_a_judged_run_shows_what_went_wrong(judged_run):
+    page = write_report(judged_run).read_text()
+    # Below target, marked where the eye lands first.
+    assert '<h2 class="below">Below target</h2>' in page and "80.0 %" in page and "the target is 95.0 %" in page
+    assert "BELOW TARGET · against the true labels" in page
+    # Per-class accuracy: cat's auto-labels are 1 of 2 right; dog's 2 of 2 (bird had none).
+    per_class = page.split('<table class="accuracy">')[1].split("</table>")[0]
+    assert '<tr class="below"><td>cat</td><td>2</td><td>50.0 % ▼ below target</td><td>2</td><td>100.0 %</td></tr>' in per_class
+    assert "<tr><td>dog</td><td>3</td><td>100.0 %</td><td>3</td><td>100.0 %</td></tr>" in per_class
+    # Confusion matrix of the auto-labels: one dog given "cat".
+    matrix = page.split('<table class="confusion">')[1].split("</table>")[0]
+    assert '<tr><th>dog</th><td class="miss">1</td><td class="hit">3</td><td class="">0</td></tr>' in matrix
+    # The wrong auto-label is marked among the examples; the tail is its own group.
+    assert page.count("✗ wrong, true: dog") == 1
+    auto = page.split("<h3>Auto-labeled ")[1].split("<h3>")[0]
+    tail = page.split("<h3>Worst-case tail ")[1].split("<h3>")[0]
+    assert "message 11" not in auto and "message 11" in tail and "1 of 1 auto-labeled below the threshold" in tail
+    assert "closest to it first" in auto and "of 4 above the threshold" in auto
+    # The long text is all there, folded.
+    assert '<details class="fold"><summary>A long complaint.' in page and "THE LAST WORDS</div></details>" in page
+    # The final human batch is a row of the iteration table, marked as such.
+    table = page.split('<table class="iterations">')[1].split("</table>")[0]
+    assert '<tr class="final" title="the human batch that ended the job' in table and "<td>3</td><td>8</td><td>2</td>" in table
+    # Cost against all-human, and the time per kind of state and per iteration.
+    assert '<svg class="curve"' in page and 'class="all-human"' in page and "<title>it. 3: 8 human labels for 13 items</title>" in page
+    timing = page.split("Where the time went")[1].split("</div>")[0]
+    assert "<tr><td>humans</td><td>15m 00s</td><td>82.9 %</td></tr>" in timing
+    assert "<tr><td>training</td><td>2m 00s</td>" in timing
+    assert "<tr><td>1</td><td>2m 00s</td><td>1m 00s</td><td>5m 00s</td><td>0.0s</td><td>3.0s</td><td>8m 03s</td></tr>" in timing
+    assert "<tr><td>2</td><td>0.0s</td><td>0.0s</td><td>10m 00s</td><td>0.0s</td><td>2.0s</td><td>10m 02s</td></tr>" in timing
+
+
+def test_a_run_that_auto_labeled_nothing_says_why_and_what_would_change_it(finished_run):
+    settings = json.loads((finished_run / "config" / "settings.json").read_text())
+    write(finished_run / "config" / "settings.json", {
+        **settings, "ManifestUri": "m", "OutputUri": str(finished_run), "ConfidenceLevel": 0.95, "LabelCategories": CLASSES})
+    for path in (finished_run / "iterations").glob("*/metrics.json"):
+        write(path, {**json.loads(path.read_text()), "AutoLabeled": 0})
+    summary = finished_run / "output" / "summary.json"
+    write(summary, {**json.loads(summary.read_text()), "AutoLabeled": 0})
+    page = write_report(finished_run).read_text()
+    assert "<h2>Nothing was auto-labeled</h2>" in page
+    assert "the first certificate needs 153 validation labels; this job held at most 10" in page
+    assert "at --target-accuracy 0.9 the first certificate needs 76 validation labels" in page

@@ -1,0 +1,121 @@
+"""What the accuracy promise needs, in words a user can act on: how many validation labels the
+first certificate takes at the job's target and confidence, how many the validation policy will
+gather, and, when nothing was auto-labeled, why and what would change it.
+
+The numbers come from `labelloop.calibration`: the lower-bound test starts at `starting_support`
+validation items (at or above a threshold), so a job that never holds that many cannot certify
+any threshold, however good its model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from labelloop.calibration import starting_support
+from labelloop.config import ConfigurationError, JobSettings
+
+
+def labels_needed(settings: JobSettings) -> int:
+    """Validation labels the first certificate needs (all at or above one threshold)."""
+    return max(settings.min_validation_support, starting_support(settings.target_accuracy, settings.confidence_level))
+
+
+def labels_gathered(settings: JobSettings, total: int) -> int:
+    """Most validation labels the job's validation policy gathers on `total` items."""
+    humans = total if settings.human_label_limit() is None else min(total, settings.human_label_limit())
+    if settings.validation_policy == "adaptive":
+        # Its random draws fill at most half of each human batch (the rest trains the model), but
+        # all of the first when a given model needs no training labels.
+        first = min(settings.human_batch_size, humans) if settings.initial_model_artifacts else 0
+        return min(settings.validation_size_for(total), max(first, (humans + 1) // 2))
+    if settings.validation_policy == "frozen-first":
+        return math.ceil(settings.validation_share(total) * min(settings.human_batch_size, humans))
+    return math.floor(settings.validation_share(total) * humans)
+
+
+def _parse(settings: dict[str, Any]) -> JobSettings | None:
+    try:
+        return JobSettings.parse(settings)
+    except (ConfigurationError, TypeError, ValueError):
+        return None
+
+
+def _p(value: float) -> str:
+    return f"{100 * value:g} %"
+
+
+def start_line(settings_json: dict[str, Any], total: int) -> str | None:
+    """One line for the start of a run: what the promise needs against what the job will gather."""
+    settings = _parse(settings_json)
+    if settings is None or settings.calibration_method != "lower-bound":
+        return None
+    need, gather = labels_needed(settings), labels_gathered(settings, total)
+    line = (f"promise: {_p(settings.target_accuracy)} accurate with {_p(settings.confidence_level)} confidence needs "
+            f"{need} validation labels for a first certificate; the {settings.validation_policy} validation policy "
+            f"gathers up to {gather} of these {total} items")
+    if gather < need:
+        line += "\n  too few: nothing can be auto-labeled. " + _change(settings, total)
+    return line
+
+
+def _alternatives(settings: JobSettings) -> list[tuple[str, int]]:
+    """(what to pass, labels the first certificate then needs), for lower settings."""
+    target, confidence = settings.target_accuracy, settings.confidence_level
+    lower_target = round(target - 0.05, 2) if target > 0.55 else None
+    lower_confidence = round(confidence - 0.05, 2) if confidence > 0.55 else None
+    out = []
+    if lower_target:
+        out.append((f"--target-accuracy {lower_target:g}", starting_support(lower_target, confidence)))
+    if lower_confidence:
+        out.append((f"--confidence {lower_confidence:g}", starting_support(target, lower_confidence)))
+    if lower_target and lower_confidence:
+        out.append((f"--target-accuracy {lower_target:g} --confidence {lower_confidence:g}",
+                    starting_support(lower_target, lower_confidence)))
+    return out
+
+
+def _items_for(settings: JobSettings, need: int) -> int | None:
+    """Fewest items on which the policy gathers `need` validation labels (None: never)."""
+    if settings.validation_policy == "adaptive":
+        return 2 * need if settings.validation_size_for(2 * need) >= need else None
+    share = settings.validation_share(need)
+    return math.ceil(need / share) if share > 0 and settings.validation_policy == "ground-truth" else None
+
+
+def _change(settings: JobSettings, total: int) -> str:
+    """What would let a first certificate happen, with numbers: lower settings, more items."""
+    need = labels_needed(settings)
+    parts = [f"at {flag} the first certificate needs {n} validation labels" for flag, n in _alternatives(settings)]
+    items = _items_for(settings, need)
+    if items is not None and items > total:
+        parts.append(f"at these settings about {items} items give it {need}")
+    if settings.validation_policy == "adaptive" and settings.validation_size_for(total) < need:
+        parts.append(f"--validation-size {need} holds enough")
+    return "; ".join(parts)
+
+
+def why_nothing_auto_labeled(settings_json: dict[str, Any], metrics: list[dict[str, Any]], total: int) -> list[str]:
+    """Why a run auto-labeled nothing and what would change it; [] when it did auto-label."""
+    settings = _parse(settings_json)
+    if settings is None or any((m.get("AutoLabeled") or 0) > 0 for m in metrics):
+        return []
+    if settings.calibration_method == "none":
+        return ["nothing was auto-labeled: --calibration none labels everything by hand"]
+    if settings.calibration_method != "lower-bound":
+        return ["nothing was auto-labeled: no item's margin passed --margin-threshold "
+                f"{settings.margin_threshold:g}; a lower margin would auto-label more"]
+    need = labels_needed(settings)
+    held = max([(m.get("ValidationCount") or 0) + (m.get("CarriedSupport") or 0) for m in metrics], default=0)
+    accuracy = [m.get("ValidationAccuracy") for m in metrics if isinstance(m.get("ValidationAccuracy"), (int, float))]
+    if held < need:
+        lines = [f"nothing was auto-labeled: at --target-accuracy {settings.target_accuracy:g} and --confidence "
+                 f"{settings.confidence_level:g} the first certificate needs {need} validation labels; this job held "
+                 f"at most {held}"]
+    else:
+        best = f" (best validation accuracy {100 * max(accuracy):.1f} %)" if accuracy else ""
+        lines = [f"nothing was auto-labeled: the job held {held} validation labels, enough for a certificate, but the "
+                 f"model was not accurate enough on them for the bound to reach {_p(settings.target_accuracy)}{best}; "
+                 "more human labels (a larger budget or more iterations) train a better model"]
+    lines.append("what would change it: " + _change(settings, total))
+    return lines

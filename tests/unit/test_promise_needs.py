@@ -1,0 +1,49 @@
+"""What the promise needs, said at the start of a run and again when nothing was auto-labeled."""
+
+from labelloop.calibration import calibrate_threshold
+from labelloop.config import JobSettings
+from labelloop.promise import labels_needed, start_line, why_nothing_auto_labeled
+
+JOB = {"ManifestUri": "m", "OutputUri": "o", "JobName": "j", "TaskType": "text-classification",
+       "LabelAttributeName": "a", "LabelCategories": ["billing", "outage"]}
+
+
+def test_the_first_certificate_needs_what_the_calibration_needs():
+    for target, confidence in ((0.95, 0.95), (0.9, 0.95), (0.9, 0.9)):
+        need = labels_needed(JobSettings.parse({**JOB, "TargetAccuracy": target, "ConfidenceLevel": confidence}))
+        def passes(n):  # n validation items, all right, all at one confidence
+            return calibrate_threshold([0.99] * n, [True] * n, target_accuracy=target, confidence_level=confidence).threshold
+        assert passes(need) is not None and passes(need - 1) is None, (target, confidence, need)
+
+
+def test_a_small_dataset_is_told_at_the_start_that_it_cannot_auto_label_and_what_would():
+    line = start_line(JOB, 300)
+    assert line.startswith("promise: 95 % accurate with 95 % confidence needs 153 validation labels")
+    assert "the adaptive validation policy gathers up to 150 of these 300 items" in line
+    assert "too few: nothing can be auto-labeled" in line
+    assert "at --target-accuracy 0.9 the first certificate needs 76 validation labels" in line
+    assert "at --target-accuracy 0.9 --confidence 0.9 the first certificate needs 38" in line
+    assert "about 306 items" in line
+
+
+def test_a_large_enough_dataset_gets_one_line_without_a_warning():
+    line = start_line(JOB, 5000)
+    assert "needs 153" in line and "gathers up to 400" in line and "too few" not in line
+    assert start_line({**JOB, "CalibrationMethod": "none"}, 5000) is None
+
+
+def test_why_nothing_was_auto_labeled_too_few_validation_labels():
+    metrics = [{"Iteration": 1, "AutoLabeled": 0, "ValidationCount": 50}, {"Iteration": 2, "AutoLabeled": 0, "ValidationCount": 100}]
+    why = why_nothing_auto_labeled(JOB, metrics, 300)
+    assert "needs 153 validation labels; this job held at most 100" in why[0]
+    assert why[1].startswith("what would change it: at --target-accuracy 0.9 the first certificate needs 76")
+
+
+def test_why_nothing_was_auto_labeled_a_model_not_good_enough():
+    metrics = [{"Iteration": 1, "AutoLabeled": 0, "ValidationCount": 400, "ValidationAccuracy": 0.81}]
+    why = why_nothing_auto_labeled(JOB, metrics, 5000)
+    assert "held 400 validation labels, enough for a certificate" in why[0] and "81.0 %" in why[0]
+
+
+def test_a_run_that_auto_labeled_says_nothing():
+    assert why_nothing_auto_labeled(JOB, [{"AutoLabeled": 3, "ValidationCount": 400}], 5000) == []
