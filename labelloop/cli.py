@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from labelloop import layout, metrics_table, tasks
+from labelloop import layout, metrics_table, storage, tasks
 from labelloop.cli_help import use_everywhere
 from labelloop.config import CALIBRATION_METHODS, CALIBRATION_SCOPES, VALIDATION_POLICIES, ConfigurationError, JobSettings
 from labelloop.local.outcome import EXIT_CODES_HELP, EXIT_INTERRUPTED, STOPPED_LINE
@@ -194,7 +194,9 @@ def run_local(args: argparse.Namespace) -> int:
         lines.append(f"  human answers failed:  {summary['HumanFailed']} (items sent to people that came back unlabeled)")
     if truth is not None:
         with open(manifest) as f:
-            ev = evaluate(f, args.label_attribute, truth)
+            task = tasks.get(args.task_type)
+            classes = storage.read_json(layout.label_config_uri(str(output))) if task.bounded_mean else None
+            ev = evaluate(f, args.label_attribute, truth, task, classes and [c["label"] for c in classes["labels"]])
         ev.truth_file = str(Path(args.truth).resolve())
         Path(layout.evaluation_uri(str(output))).write_text(json.dumps(ev.to_json(), indent=2))
         below = "  BELOW TARGET" if ev.auto_accuracy is not None and ev.auto_accuracy < args.target_accuracy else ""

@@ -1,21 +1,29 @@
-"""Scoring an output manifest against true labels (benchmarks and demos only: users have none)."""
+"""Scoring an output manifest against true labels (benchmarks and demos only: users have none).
+
+For classification a label is right or wrong; for a task type whose quality is a number in
+[0, 1] (the mean IoU of an image's boxes), the `*_correct` fields sum that quality, so the
+accuracies read as mean qualities.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from labelloop.manifest import item_key
 from labelloop.storage import json_lines
+
+if TYPE_CHECKING:
+    from labelloop.tasks import TaskType
 
 
 @dataclass
 class Evaluation:
     items: int = 0
     human: int = 0
-    human_correct: int = 0
+    human_correct: float = 0
     auto: int = 0
-    auto_correct: int = 0
+    auto_correct: float = 0
     unlabeled: int = 0
     # Class given -> {"auto", "auto_correct", "human", "human_correct"}: how often a label of that class
     # is right (items with a true label only).
@@ -46,7 +54,12 @@ class Evaluation:
         }
 
 
-def evaluate(lines: Iterable[str], attribute: str, truth: dict[str, str]) -> Evaluation:
+def evaluate(lines: Iterable[str], attribute: str, truth: dict[str, Any], task: "TaskType | None" = None,
+             class_names: list[str] | None = None) -> Evaluation:
+    """Score every label of an output manifest; `task` (with the job's `class_names`) when its
+    labels are not single classes."""
+    if task is not None and task.bounded_mean:
+        return _evaluate_quality(lines, attribute, truth, task, class_names or [])
     result = Evaluation()
     for _, line in json_lines(lines, "output manifest"):
         result.items += 1
@@ -71,4 +84,22 @@ def evaluate(lines: Iterable[str], attribute: str, truth: dict[str, str]) -> Eva
         if kind == "auto":
             row = result.confusion.setdefault(true, {})
             row[str(given)] = row.get(str(given), 0) + 1
+    return result
+
+
+def _evaluate_quality(lines: Iterable[str], attribute: str, truth: dict[str, Any], task: "TaskType",
+                      class_names: list[str]) -> Evaluation:
+    result = Evaluation()
+    for _, line in json_lines(lines, "output manifest"):
+        result.items += 1
+        if attribute not in line:
+            result.unlabeled += 1
+            continue
+        kind = "human" if (line.get(f"{attribute}-metadata") or {}).get("human-annotated") == "yes" else "auto"
+        setattr(result, kind, getattr(result, kind) + 1)
+        true = truth.get(item_key(line))
+        reference = task.truth_value(true, class_names) if true is not None else None
+        if reference is not None:
+            quality = task.quality(task.read_value(line[attribute], class_names), reference)
+            setattr(result, f"{kind}_correct", getattr(result, f"{kind}_correct") + quality)
     return result

@@ -7,7 +7,13 @@ Two formats, told apart per file by its first record:
   `labelloop.manifest.item_key`);
 - a labeled Ground Truth manifest (an output manifest, or any manifest labeled the same way):
   `source` or `source-ref` lines whose label attribute's `<attribute>-metadata` holds the
-  `class-name`. Lines without the attribute (objects Ground Truth failed to label) are skipped.
+  `class-name` (classification) or a `class-map` (bounding boxes: the label is then the boxes,
+  each named by its class). Lines without the attribute (objects Ground Truth failed to label)
+  are skipped.
+
+A true label is a class name, or for boxes `{"image_size": [...], "annotations": [{"class-name",
+"left", "top", "width", "height"}, ...]}`; the task type turns it into its label value
+(`TaskType.truth_value`).
 
 `check_truth` compares the truth with the run's manifest and categories before the run starts,
 so a mistyped label or keys that match nothing stop the run before anyone is paid.
@@ -34,7 +40,7 @@ class TruthError(ManifestError):
 
 @dataclass
 class Truth:
-    labels: dict[str, str]  # item key -> class name
+    labels: dict[str, Any]  # item key -> class name, or named boxes
     lines: dict[str, int]  # item key -> line number in the file (for errors)
     format: str
     attribute: str | None = None  # the label attribute read, for a Ground Truth manifest
@@ -68,7 +74,8 @@ def _manifest_attribute(line: dict[str, Any], preferred: str | None) -> str | No
     if preferred and isinstance(line.get(f"{preferred}-metadata"), dict) and preferred in line:
         return preferred
     found = [k[: -len("-metadata")] for k, v in line.items()
-             if k.endswith("-metadata") and isinstance(v, dict) and "class-name" in v and k[: -len("-metadata")] in line]
+             if k.endswith("-metadata") and isinstance(v, dict) and ("class-name" in v or "class-map" in v)
+             and k[: -len("-metadata")] in line]
     return found[0] if len(found) == 1 else None
 
 
@@ -106,8 +113,9 @@ def read_truth(path: Path | str, attribute: str | None = None) -> Truth:
                 continue
             if truth.attribute is None:
                 truth.attribute = name
-            label = value[f"{name}-metadata"].get("class-name")
-            if not isinstance(label, str) or not label:
+            meta = value[f"{name}-metadata"]
+            label = meta.get("class-name") if "class-map" not in meta else _named_boxes(value[name], meta["class-map"], where)
+            if not isinstance(label, (str, dict)) or not label:
                 raise TruthError(f"{where}: '{name}-metadata' has no 'class-name'")
         if key in truth.labels:
             raise TruthError(f"{where}: item {_short(key)} already has a label (line {truth.lines[key]})")
@@ -118,6 +126,25 @@ def read_truth(path: Path | str, attribute: str | None = None) -> Truth:
     if not truth.labels:
         raise TruthError(f"--truth {path}: no line of this {truth.format} carries a label")
     return truth
+
+
+def _named_boxes(value: Any, class_map: Any, where: str) -> dict[str, Any]:
+    """Boxes whose class ids are named by the line's own class-map (ids of another job mean nothing here)."""
+    if not isinstance(value, dict) or not isinstance(value.get("annotations"), list) or not isinstance(class_map, dict):
+        raise TruthError(f"{where}: a box label needs 'annotations' and its metadata a 'class-map'")
+    named = []
+    for n, box in enumerate(value["annotations"]):
+        if not isinstance(box, dict) or str(box.get("class_id")) not in class_map:
+            raise TruthError(f"{where}: box {n} has a class_id its class-map does not name")
+        named.append({**{k: v for k, v in box.items() if k != "class_id"}, "class-name": str(class_map[str(box["class_id"])])})
+    return {"image_size": value.get("image_size"), "annotations": named}
+
+
+def names_in(label: Any) -> list[str]:
+    """The class names a true label uses."""
+    if isinstance(label, dict):
+        return [a["class-name"] for a in label.get("annotations", [])]
+    return [label]
 
 
 def _short(key: str) -> str:
@@ -160,8 +187,9 @@ def check_truth(truth: Truth, path: Path | str, manifest_lines: Iterable[str], c
     known = set(classes)
     unknown: dict[str, int] = {}
     for key, label in truth.labels.items():
-        if label not in known:
-            unknown.setdefault(label, truth.lines[key])
+        for name in names_in(label):
+            if name not in known:
+                unknown.setdefault(name, truth.lines[key])
     if unknown:
         shown = "; ".join(f"line {n}: {label!r}{did_you_mean(label, classes)}"
                           for label, n in sorted(unknown.items(), key=lambda kv: kv[1])[:EXAMPLES])
@@ -169,6 +197,8 @@ def check_truth(truth: Truth, path: Path | str, manifest_lines: Iterable[str], c
         raise TruthError(f"--truth {path}: labels that are not categories of this job ({', '.join(classes)}): "
                          f"{shown}{more}")
     keys = set(_manifest_keys(manifest_lines))
+    if not keys:  # an empty (or wholly invalid) manifest: Bootstrap says so, more usefully than stray keys
+        return TruthCheck(covered=0, items=0)
     stray = [k for k in truth.labels if k not in keys]
     if stray:
         first = ", ".join(f"line {truth.lines[k]}: {_short(k)}" for k in stray[:EXAMPLES])
@@ -179,8 +209,8 @@ def check_truth(truth: Truth, path: Path | str, manifest_lines: Iterable[str], c
     return TruthCheck(covered=sum(k in truth.labels for k in keys), items=len(keys))
 
 
-def truth_for_run(path: Path | str, execution_input: dict[str, Any], simulated: bool = True) -> tuple[dict[str, str], str]:
-    """The truth a local run reads ({key: class name}) and the line saying what it covers; checked
+def truth_for_run(path: Path | str, execution_input: dict[str, Any], simulated: bool = True) -> tuple[dict[str, Any], str]:
+    """The truth a local run reads ({key: true label}) and the line saying what it covers; checked
     against the run's manifest and categories (TruthError before anything starts)."""
     from labelloop.config import parse_label_category_config
 

@@ -50,7 +50,6 @@ class SimulatedWorkforce:
         manifest = _local(params["InputConfig"]["DataSource"]["S3DataSource"]["ManifestS3Uri"])
         config_uri = params["LabelCategoryConfigS3Uri"]
         classes = parse_label_category_config(json.loads(_local(config_uri).read_text()), config_uri)
-        index = {c: i for i, c in enumerate(classes)}
         workers = int(params["HumanTaskConfig"].get("NumberOfHumanWorkersPerDataObject", 1))
         job_root = _local(params["OutputConfig"]["S3OutputPath"]) / name
         out_path = job_root / "manifests" / "output" / "output.manifest"
@@ -63,14 +62,15 @@ class SimulatedWorkforce:
         with atomic_file(out_path, "w") as out:  # a crash never leaves half a manifest
             for _, line in json_lines(manifest.read_text(encoding="utf-8").splitlines(), str(manifest)):
                 true = self.truth.get(item_key(line))
-                if true is None or true not in index:
+                true = task.truth_value(true, classes) if true is not None else None
+                if true is None:
                     failed += 1
                     line[f"{attribute}-metadata"] = task.failure_metadata(
                         "ClientError: no annotator could label this object", name
                     )
                     out.write(json.dumps(line) + "\n")
                     continue
-                votes = [task.simulated_answer(index[true], classes, self.accuracy, rng) for _ in range(workers)]
+                votes = [task.simulated_answer(true, classes, self.accuracy, rng) for _ in range(workers)]
                 winner, confidence = task.consolidate(votes, workers, rng)
                 responses.append({"key": item_key(line), "answers": votes})
                 line[attribute] = task.write_value(winner, classes)

@@ -17,17 +17,22 @@ if TYPE_CHECKING:
     from markupsafe import Markup  # what Jinja2's autoescaping macros return
 
 THUMB_PX = 96
+BOX_PX = 384  # boxes are drawn on a copy about this large, then shrunk with the image
+BOX_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#fabed4", "#469990"]
 EXCERPT_CHARS = 180
 
-ExampleView = Callable[[dict[str, Any]], "Markup"]  # an item's source (its manifest line, label removed) -> HTML
+# An item's source (its manifest line, label removed) and, for labels that are not one class
+# (boxes), the label value -> HTML.
+ExampleView = Callable[[dict[str, Any], Any], "Markup"]
 
 
 def _macros():
     return environment().get_template("examples.html").module
 
 
-def thumbnail(ref: str) -> str | None:
-    """A data: URI of a small PNG of a local image, or None."""
+def thumbnail(ref: str, boxes: list[dict[str, Any]] | None = None) -> str | None:
+    """A data: URI of a small PNG of a local image, or None; `boxes` (Ground Truth annotations,
+    in the image's pixels) drawn on it, a colour per class."""
     if ref.startswith("s3://"):
         return None
     try:
@@ -37,6 +42,8 @@ def thumbnail(ref: str) -> str | None:
             image = image.convert("RGB") if image.mode not in ("L", "RGB") else image.copy()
     except Exception:
         return None
+    if boxes:
+        image = _with_boxes(image.convert("RGB"), boxes)
     if max(image.size) < THUMB_PX:  # small images (8x8 digits): scale up, keep the pixels sharp
         factor = max(1, THUMB_PX // max(image.size))
         image = image.resize((image.width * factor, image.height * factor), Image.NEAREST)
@@ -46,7 +53,23 @@ def thumbnail(ref: str) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def image_example(source: dict[str, Any]) -> Markup:
+def _with_boxes(image: Any, boxes: list[dict[str, Any]]) -> Any:
+    from PIL import ImageDraw
+
+    scale = max(1, BOX_PX // max(image.size))  # draw on a larger copy so thin lines survive the thumbnail
+    image = image.resize((image.width * scale, image.height * scale))
+    draw = ImageDraw.Draw(image)
+    for box in boxes:
+        try:
+            x, y, w, h = (float(box[k]) * scale for k in ("left", "top", "width", "height"))
+            colour = BOX_COLOURS[int(box.get("class_id", 0)) % len(BOX_COLOURS)]
+        except (KeyError, TypeError, ValueError):
+            continue
+        draw.rectangle([x, y, x + w, y + h], outline=colour, width=max(2, scale))
+    return image
+
+
+def image_example(source: dict[str, Any], value: Any = None) -> Markup:
     """The image `source-ref` names, as an embedded thumbnail; a placeholder when it cannot be read."""
     ref = source.get("source-ref")
     ref = ref if isinstance(ref, str) else ""
@@ -54,7 +77,16 @@ def image_example(source: dict[str, Any]) -> Markup:
     return _macros().image(uri, ref) if uri else _macros().missing(ref)
 
 
-def text_example(source: dict[str, Any]) -> Markup:
+def image_boxes_example(source: dict[str, Any], value: Any = None) -> Markup:
+    """The image with the label's boxes drawn on it (none for an item not labeled yet)."""
+    ref = source.get("source-ref")
+    ref = ref if isinstance(ref, str) else ""
+    boxes = value.get("annotations") if isinstance(value, dict) else None
+    uri = thumbnail(ref, boxes if isinstance(boxes, list) else None) if ref else None
+    return _macros().image(uri, ref) if uri else _macros().missing(ref)
+
+
+def text_example(source: dict[str, Any], value: Any = None) -> Markup:
     """The item's text: whole when short, else its start with the whole text folded beneath (never
     clipped); a placeholder for text kept elsewhere."""
     ref = source.get("source-ref")
@@ -66,7 +98,7 @@ def text_example(source: dict[str, Any]) -> Markup:
     return _macros().folded(text[:EXCERPT_CHARS] + "…", text)
 
 
-VIEWS: dict[str, ExampleView] = {"image": image_example, "text": text_example}
+VIEWS: dict[str, ExampleView] = {"image": image_example, "image-boxes": image_boxes_example, "text": text_example}
 
 
 def example_view(task_type: str | None) -> ExampleView:
@@ -133,6 +165,13 @@ def example_groups(data: RunData) -> list[ExampleGroup]:
 
 
 def _example(view: ExampleView, item: Item, note: str, truth: dict[str, str]) -> Example:
-    true = true_class(truth, item)
+    true = true_class(truth, item) if item.class_id is not None else None  # boxes: scored by IoU, not marked
     wrong = true if true is not None and true != item.class_name else None
-    return Example(view(item.source), item.class_name or "", note, wrong)
+    name = item.class_name or (_box_count(item.value) if item.value is not None else "")
+    return Example(view(item.source, item.value), name, note, wrong)
+
+
+def _box_count(value: Any) -> str:
+    boxes = value.get("annotations") if isinstance(value, dict) else None
+    n = len(boxes) if isinstance(boxes, list) else 0
+    return "no objects" if n == 0 else f"{n} box" + ("es" if n > 1 else "")

@@ -27,10 +27,11 @@ class Item:
     human: bool = False
     iteration: int | None = None  # 0: labeled in the input manifest; None: not known
     tail: bool = False  # an auto-label of the worst-case tail: below the threshold, paid for by the bound's slack
+    value: Any = None  # a label that is not one class (boxes): the value itself, drawn by the example view
 
     @property
     def labeled(self) -> bool:
-        return self.class_id is not None
+        return self.class_id is not None or self.value is not None
 
 
 class Labels:
@@ -55,9 +56,10 @@ class Labels:
         self.total += 1
         if not item.labeled:
             return
-        key = (item.class_id, item.human)
-        self.per_class[key] = self.per_class.get(key, 0) + 1
-        if item.class_name is not None:
+        if item.class_id is not None:  # one class a label; boxes have no single class to count
+            key = (item.class_id, item.human)
+            self.per_class[key] = self.per_class.get(key, 0) + 1
+        if item.class_name is not None and item.class_id is not None:
             self.names.setdefault(item.class_id, item.class_name)
         if item.human:
             self.human += 1
@@ -198,6 +200,10 @@ def _items_from_manifest(path: Path, settings: dict[str, Any], classes: list[str
                 iteration=_label_iteration(meta.get("job-name")),
                 tail=(meta.get("labelloop-calibration") or {}).get("basis") == "worst-case tail",
             )
+        elif isinstance(value, dict) and isinstance(meta, dict):
+            yield Item(source=source, value=value, confidence=number(meta.get("confidence")),
+                       human=meta.get("human-annotated") == "yes", iteration=_label_iteration(meta.get("job-name")),
+                       tail=(meta.get("labelloop-calibration") or {}).get("basis") == "worst-case tail")
         else:
             yield Item(source=source)
 
@@ -217,6 +223,11 @@ def _items_from_ledger(path: Path, classes: list[str]) -> Iterator[Item]:
                 iteration=label.get("iteration") if isinstance(label.get("iteration"), int) else None,
                 tail=not label.get("human") and label.get("threshold") is None and label.get("lower-bound") is not None,
             )
+        elif isinstance(label, dict) and isinstance(label.get("class"), dict):
+            yield Item(source=source, value=label["class"], confidence=number(label.get("confidence")),
+                       human=bool(label.get("human")),
+                       iteration=label.get("iteration") if isinstance(label.get("iteration"), int) else None,
+                       tail=not label.get("human") and label.get("threshold") is None and label.get("lower-bound") is not None)
         else:
             yield Item(source=source)
 

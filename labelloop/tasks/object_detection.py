@@ -253,9 +253,13 @@ class ObjectDetection(TaskType):
         return {"image_size": true["image_size"], "annotations": drawn}
 
     def truth_value(self, truth: Any, class_names: list[str]) -> dict[str, Any] | None:
-        """Truth files hold the label itself (a Ground Truth object-detection value)."""
+        """A true label: boxes named by class (`labelloop.truth`), or already a value of this job."""
+        if not isinstance(truth, dict) or not isinstance(truth.get("annotations"), list):
+            return None
         try:
-            return self.read_value(truth, class_names)
+            annotations = [{**{k: v for k, v in a.items() if k != "class-name"}, "class_id": class_names.index(a["class-name"])}
+                           if isinstance(a, dict) and "class-name" in a else a for a in truth["annotations"]]
+            return self.read_value({**truth, "annotations": annotations}, class_names)
         except ValueError:
             return None
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from labelloop.manifest import item_key
 from labelloop import cli, layout
 from labelloop.local import outcome
 from labelloop.run_status import local_state, render_local
@@ -38,7 +39,7 @@ def run_args(manifest: Path, out: Path, truth: Path) -> list[str]:
 def test_an_empty_manifest_fails_in_one_line_with_exit_status_2(tmp_path):
     manifest, truth = tmp_path / "in.manifest", tmp_path / "truth.jsonl"
     manifest.write_text("")
-    truth.write_text("")
+    truth.write_text(json.dumps({"key": item_key({"source": "text 0"}), "label": "a"}) + "\n")
     done = labelloop(*run_args(manifest, tmp_path / "out", truth), cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     # The one useful sentence, nothing else: no engine dump, no stack trace, no library warning.
@@ -60,7 +61,7 @@ def test_too_many_invalid_lines_name_the_rejected_lines_file(tmp_path, capsys):
     manifest, truth = tmp_path / "in.manifest", tmp_path / "truth.jsonl"
     lines = [json.dumps({"source": f"text {i}"}) for i in range(8)] + ["not json", '{"text": "no source"}']
     manifest.write_text("\n".join(lines) + "\n")
-    truth.write_text("")
+    truth.write_text("".join(json.dumps({"key": item_key({"source": f"text {i}"}), "label": "a"}) + "\n" for i in range(8)))
     out = tmp_path / "out"
     assert cli.main(run_args(manifest, out, truth)) == outcome.EXIT_BAD_INPUT
     err = capsys.readouterr().err

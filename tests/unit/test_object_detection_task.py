@@ -134,3 +134,32 @@ def test_the_detectors_output_is_checked_line_by_line():
                          ({"boxes": []}, "image_size")]:
         with pytest.raises(ValueError, match=message):
             TASK.parse_output(bad, 3)
+
+
+def test_box_truth_from_a_ground_truth_output_manifest_scores_and_answers(tmp_path):
+    """A labeled Ground Truth box manifest is a truth file: its class-map names the boxes, the
+    simulated annotator draws them, and the evaluation scores each label's IoU against them."""
+    import json
+
+    from labelloop.evaluation import evaluate
+    from labelloop.truth import TruthError, check_truth, read_truth
+
+    truth_line = {"source-ref": "/img/1.png", "cars": label(box(0, 10, 10, 20, 20), box(4, 50, 40, 10, 10)),
+                  "cars-metadata": {"class-map": {"0": "car", "4": "sign"}, "type": "groundtruth/object-detection"}}
+    path = tmp_path / "truth.manifest"
+    path.write_text(json.dumps(truth_line) + "\n")
+    truth = read_truth(path, "cars")
+    assert truth.labels["/img/1.png"]["annotations"][1]["class-name"] == "sign"
+    check = check_truth(truth, path, [json.dumps({"source-ref": "/img/1.png"})], CLASSES)
+    assert check.covered == 1
+    with pytest.raises(TruthError, match="'sign'.*not categories|not categories.*'sign'"):
+        check_truth(truth, path, [json.dumps({"source-ref": "/img/1.png"})], ["car", "pedestrian"])
+    value = TASK.truth_value(truth.labels["/img/1.png"], CLASSES)
+    assert [a["class_id"] for a in value["annotations"]] == [0, 2]  # ids of this job's categories
+    answer = TASK.simulated_answer(value, CLASSES, 1.0, np.random.default_rng(0))
+    output = [{"source-ref": "/img/1.png", "cars": answer, "cars-metadata": {"human-annotated": "no"}}]
+    ev = evaluate((json.dumps(o) for o in output), "cars", truth.labels, TASK, CLASSES)
+    assert ev.auto == 1 and ev.auto_accuracy == pytest.approx(1.0)
+    half = {**answer, "annotations": answer["annotations"][:1]}  # the sign missed: (1 + 0) / 2 classes
+    ev = evaluate([json.dumps({**output[0], "cars": half})], "cars", truth.labels, TASK, CLASSES)
+    assert ev.auto_accuracy == pytest.approx(0.5)
