@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from labelloop.manifest import item_key
 from labelloop import cli, layout
 from labelloop.local import outcome
+from labelloop.manifest import item_key
 from labelloop.run_status import local_state, render_local
 
 REPO = Path(__file__).resolve().parents[2]
