@@ -59,15 +59,19 @@ def reply_line_bytes(n_classes: int) -> int:
     return len('{"probabilities": [') + n_classes * _FLOAT_CHARS + (n_classes - 1) * len(", ") + len("]}\n")
 
 
-def max_lines_per_request(n_classes: int) -> int:
-    """Most records one request may hold so its reply fits the model server's limit."""
-    by_reply = int(MODEL_SERVER_REPLY_LIMIT * REPLY_MARGIN) // reply_line_bytes(n_classes)
+def max_lines_per_request(n_classes: int, reply_bytes: int | None = None) -> int:
+    """Most records one request may hold so its reply fits the model server's limit.
+
+    `reply_bytes`: the longest reply line of a task type whose algorithm answers other than with
+    class probabilities (boxes); by default, the class probabilities' line.
+    """
+    by_reply = int(MODEL_SERVER_REPLY_LIMIT * REPLY_MARGIN) // (reply_bytes or reply_line_bytes(n_classes))
     return max(1, min(by_reply, MAX_LINES_PER_REQUEST))
 
 
-def min_line_bytes(n_classes: int) -> int:
+def min_line_bytes(n_classes: int, reply_bytes: int | None = None) -> int:
     """Shortest transform input line (newline included) that keeps a full request within limits."""
-    return math.ceil(PAYLOAD_BYTES / max_lines_per_request(n_classes))
+    return math.ceil(PAYLOAD_BYTES / max_lines_per_request(n_classes, reply_bytes))
 
 
 def worst_case_reply_bytes(n_classes: int, line_bytes: int) -> int:
@@ -75,14 +79,14 @@ def worst_case_reply_bytes(n_classes: int, line_bytes: int) -> int:
     return (PAYLOAD_BYTES // line_bytes) * reply_line_bytes(n_classes)
 
 
-def transform_line(line: dict[str, Any], n_classes: int) -> dict[str, Any]:
+def transform_line(line: dict[str, Any], n_classes: int, reply_bytes: int | None = None) -> dict[str, Any]:
     """`line` padded, if it is short, so a full request of such lines gets a reply in time and in size.
 
     The padding is a string field the algorithms ignore; batch transform's join carries it
     into the output, where the steps ignore it too.
     """
     size = len(json.dumps(line, separators=(",", ":"))) + 1  # as storage.LineWriter writes it (ASCII)
-    need = min_line_bytes(n_classes) - size
+    need = min_line_bytes(n_classes, reply_bytes) - size
     if need <= 0:
         return line
     overhead = len(json.dumps({PAD_KEY: ""}, separators=(",", ":"))) - 1  # ,"labelloop-pad":""

@@ -47,7 +47,6 @@ def _execution_input(args: argparse.Namespace, output: Path) -> dict[str, Any]:
         "TaskType": args.task_type,
         "LabelAttributeName": args.label_attribute,
         "HumanBatchSize": args.human_batch_size,
-        "TargetAccuracy": args.target_accuracy,
         "ConfidenceLevel": args.confidence,
         "WorkersPerObject": args.workers_per_object,
         "ValidationPolicy": args.validation_policy,
@@ -66,6 +65,7 @@ def _execution_input(args: argparse.Namespace, output: Path) -> dict[str, Any]:
         "Seed": args.seed,
     }
     optional = {
+        "TargetAccuracy": args.target_accuracy,  # none given: the task type's default
         "MaxHumanLabeledObjectCount": args.human_budget,
         "MaxHumanCost": args.max_human_cost,
         "MaxPercentageOfInputDatasetLabeled": args.max_percentage_labeled,
@@ -199,9 +199,11 @@ def run_local(args: argparse.Namespace) -> int:
             ev = evaluate(f, args.label_attribute, truth, task, classes and [c["label"] for c in classes["labels"]])
         ev.truth_file = str(Path(args.truth).resolve())
         Path(layout.evaluation_uri(str(output))).write_text(json.dumps(ev.to_json(), indent=2))
-        below = "  BELOW TARGET" if ev.auto_accuracy is not None and ev.auto_accuracy < args.target_accuracy else ""
+        target = args.target_accuracy or task.default_target
+        below = "  BELOW TARGET" if ev.auto_accuracy is not None and ev.auto_accuracy < target else ""
         lines += [
-            f"  auto-label accuracy:   {fmt(ev.auto_accuracy)} against the true labels (target {fmt(args.target_accuracy)}){below}",
+            f"  {'auto-label ' + ('accuracy' if task.quality_name == 'accuracy' else 'mean IoU') + ':':<23}"
+            f"{fmt(ev.auto_accuracy)} against the true labels (target {fmt(target)}){below}",
             f"  dataset accuracy:      {fmt(ev.dataset_accuracy)}",
         ]
     lines += [
@@ -286,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="price per label per worker (Ground Truth's list price for classification)")
     run.add_argument("--max-percentage-labeled", type=int, default=None,
                      help="stop once this percentage of the dataset is labeled (MaxPercentageOfInputDatasetLabeled)")
-    run.add_argument("--target-accuracy", type=float, default=0.95, help="accuracy the auto-labels must meet")
+    run.add_argument("--target-accuracy", "--target-iou", type=float, default=None,
+                     help="what the auto-labels must meet: the task type's own target unless given (accuracy 0.95 "
+                     "for classification, a mean IoU of 0.6 for boxes, as Ground Truth)")
     run.add_argument("--confidence", type=float, default=0.95,
                      help="confidence with which the threshold must meet the target (lower-bound test)")
     run.add_argument("--calibration", choices=sorted(CALIBRATION_METHODS), default="lower-bound",

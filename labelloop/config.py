@@ -117,6 +117,8 @@ class JobSettings:
                 problems.append(f"{required} is required")
         if problems:
             raise ConfigurationError("; ".join(problems))
+        if values.get("target_accuracy") is None and data.get("TaskType") in tasks.names():
+            values["target_accuracy"] = tasks.get(data["TaskType"]).default_target  # accuracy, or a mean IoU
         try:
             settings = cls(**values)
         except TypeError as exc:

@@ -12,13 +12,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from labelloop import tasks
 from labelloop.calibration import starting_support
 from labelloop.config import ConfigurationError, JobSettings
 
 
 def labels_needed(settings: JobSettings) -> int:
     """Validation labels the first certificate needs (all at or above one threshold)."""
-    return max(settings.min_validation_support, starting_support(settings.target_accuracy, settings.confidence_level))
+    return max(settings.min_validation_support, starting_support(settings.target_accuracy, settings.confidence_level,
+                                                                     tasks.get(settings.task_type).bounded_mean))
 
 
 def labels_gathered(settings: JobSettings, total: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from labelloop import aws_limits, layout, ledger, storage
+from labelloop import aws_limits, layout, ledger, storage, tasks
 from labelloop.config import JobSettings
 from labelloop.contracts import IterationPlan
 
@@ -19,6 +19,8 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
     paths = layout.IterationPaths(settings.output_uri, it)
     provisional = settings.scope.provisional
     retired = retired_right = 0
+    n_classes = len(config["ClassNames"])
+    reply = tasks.get(settings.task_type).reply_line_bytes(n_classes)  # the padding keeps replies within limits
     with (
         storage.LineWriter(paths.train_manifest) as train,
         storage.LineWriter(paths.validation_manifest) as validation,
@@ -28,11 +30,11 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
             label = record["label"]
             if label is None or (provisional and ledger.is_provisional(label)):
                 # Job scope: an auto-label is provisional, judged again by every new model.
-                unlabeled.write(aws_limits.transform_line(ledger.job_line(record), len(config["ClassNames"])))
+                unlabeled.write(aws_limits.transform_line(ledger.job_line(record), n_classes, reply))
             elif label["human"]:  # auto-labels never train: the model would learn its own mistakes
                 target = validation if ledger.split_of(record) == ledger.VALIDATION else train
                 line = ledger.channel_line(record, attribute)  # validation: also batch transform's input
-                target.write(aws_limits.transform_line(line, len(config["ClassNames"])) if target is validation else line)
+                target.write(aws_limits.transform_line(line, n_classes, reply) if target is validation else line)
                 verdict = ledger.verdict_of(record)
                 if verdict is not None:
                     retired += 1

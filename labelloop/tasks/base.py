@@ -190,6 +190,11 @@ class TaskType:
         """(label values, per-item confidences in [0, 1]) from a batch's parsed outputs."""
         raise NotImplementedError
 
+    def reply_line_bytes(self, n_classes: int) -> int | None:
+        """The longest line the algorithm answers for one item; None: a line of class probabilities
+        (`labelloop.aws_limits.reply_line_bytes`). Batch transform requests are sized by it."""
+        return None
+
     def routing_probs(self, outputs: np.ndarray, confidence: np.ndarray) -> np.ndarray:
         """What the routing strategies rank (one row of probabilities an item).
 

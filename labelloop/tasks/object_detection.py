@@ -22,6 +22,8 @@ from labelloop.manifest import Label, ManifestError
 from labelloop.tasks.base import Framework, TaskType
 
 SCORE_CUTOFF = 0.5  # a detector's box is part of its label from this score up
+MAX_BOXES = 100  # most boxes the detector answers for one image (its max-boxes hyperparameter is capped at it)
+_NUMBER_CHARS = 23  # longest json.dumps of a float
 
 COORDS = ("left", "top", "width", "height")
 MATCH_IOU = 0.5  # workers' boxes for one object overlap at least this much (the usual detection match)
@@ -265,11 +267,19 @@ class ObjectDetection(TaskType):
 
     # ------------------------------------------------------------ quality and confidence
 
+    def reply_line_bytes(self, n_classes: int) -> int:
+        """The detector's longest answer line: MAX_BOXES boxes of six numbers and the image size."""
+        frame = len('{"boxes":[],"image_size":[{"width":,"height":,"depth":}]}\n') + 3 * _NUMBER_CHARS
+        box = len('{"class_id":,"left":,"top":,"width":,"height":,"score":},') + 6 * _NUMBER_CHARS
+        return frame + MAX_BOXES * box
+
     def parse_output(self, output: Any, n_classes: int) -> dict[str, Any]:
         """The detector's answer for one image: `{"image_size": [...], "boxes": [{"class_id", "left",
         "top", "width", "height", "score"}, ...]}`, in the image's pixels."""
         if not isinstance(output, dict) or not isinstance(output.get("boxes"), list):
             raise ValueError("expected SageMakerOutput.boxes: a list of scored boxes")
+        if len(output["boxes"]) > MAX_BOXES:
+            raise ValueError(f"{len(output['boxes'])} boxes for one image; the detector answers at most {MAX_BOXES}")
         names = [str(c) for c in range(n_classes)]
         value = self.read_value({"image_size": output.get("image_size"), "annotations": [
             {k: b.get(k) for k in ("class_id", *COORDS)} if isinstance(b, dict) else b for b in output["boxes"]]}, names)
