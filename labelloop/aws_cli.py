@@ -241,6 +241,8 @@ def iteration_rows(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
                 report["iterations"].append(doc["state"]["LastMetrics"])
             elif exited["name"] == "ExportOutput" and isinstance(doc.get("summary"), dict):
                 report["summary"] = doc["summary"]
+                if isinstance(doc["summary"].get("FinalHumanBatch"), dict):  # the loop ended on a human batch
+                    report["iterations"].append(doc["summary"]["FinalHumanBatch"])
             elif exited["name"] == "SavePartialOutput" and isinstance(doc.get("failure"), dict):
                 report["summary"] = doc["failure"]  # the partial output manifest of a failed loop
         failed = event.get("executionFailedEventDetails")

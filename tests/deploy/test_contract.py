@@ -240,7 +240,7 @@ def test_status_shows_one_line_per_iteration(trained):
         cells = row.split()
         assert [int(x) for x in cells[:4]] == [m["Iteration"], m["HumanLabeled"], m["AutoLabeled"], m["Remaining"]]
         assert cells[4] == ("–" if m["Threshold"] is None else f"{m['Threshold']:.4f}")
-        assert row.endswith(metrics_table.RETRAIN_FIRST if m["RetrainFirst"] else f" {m['NextHumanBatch']}")
+        assert row.endswith(metrics_table.RETRAIN_FIRST if m.get("RetrainFirst") else f" {m['NextHumanBatch']}")
     assert not lines[header + 1 + len(metrics)].split()[0].isdigit()
     summary = json.loads(next(d for u, d in trained.objects.items() if u.endswith("/output/summary.json")))
     assert f"stopped: {summary['StopReason']}:" in trained.status_text
