@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DATASETS = ["digits", "fashion-mnist", "spamassassin"]
+DATASETS = ["digits", "fashion-mnist", "fashion-mnist-detection", "spamassassin"]
 LABEL_ATTRIBUTE = "label"  # what the next command suggests for the user's own data
 
 
@@ -114,7 +114,8 @@ def add_prepare_command(subparsers: Any) -> argparse.ArgumentParser:
     prep.add_argument("--limit", type=int, help="a seeded random subset of this many items (default: all)")
     prep.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
     prep.add_argument("--source",
-                      help="public datasets: where the raw dataset is (fashion-mnist: the IDX folder; spamassassin: "
+                      help="public datasets: where the raw dataset is (fashion-mnist, fashion-mnist-detection: the IDX folder; "
+                      "spamassassin: "
                       "the package's data folder)")
     prep.set_defaults(func=cmd_prepare)
     return prep

@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from jsonlines_protocol import parse_json_object
 
@@ -34,7 +34,7 @@ class Record:
     path: str
     line: int
     data: dict[str, Any]
-    label: int | None
+    label: Any  # a class index, unless read_channel was given another `parse`; None when unlabeled
 
     @property
     def where(self) -> str:
@@ -89,8 +89,14 @@ def read_channel(
     label_attribute: str,
     num_classes: int,
     require_label: bool = True,
+    parse: Callable[[Any, int], Any] | None = None,
 ) -> list[Record]:
-    """Every line of the channel, in order; an absent channel folder gives no records."""
+    """Every line of the channel, in order; an absent channel folder gives no records.
+
+    `parse(value, num_classes)` turns the label attribute's value into `Record.label` (default
+    `parse_label`: a class index); a ValueError from it is reported with the file and line.
+    """
+    parse = parse or parse_label
     if directory is None:
         return []
     records: list[Record] = []
@@ -104,7 +110,7 @@ def read_channel(
                 label = None
                 if label_attribute in data:
                     try:
-                        label = parse_label(data[label_attribute], num_classes)
+                        label = parse(data[label_attribute], num_classes)
                     except ValueError as exc:
                         raise ChannelError(f"{where}: label attribute {label_attribute!r}: {exc}") from None
                 elif require_label:

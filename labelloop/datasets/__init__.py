@@ -5,6 +5,7 @@ Each preparer writes into a folder `out`:
     out/manifest.jsonl   input manifest, one {"source-ref": "/abs/path.png"} or {"source": "text"} a line
     out/truth.jsonl      {"key": item_key(line), "label": class name} a line; read only by the
                          simulated annotators and the evaluation, never by the labeling run
+                         (fashion-mnist-detection: truth.manifest, a Ground Truth output manifest)
     out/labels.json      Ground Truth label category config, classes in class-index order
     out/images/          PNGs of image datasets
 
@@ -15,11 +16,13 @@ renames); output is deterministic given the seed.
 from labelloop.datasets.common import PreparedDataset, load_truth, read_label_config
 from labelloop.datasets.digits import prepare_digits
 from labelloop.datasets.fashion_mnist import prepare_fashion_mnist
+from labelloop.datasets.fashion_mnist_detection import prepare_fashion_mnist_detection
 from labelloop.datasets.spamassassin import prepare_spamassassin
 
 PREPARERS = {
     "digits": prepare_digits,
     "fashion-mnist": prepare_fashion_mnist,
+    "fashion-mnist-detection": prepare_fashion_mnist_detection,
     "spamassassin": prepare_spamassassin,
 }
 
@@ -29,6 +32,7 @@ __all__ = [
     "load_truth",
     "prepare_digits",
     "prepare_fashion_mnist",
+    "prepare_fashion_mnist_detection",
     "prepare_spamassassin",
     "read_label_config",
 ]

@@ -19,6 +19,7 @@ from labelloop.datasets import (
     load_truth,
     prepare_digits,
     prepare_fashion_mnist,
+    prepare_fashion_mnist_detection,
     prepare_spamassassin,
     read_label_config,
 )
@@ -133,6 +134,7 @@ def test_preparers_registry():
     assert PREPARERS == {
         "digits": prepare_digits,
         "fashion-mnist": prepare_fashion_mnist,
+        "fashion-mnist-detection": prepare_fashion_mnist_detection,
         "spamassassin": prepare_spamassassin,
     }
 

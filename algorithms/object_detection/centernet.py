@@ -1,0 +1,176 @@
+"""A small anchor-free detector in the CenterNet manner (Zhou et al., "Objects as Points", 2019).
+
+The network maps a square image to three maps at 1/4 of its side: a heatmap per class whose
+peaks are object centres, the box size there (log of width and height in map cells) and the
+sub-cell offset of the centre. Training targets are Gaussians around each centre (elliptical,
+spread with the box, as in TTFNet), trained with the penalty-reduced focal loss; sizes and
+offsets are trained at the centre cells only. Decoding keeps local maxima (3x3 max pooling),
+the top-scoring peaks, and drops a peak of one class that covers another's stronger box (two
+classes guessed for one object would each cost a class's IoU in the per-image mean).
+
+The backbone is a 4-level encoder (strides 2-16) with a two-step top-down path back to stride 4:
+its receptive field spans ~100 px at 128x128, enough for objects up to half the image, and
+it trains on 2 CPU cores in minutes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+STRIDE = 4
+PRIOR = 0.1  # initial heatmap probability: keeps the focal loss of the first steps sane
+GAUSSIAN_ALPHA = 0.54  # TTFNet's share of the box the Gaussian spreads over
+
+
+def architecture(channels: int, num_classes: int, image_size: int, width: int) -> dict:
+    if image_size % 16:
+        raise ValueError(f"image-size must be a multiple of 16, got {image_size}")
+    return {"name": "centernet-small", "channels": channels, "num_classes": num_classes, "image_size": image_size, "width": width}
+
+
+def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class CenterNet(nn.Module):
+    def __init__(self, channels: int, num_classes: int, width: int = 16) -> None:
+        super().__init__()
+        w = width
+        self.num_classes = num_classes
+        self.stem = _block(channels, w, 2)  # /2
+        self.level4 = nn.Sequential(_block(w, 2 * w, 2), _block(2 * w, 2 * w))  # /4
+        self.level8 = nn.Sequential(_block(2 * w, 3 * w, 2), _block(3 * w, 3 * w))  # /8
+        self.level16 = nn.Sequential(_block(3 * w, 4 * w, 2), _block(4 * w, 4 * w))  # /16
+        self.lateral8 = nn.Conv2d(3 * w, 4 * w, 1)
+        self.lateral4 = nn.Conv2d(2 * w, 4 * w, 1)
+        self.smooth8 = _block(4 * w, 4 * w)
+        self.smooth4 = _block(4 * w, 2 * w)
+        self.heat = nn.Conv2d(2 * w, num_classes, 1)
+        self.size = nn.Conv2d(2 * w, 2, 1)
+        self.offset = nn.Conv2d(2 * w, 2, 1)
+        nn.init.constant_(self.heat.bias, -math.log((1 - PRIOR) / PRIOR))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        c4 = self.level4(self.stem(x))
+        c8 = self.level8(c4)
+        c16 = self.level16(c8)
+        p8 = self.smooth8(self.lateral8(c8) + F.interpolate(c16, scale_factor=2.0, mode="nearest"))
+        p4 = self.smooth4(self.lateral4(c4) + F.interpolate(p8, scale_factor=2.0, mode="nearest"))
+        return self.heat(p4), self.size(p4), self.offset(p4)
+
+
+def build(arch: dict) -> CenterNet:
+    if arch.get("name") != "centernet-small":
+        raise ValueError(f"unknown detector architecture {arch.get('name')!r}")
+    return CenterNet(int(arch["channels"]), int(arch["num_classes"]), int(arch["width"]))
+
+
+def normalise(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8-valued (N, C, S, S) pixels -> standardised floats, with the training set's statistics."""
+    m = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
+    s = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
+    return (x.to(torch.float32) / 255.0 - m) / s
+
+
+def targets(
+    boxes: list[np.ndarray], classes: list[np.ndarray], num_classes: int, map_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Heatmap (N, K, S, S), size and offset targets (N, 2, S, S) and centre mask (N, S, S) for
+    boxes given as (left, top, width, height) in map cells."""
+    n = len(boxes)
+    heat = np.zeros((n, num_classes, map_size, map_size), np.float32)
+    size = np.zeros((n, 2, map_size, map_size), np.float32)
+    offset = np.zeros((n, 2, map_size, map_size), np.float32)
+    mask = np.zeros((n, map_size, map_size), np.float32)
+    grid = np.arange(map_size, dtype=np.float32)
+    for i, (image_boxes, image_classes) in enumerate(zip(boxes, classes)):
+        # Larger boxes first, so a small box's centre written later wins a shared cell.
+        for j in np.argsort(-(image_boxes[:, 2] * image_boxes[:, 3]), kind="stable"):
+            left, top, w, h = (float(v) for v in image_boxes[j])
+            cx, cy = left + w / 2, top + h / 2
+            ix, iy = min(map_size - 1, int(cx)), min(map_size - 1, int(cy))
+            sx, sy = max(0.5, GAUSSIAN_ALPHA * w / 6), max(0.5, GAUSSIAN_ALPHA * h / 6)
+            g = np.exp(-((grid[None, :] - ix) ** 2) / (2 * sx * sx) - ((grid[:, None] - iy) ** 2) / (2 * sy * sy))
+            k = int(image_classes[j])
+            np.maximum(heat[i, k], g, out=heat[i, k])
+            size[i, :, iy, ix] = (math.log(max(w, 1e-2)), math.log(max(h, 1e-2)))
+            offset[i, :, iy, ix] = (cx - ix, cy - iy)
+            mask[i, iy, ix] = 1.0
+    return torch.from_numpy(heat), torch.from_numpy(size), torch.from_numpy(offset), torch.from_numpy(mask)
+
+
+def loss(
+    outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    heat_t: torch.Tensor,
+    size_t: torch.Tensor,
+    offset_t: torch.Tensor,
+    mask: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    heat_logits, size_p, offset_p = outputs
+    p = torch.sigmoid(heat_logits).clamp(1e-4, 1 - 1e-4)
+    pos = heat_t.eq(1).float()
+    pos_loss = -(torch.log(p) * (1 - p) ** 2 * pos).sum()
+    neg_loss = -(torch.log(1 - p) * p**2 * (1 - heat_t) ** 4 * (1 - pos)).sum()
+    num = pos.sum().clamp(min=1.0)
+    focal = (pos_loss + neg_loss) / num
+    m = mask[:, None]
+    centres = mask.sum().clamp(min=1.0)
+    size_loss = (F.l1_loss(size_p, size_t, reduction="none") * m).sum() / (2 * centres)
+    offset_loss = (F.l1_loss(offset_p, offset_t, reduction="none") * m).sum() / (2 * centres)
+    total = focal + size_loss + offset_loss
+    return total, {"focal": float(focal.detach()), "size": float(size_loss.detach()), "offset": float(offset_loss.detach())}
+
+
+def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    x0 = np.maximum(box[0], others[:, 0])
+    y0 = np.maximum(box[1], others[:, 1])
+    x1 = np.minimum(box[0] + box[2], others[:, 0] + others[:, 2])
+    y1 = np.minimum(box[1] + box[3], others[:, 1] + others[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    union = box[2] * box[3] + others[:, 2] * others[:, 3] - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+def decode(
+    outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    *,
+    top_k: int,
+    min_score: float,
+    cross_class_iou: float,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per image: boxes (n, 4) as (left, top, width, height) in input pixels, classes and scores,
+    best first; at most `top_k`, none under `min_score`."""
+    heat_logits, size_p, offset_p = outputs
+    heat = torch.sigmoid(heat_logits.float())
+    peaks = heat * (F.max_pool2d(heat, 3, 1, 1) == heat)
+    n, k, s, _ = heat.shape
+    candidates = min(peaks[0].numel(), 2 * top_k)
+    scores, index = peaks.reshape(n, -1).topk(candidates, dim=1)
+    results = []
+    for i in range(n):
+        keep = scores[i] >= min_score
+        idx, sc = index[i][keep], scores[i][keep]
+        cls, cell = idx // (s * s), idx % (s * s)
+        ys, xs = cell // s, cell % s
+        wh = torch.exp(size_p[i, :, ys, xs].float().clamp(max=math.log(4 * s))).T
+        off = offset_p[i, :, ys, xs].float().T
+        cx, cy = xs.float() + off[:, 0], ys.float() + off[:, 1]
+        boxes = torch.stack([cx - wh[:, 0] / 2, cy - wh[:, 1] / 2, wh[:, 0], wh[:, 1]], dim=1) * STRIDE
+        boxes_np, cls_np, sc_np = boxes.numpy(), cls.numpy().astype(np.int64), sc.numpy()
+        chosen: list[int] = []
+        for j in range(len(sc_np)):
+            if len(chosen) >= top_k:
+                break
+            if chosen:
+                other = np.array(chosen)
+                overlap = _iou(boxes_np[j], boxes_np[other])
+                if np.any((overlap > cross_class_iou) & (cls_np[other] != cls_np[j])):
+                    continue
+            chosen.append(j)
+        results.append((boxes_np[chosen].reshape(-1, 4), cls_np[chosen], sc_np[chosen]))
+    return results

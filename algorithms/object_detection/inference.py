@@ -1,0 +1,107 @@
+"""Serve the object detector (SageMaker PyTorch inference toolkit handlers).
+
+Batch transform posts `application/jsonlines` (SplitType=Line, BatchStrategy=MultiRecord): each
+line an augmented-manifest line whose `source-ref` is `s3://...` or a local path. The answer is
+one line per input line, in order:
+
+    {"boxes": [{"class_id": 3, "left": 12.5, "top": 40.25, "width": 30.0, "height": 22.75,
+                "score": 0.9132}, ...],
+     "image_size": [{"width": 128, "height": 128, "depth": 1}]}
+
+Boxes are in the image's own pixels (clipped to it), best score first, at most `max_boxes`
+(20 by default) and none scoring under `min_score` (0.05), so a caller can choose its own
+cutoff for what counts as the label and still see the weaker boxes it rejected. Coordinates
+are rounded to 0.01 px and scores to 1e-4 to keep replies small (~1.5 kB a line at most).
+`image_size` is Ground Truth's, so a caller can write a label without opening the image.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import box_labels
+import centernet
+import jsonlines_protocol
+import object_loader
+
+CONFIG_FILE = "model-config.json"
+WEIGHTS_FILE = "model.pt"
+BATCH = 64
+
+
+def model_fn(model_dir: str) -> dict[str, Any]:
+    folder = Path(model_dir)
+    config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    if config.get("task") != "object-detection":
+        raise ValueError(f"{folder / CONFIG_FILE} is not an object-detection model")
+    net = centernet.build(config["architecture"])
+    net.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    net.eval()
+    return {"net": net, "input": config["input"], "decode": config["decode"]}
+
+
+def input_fn(request_body: bytes | str, request_content_type: str | None) -> list[dict[str, Any]]:
+    return jsonlines_protocol.parse_request(request_body, request_content_type)
+
+
+def _load(item: tuple[int, dict[str, Any]], spec: dict) -> tuple[np.ndarray, tuple[int, int, int]]:
+    number, record = item
+    ref = record.get("source-ref")
+    if not isinstance(ref, str) or not ref:
+        raise ValueError(f"request line {number}: missing 'source-ref' (the image's s3:// URI or file path)")
+    try:
+        return box_labels.decode_image(object_loader.read_bytes(ref), spec["image_size"], spec["channels"])
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"request line {number}: cannot use image {ref}: {exc}") from None
+
+
+def _answer(boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray, size: tuple[int, int, int], side: int) -> dict:
+    width, height, depth = size
+    sx, sy = width / side, height / side
+    out = []
+    for (left, top, w, h), class_id, score in zip(boxes.tolist(), classes.tolist(), scores.tolist()):
+        x0, y0 = max(0.0, left * sx), max(0.0, top * sy)
+        x1, y1 = min(float(width), (left + w) * sx), min(float(height), (top + h) * sy)
+        if x1 - x0 < 0.01 or y1 - y0 < 0.01:
+            continue  # nothing of it is inside the image
+        out.append({
+            "class_id": int(class_id),
+            "left": round(x0, 2),
+            "top": round(y0, 2),
+            "width": round(x1 - x0, 2),
+            "height": round(y1 - y0, 2),
+            "score": round(float(score), 4),
+        })
+    return {"boxes": out, "image_size": [{"width": width, "height": height, "depth": depth}]}
+
+
+def predict_fn(input_object: list[dict[str, Any]], model: dict[str, Any]) -> list[dict[str, Any]]:
+    """One {"boxes": [...], "image_size": [...]} answer per record, in order."""
+    if not input_object:
+        return []
+    spec, settings = model["input"], model["decode"]
+    workers = object_loader.workers_for(record.get("source-ref") for record in input_object)
+    loaded = object_loader.map_ordered(lambda item: _load(item, spec), list(enumerate(input_object, start=1)), workers)
+    answers: list[dict[str, Any]] = []
+    with torch.inference_mode():
+        for start in range(0, len(loaded), BATCH):
+            chunk = loaded[start : start + BATCH]
+            pixels = torch.from_numpy(np.stack([pixels for pixels, _ in chunk]))
+            outputs = model["net"](centernet.normalise(pixels, spec["mean"], spec["std"]))
+            decoded = centernet.decode(
+                outputs, top_k=int(settings["max_boxes"]), min_score=float(settings["min_score"]),
+                cross_class_iou=float(settings["cross_class_iou"]),
+            )
+            for (boxes, classes, scores), (_, size) in zip(decoded, chunk):
+                answers.append(_answer(boxes, classes, scores, size, spec["image_size"]))
+    return answers
+
+
+def output_fn(prediction: list[dict[str, Any]], accept: str | None) -> str:
+    jsonlines_protocol.response_content_type(accept)
+    return "".join(json.dumps(answer, separators=(",", ":")) + "\n" for answer in prediction)

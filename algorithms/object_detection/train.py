@@ -1,0 +1,241 @@
+"""Train the object detector (SageMaker script mode; PyTorch training container, CPU is enough;
+CUDA is used when present, unmeasured).
+
+    python train.py [--epochs 30 ...]     # hyperparameters also come from SM_HPS
+
+Reads the `train` and (optional) `validation` channels: augmented-manifest JSON Lines whose
+`source-ref` is `s3://...` or a local path and whose label attribute is a Ground Truth
+bounding-box label (`box_labels`; an image with no objects has empty `annotations`). Every
+image is stretched to a square `image-size` (boxes scaled with it), and `centernet.CenterNet`
+is trained with AdamW on a one-cycle schedule, with random horizontal flips. Writes to
+SM_MODEL_DIR:
+
+    model.pt             the network's state dict
+    model-config.json    architecture, input geometry and normalisation, decoding settings
+
+Prints `validation-loss=...` when there is validation data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+# OpenMP worker threads that spin while they wait stall badly when the cores are shared.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads the OpenMP runtime
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import box_labels  # noqa: E402
+import centernet  # noqa: E402
+import hyperparameters as hp  # noqa: E402
+import manifest_channels  # noqa: E402
+import object_loader  # noqa: E402
+import script_mode  # noqa: E402
+
+CONFIG_FILE = "model-config.json"
+WEIGHTS_FILE = "model.pt"
+FORMAT_VERSION = 1
+TASK = "object-detection"
+
+SPECS = [
+    hp.Spec("label-attribute", str, "label", "manifest attribute holding the bounding-box label"),
+    hp.Spec("num-classes", int, hp.REQUIRED, "number of classes K; class_id is 0..K-1", minimum=1),
+    hp.Spec("seed", int, 0, "seeds shuffling, initialisation and flips"),
+    hp.Spec("epochs", int, None, "passes over the training set; auto: from the set's size", allow_auto=True, minimum=1),
+    hp.Spec("batch-size", int, 32, "mini-batch size (reduced for small sets)", minimum=1),
+    hp.Spec("learning-rate", float, 4e-3, "peak learning rate of the one-cycle schedule", minimum=0.0),
+    hp.Spec("weight-decay", float, 1e-4, "AdamW weight decay", minimum=0.0),
+    hp.Spec("width", int, 16, "channels of the first conv block (then 2x, 3x, 4x)", minimum=4, maximum=128),
+    hp.Spec("image-size", int, 128, "side of the square network input (a multiple of 16)", minimum=32, maximum=512),
+    hp.Spec("channels", int, None, "1 (grayscale) or 3 (RGB); auto: 1 when all images are grayscale", allow_auto=True, minimum=1, maximum=3),
+    hp.Spec("horizontal-flip", bool, True, "random horizontal flips during training"),
+    hp.Spec("max-boxes", int, 20, "most boxes answered per image", minimum=1, maximum=100),
+    hp.Spec("min-score", float, 0.05, "boxes scoring under this are not answered", minimum=0.0, maximum=1.0),
+    hp.Spec("cross-class-iou", float, 0.6, "a box overlapping a stronger box of another class more than this is dropped",
+            minimum=0.0, maximum=1.0),
+]
+
+TARGET_STEPS = 1000  # optimiser steps the auto epoch count aims for ...
+MIN_EPOCHS, MAX_EPOCHS = 8, 80
+SAMPLE_BUDGET = 16_000  # ... while not visiting many more images than this (~3 min on 1 busy core at 128x128)
+
+
+def auto_epochs(n: int, batch_size: int) -> int:
+    steps_per_epoch = max(1, n // batch_size)
+    epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps_per_epoch)))
+    return max(3, min(epochs, math.ceil(SAMPLE_BUDGET / max(1, n))))
+
+
+def one_cycle(total_steps: int, warmup_share: float = 0.15):
+    warmup = max(1, int(warmup_share * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return 0.04 + 0.96 * step / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 1e-3 + (1.0 - 1e-3) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def image_ref(record: manifest_channels.Record) -> str:
+    ref = record.data.get("source-ref")
+    if not isinstance(ref, str) or not ref:
+        raise record.error("missing 'source-ref' (the image's s3:// URI or file path)")
+    return ref
+
+
+def grayscale_only(records: list[manifest_channels.Record]) -> bool:
+    return all(record.label.depth == 1 for record in records)
+
+
+def load(records: list[manifest_channels.Record], image_size: int, channels: int):
+    """Images (N, C, S, S) uint8, and per image its boxes in input pixels and classes."""
+
+    def one(record: manifest_channels.Record):
+        ref = image_ref(record)
+        try:
+            pixels, (width, height, _) = box_labels.decode_image(object_loader.read_bytes(ref), image_size, channels)
+        except (OSError, ValueError) as exc:
+            raise record.error(f"cannot use image {ref}: {exc}") from None
+        label: box_labels.BoxLabel = record.label
+        if (width, height) != (label.width, label.height):
+            raise record.error(
+                f"label's image_size is {label.width}x{label.height} but image {ref} is {width}x{height}"
+            )
+        scale = np.array([image_size / width, image_size / height] * 2, dtype=np.float32)
+        return pixels, label.boxes * scale, label.classes
+
+    workers = object_loader.workers_for(r.data.get("source-ref") for r in records)
+    loaded = object_loader.map_ordered(one, records, workers)
+    images = np.stack([item[0] for item in loaded]) if loaded else np.zeros((0, channels, image_size, image_size), np.uint8)
+    return images, [item[1] for item in loaded], [item[2] for item in loaded]
+
+
+def batch_loss(net, images, boxes, classes, idx, spec, device, flip=None):
+    xb = torch.from_numpy(images[idx]).to(torch.float32)
+    size = spec["image_size"]
+    batch_boxes = [boxes[i].copy() for i in idx]
+    if flip is not None:
+        xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
+        for j, flipped in enumerate(flip.tolist()):
+            if flipped:
+                batch_boxes[j][:, 0] = size - batch_boxes[j][:, 0] - batch_boxes[j][:, 2]
+    cells = [b / centernet.STRIDE for b in batch_boxes]
+    heat, wh, off, mask = centernet.targets(cells, [classes[i] for i in idx], spec["num_classes"], size // centernet.STRIDE)
+    outputs = net(centernet.normalise(xb, spec["mean"], spec["std"]).to(device))
+    return centernet.loss(outputs, heat.to(device), wh.to(device), off.to(device), mask.to(device))
+
+
+def train(args: dict) -> None:
+    timer = script_mode.Timer()
+    threads = script_mode.num_cpus()
+    torch.set_num_threads(threads)
+    seed = args["seed"]
+    script_mode.seed_python(seed)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    k = args["num_classes"]
+    script_mode.log(hp.describe(args))
+    if args["image_size"] % 16:
+        raise ValueError(f"hyperparameter image-size must be a multiple of 16, got {args['image_size']}")
+    if args["channels"] not in (None, 1, 3):
+        raise ValueError(f"hyperparameter channels must be 1, 3 or auto, got {args['channels']}")
+
+    def read(name: str) -> list[manifest_channels.Record]:
+        return manifest_channels.read_channel(
+            name, manifest_channels.channel_dir(name), label_attribute=args["label_attribute"],
+            num_classes=k, parse=box_labels.parse_box_label,
+        )
+
+    train_records, val_records = read("train"), read("validation")
+    if not train_records:
+        raise ValueError("the train channel has no items (SM_CHANNEL_TRAIN is unset, missing or empty)")
+    size = args["image_size"]
+    channels = args["channels"] or (1 if grayscale_only(train_records) else 3)
+    x_train, b_train, c_train = load(train_records, size, channels)
+    x_val, b_val, c_val = load(val_records, size, channels)
+    scaled = x_train.astype(np.float32) / 255.0
+    mean = [float(scaled[:, c].mean()) for c in range(channels)]
+    std = [float(max(scaled[:, c].std(), 1e-3)) for c in range(channels)]
+    spec = {"image_size": size, "channels": channels, "num_classes": k, "mean": mean, "std": std}
+    counts = np.bincount(np.concatenate(c_train), minlength=k).tolist() if c_train else [0] * k
+    empty = sum(1 for c in c_train if len(c) == 0)
+    script_mode.log(
+        f"loaded {len(x_train)} training ({empty} with no objects) and {len(x_val)} validation images as "
+        f"{channels}x{size}x{size} in {timer():.1f}s; training boxes per class: {counts}"
+    )
+
+    n = len(x_train)
+    batch_size = max(1, min(args["batch_size"], n))
+    epochs = args["epochs"] or auto_epochs(n, batch_size)
+    steps_per_epoch = max(1, n // batch_size)
+    arch = centernet.architecture(channels, k, size, args["width"])
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    net = centernet.build(arch).to(device)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=args["learning_rate"], weight_decay=args["weight_decay"])
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, one_cycle(epochs * steps_per_epoch))
+    script_mode.log(f"training {epochs} epochs of {steps_per_epoch} steps, batch size {batch_size}, {threads} threads, on {device.type}")
+    for epoch in range(1, epochs + 1):
+        net.train()
+        order = torch.randperm(n, generator=generator)
+        totals = {"loss": 0.0, "focal": 0.0, "size": 0.0, "offset": 0.0}
+        for step in range(steps_per_epoch):
+            idx = order[step * batch_size : (step + 1) * batch_size].numpy()
+            flip = torch.rand(len(idx), generator=generator) < 0.5 if args["horizontal_flip"] else None
+            value, parts = batch_loss(net, x_train, b_train, c_train, idx, spec, device, flip)
+            optimiser.zero_grad(set_to_none=True)
+            value.backward()
+            optimiser.step()
+            schedule.step()
+            totals["loss"] += float(value.detach())
+            for key, part in parts.items():
+                totals[key] += part
+        summary = " ".join(f"{key}={total / steps_per_epoch:.4f}" for key, total in totals.items())
+        script_mode.log(f"epoch {epoch}/{epochs}: {summary} ({timer():.1f}s)")
+
+    val_loss = None
+    if len(x_val):
+        net.eval()
+        with torch.inference_mode():
+            losses = [
+                float(batch_loss(net, x_val, b_val, c_val, np.arange(s, min(s + 64, len(x_val))), spec, device)[0])
+                * (min(s + 64, len(x_val)) - s)
+                for s in range(0, len(x_val), 64)
+            ]
+        val_loss = sum(losses) / len(x_val)
+        script_mode.metric("validation-loss", val_loss)
+
+    out = script_mode.model_dir()
+    torch.save(net.state_dict(), out / WEIGHTS_FILE)
+    config = {
+        "format_version": FORMAT_VERSION,
+        "task": TASK,
+        "num_classes": k,
+        "label_attribute": args["label_attribute"],
+        "architecture": arch,
+        "input": spec,
+        "decode": {"max_boxes": args["max_boxes"], "min_score": args["min_score"], "cross_class_iou": args["cross_class_iou"]},
+        "train_box_counts": counts,
+        "train_count": n,
+        "validation_count": int(len(x_val)),
+        "validation_loss": val_loss,
+        "hyperparameters": {key.replace("_", "-"): value for key, value in args.items()},
+        "epochs": epochs,
+        "torch_version": torch.__version__,
+    }
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    script_mode.bundle_inference_code(out)
+    script_mode.log(f"model written to {out} in {timer():.1f}s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    script_mode.run(lambda: train(hp.parse(SPECS, sys.argv[1:] if argv is None else argv)))
+
+
+if __name__ == "__main__":
+    main()

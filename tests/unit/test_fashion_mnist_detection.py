@@ -1,0 +1,136 @@
+"""`labelloop prepare fashion-mnist-detection`: canvases of Fashion-MNIST items with their true
+boxes kept in a Ground Truth output manifest beside the (unlabeled) input manifest.
+
+The source is a small IDX set written here (blob-shaped items), so the tests need no download."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from labelloop import cli
+from labelloop.datasets import PREPARERS, read_label_config
+from labelloop.datasets import fashion_mnist_detection as fmd
+from labelloop.datasets.fashion_mnist import CLASS_NAMES
+
+
+def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    """40 items: bright ellipses of random extent, the way Fashion-MNIST centres its items."""
+    folder = tmp_path_factory.mktemp("fashion")
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:28, 0:28]
+    for split, n in (("train", 30), ("t10k", 10)):
+        items = np.zeros((n, 28, 28), np.uint8)
+        for i in range(n):
+            ry, rx = rng.uniform(5, 13, size=2)
+            items[i][((yy - 13.5) / ry) ** 2 + ((xx - 13.5) / rx) ** 2 <= 1] = rng.integers(150, 256)
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", items, 0x803)
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, size=n), 0x801)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def prepared(source, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fmd")
+    return out, fmd.prepare_fashion_mnist_detection(out, source=source, limit=60, seed=3)
+
+
+def truth_lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / fmd.TRUTH_NAME).read_text().splitlines()]
+
+
+def test_writes_an_unlabeled_manifest_a_label_config_and_a_ground_truth_output_manifest(prepared):
+    out, result = prepared
+    assert result.task_type == "object-detection" and result.count == 60
+    assert result.truth == out / "truth.manifest" and result.manifest == out / "manifest.jsonl"
+    manifest = [json.loads(line) for line in result.manifest.read_text().splitlines()]
+    assert len(manifest) == 60
+    assert all(set(line) == {"source-ref"} and Path(line["source-ref"]).is_absolute() for line in manifest)
+    assert read_label_config(result.label_config) == CLASS_NAMES
+    truth = truth_lines(out)
+    assert [line["source-ref"] for line in truth] == [line["source-ref"] for line in manifest]
+    for line in truth:
+        label, meta = line["label"], line["label-metadata"]
+        assert label["image_size"] == [{"width": 128, "height": 128, "depth": 1}]
+        assert meta["type"] == "groundtruth/object-detection"
+        assert meta["human-annotated"] == "yes"
+        assert meta["class-map"] == {str(i): name for i, name in enumerate(CLASS_NAMES)}
+        assert meta["objects"] == [{"confidence": 1.0}] * len(label["annotations"])
+        assert isinstance(meta["job-name"], str) and meta["creation-date"]
+        for box in label["annotations"]:
+            assert set(box) == {"class_id", "left", "top", "width", "height"}
+            assert all(isinstance(box[key], int) for key in box)
+    assert sum(result.class_counts.values()) == sum(len(line["label"]["annotations"]) for line in truth)
+
+
+def test_canvases_hold_one_to_four_objects_inside_the_image_overlapping_at_most_iou_03(prepared):
+    out, _ = prepared
+    counts = []
+    for line in truth_lines(out):
+        boxes = [(b["left"], b["top"], b["width"], b["height"]) for b in line["label"]["annotations"]]
+        counts.append(len(boxes))
+        for left, top, width, height in boxes:
+            assert left >= 0 and top >= 0 and width >= 1 and height >= 1
+            assert left + width <= 128 and top + height <= 128
+        assert all(fmd.box_iou(a, b) <= fmd.MAX_IOU for a, b in combinations(boxes, 2))
+        image = np.asarray(Image.open(line["source-ref"]))
+        assert image.shape == (128, 128) and image.dtype == np.uint8
+        # Tight: every edge row and column of a box holds a pixel of its object's ink.
+        for left, top, width, height in boxes:
+            patch = image[top : top + height, left : left + width] >= fmd.INK
+            assert patch[0].any() and patch[-1].any() and patch[:, 0].any() and patch[:, -1].any()
+    assert min(counts) >= 1 and max(counts) <= 4
+    assert len(set(counts)) >= 3  # counts vary
+    sides = [max(b["width"], b["height"]) for line in truth_lines(out) for b in line["label"]["annotations"]]
+    assert min(sides) < 30 and max(sides) > 45  # several sizes
+
+
+def test_without_clutter_a_box_is_exactly_the_extent_of_the_objects_pixels(source, tmp_path, monkeypatch):
+    monkeypatch.setattr(fmd, "FRAGMENTS", (0, 0))
+    monkeypatch.setattr(fmd, "BACKGROUND_LEVEL", (0, 0))
+    monkeypatch.setattr(fmd, "NOISE_SD", (0.0, 0.0))
+    monkeypatch.setattr(fmd, "MAX_OBJECTS", 1)
+    fmd.prepare_fashion_mnist_detection(tmp_path, source=source, limit=10, seed=1)
+    for line in truth_lines(tmp_path):
+        (box,) = line["label"]["annotations"]
+        rows, cols = np.nonzero(np.asarray(Image.open(line["source-ref"])))
+        assert (box["left"], box["top"]) == (cols.min(), rows.min())
+        assert (box["width"], box["height"]) == (cols.max() - cols.min() + 1, rows.max() - rows.min() + 1)
+
+
+def test_same_seed_same_dataset_other_seed_another(source, tmp_path):
+    def snapshot(folder: Path) -> tuple[str, str, list[bytes]]:
+        images = sorted((folder / "images").glob("*.png"))
+        return ((folder / "truth.manifest").read_text().replace(str(folder), ""),
+                (folder / "manifest.jsonl").read_text().replace(str(folder), ""),
+                [p.read_bytes() for p in images])
+
+    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
+        fmd.prepare_fashion_mnist_detection(tmp_path / name, source=source, limit=12, seed=seed)
+    assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
+    assert snapshot(tmp_path / "a")[0] != snapshot(tmp_path / "c")[0]
+
+
+def test_cli_prepares_it_and_bad_limits_are_refused(source, tmp_path, capsys):
+    assert PREPARERS["fashion-mnist-detection"] is fmd.prepare_fashion_mnist_detection
+    code = cli.main(["prepare", "fashion-mnist-detection", "--out", str(tmp_path / "d"), "--limit", "7", "--source", str(source)])
+    assert code == 0
+    assert "fashion-mnist-detection: 7 items" in capsys.readouterr().out
+    assert len((tmp_path / "d" / "truth.manifest").read_text().splitlines()) == 7
+    with pytest.raises(ValueError, match="limit must be a positive integer"):
+        fmd.prepare_fashion_mnist_detection(tmp_path / "e", source=source, limit=0)
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        fmd.prepare_fashion_mnist_detection(tmp_path / "f", source=tmp_path / "nowhere", limit=3)
