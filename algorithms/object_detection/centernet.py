@@ -1,16 +1,19 @@
 """A small anchor-free detector in the CenterNet manner (Zhou et al., "Objects as Points", 2019).
 
-The network maps a square image to three maps at 1/4 of its side: a heatmap per class whose
-peaks are object centres, the box size there (log of width and height in map cells) and the
-sub-cell offset of the centre. Training targets are Gaussians around each centre (elliptical,
-spread with the box, as in TTFNet), trained with the penalty-reduced focal loss; sizes and
-offsets are trained at the centre cells only. Decoding keeps local maxima (3x3 max pooling),
-the top-scoring peaks, and drops a peak of one class that covers another's stronger box (two
-classes guessed for one object would each cost a class's IoU in the per-image mean).
+The network maps a square image to maps at 1/4 of its side: an objectness heatmap whose peaks
+are object centres, class logits, the box size there (log of width and height in map cells)
+and the sub-cell offset of the centre. Training targets are Gaussians around each centre
+(elliptical, spread with the box, as in TTFNet) for the penalty-reduced focal loss; classes are
+trained with cross-entropy on the cells near each centre (weighted by its Gaussian), sizes and
+offsets at the centre cells. One objectness map for all classes (rather than CenterNet's map per
+class) lets every box teach localisation, which matters with tens of boxes a class; a box's
+score is its objectness times its class probability, so class doubt lowers it too. Decoding
+keeps local maxima (3x3 max pooling), the best peaks, and drops a box overlapping a stronger one
+(any class): a duplicate would cost an unmatched box in Ground Truth's per-image IoU.
 
 The backbone is a 4-level encoder (strides 2-16) with a two-step top-down path back to stride 4:
-its receptive field spans ~100 px at 128x128, enough for objects up to half the image, and
-it trains on 2 CPU cores in minutes.
+its receptive field spans ~100 px at 128x128, enough for objects up to half the image, and it
+trains on one CPU core in minutes.
 """
 
 from __future__ import annotations
@@ -50,18 +53,19 @@ class CenterNet(nn.Module):
         self.lateral4 = nn.Conv2d(2 * w, 4 * w, 1)
         self.smooth8 = _block(4 * w, 4 * w)
         self.smooth4 = _block(4 * w, 2 * w)
-        self.heat = nn.Conv2d(2 * w, num_classes, 1)
+        self.heat = nn.Conv2d(2 * w, 1, 1)
+        self.classes = nn.Conv2d(2 * w, num_classes, 1)
         self.size = nn.Conv2d(2 * w, 2, 1)
         self.offset = nn.Conv2d(2 * w, 2, 1)
         nn.init.constant_(self.heat.bias, -math.log((1 - PRIOR) / PRIOR))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         c4 = self.level4(self.stem(x))
         c8 = self.level8(c4)
         c16 = self.level16(c8)
         p8 = self.smooth8(self.lateral8(c8) + F.interpolate(c16, scale_factor=2.0, mode="nearest"))
         p4 = self.smooth4(self.lateral4(c4) + F.interpolate(p8, scale_factor=2.0, mode="nearest"))
-        return self.heat(p4), self.size(p4), self.offset(p4)
+        return self.heat(p4), self.classes(p4), self.size(p4), self.offset(p4)
 
 
 def build(arch: dict) -> CenterNet:
@@ -77,13 +81,17 @@ def normalise(x: torch.Tensor, mean, std) -> torch.Tensor:
     return (x.to(torch.float32) / 255.0 - m) / s
 
 
-def targets(
-    boxes: list[np.ndarray], classes: list[np.ndarray], num_classes: int, map_size: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Heatmap (N, K, S, S), size and offset targets (N, 2, S, S) and centre mask (N, S, S) for
-    boxes given as (left, top, width, height) in map cells."""
+CLASS_AREA = 0.3  # cells where a box's Gaussian is at least this teach its class
+
+
+def targets(boxes: list[np.ndarray], classes: list[np.ndarray], map_size: int) -> dict[str, torch.Tensor]:
+    """Training targets for boxes given as (left, top, width, height) in map cells: objectness
+    heat (N, 1, S, S), class per cell (N, S, S; -1 where none) and its weight, size and offset
+    (N, 2, S, S) and the centre mask (N, S, S)."""
     n = len(boxes)
-    heat = np.zeros((n, num_classes, map_size, map_size), np.float32)
+    heat = np.zeros((n, 1, map_size, map_size), np.float32)
+    cls = np.full((n, map_size, map_size), -1, np.int64)
+    weight = np.zeros((n, map_size, map_size), np.float32)
     size = np.zeros((n, 2, map_size, map_size), np.float32)
     offset = np.zeros((n, 2, map_size, map_size), np.float32)
     mask = np.zeros((n, map_size, map_size), np.float32)
@@ -93,37 +101,36 @@ def targets(
         for j in np.argsort(-(image_boxes[:, 2] * image_boxes[:, 3]), kind="stable"):
             left, top, w, h = (float(v) for v in image_boxes[j])
             cx, cy = left + w / 2, top + h / 2
-            ix, iy = min(map_size - 1, int(cx)), min(map_size - 1, int(cy))
+            ix, iy = min(map_size - 1, max(0, int(cx))), min(map_size - 1, max(0, int(cy)))
             sx, sy = max(0.5, GAUSSIAN_ALPHA * w / 6), max(0.5, GAUSSIAN_ALPHA * h / 6)
             g = np.exp(-((grid[None, :] - ix) ** 2) / (2 * sx * sx) - ((grid[:, None] - iy) ** 2) / (2 * sy * sy))
-            k = int(image_classes[j])
-            np.maximum(heat[i, k], g, out=heat[i, k])
+            np.maximum(heat[i, 0], g, out=heat[i, 0])
+            stronger = (g > weight[i]) & (g >= CLASS_AREA)
+            cls[i][stronger] = int(image_classes[j])
+            weight[i][stronger] = g[stronger]
             size[i, :, iy, ix] = (math.log(max(w, 1e-2)), math.log(max(h, 1e-2)))
             offset[i, :, iy, ix] = (cx - ix, cy - iy)
             mask[i, iy, ix] = 1.0
-    return torch.from_numpy(heat), torch.from_numpy(size), torch.from_numpy(offset), torch.from_numpy(mask)
+    arrays = {"heat": heat, "cls": cls, "weight": weight, "size": size, "offset": offset, "mask": mask}
+    return {key: torch.from_numpy(value) for key, value in arrays.items()}
 
 
-def loss(
-    outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    heat_t: torch.Tensor,
-    size_t: torch.Tensor,
-    offset_t: torch.Tensor,
-    mask: torch.Tensor,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    heat_logits, size_p, offset_p = outputs
+def loss(outputs: tuple[torch.Tensor, ...], t: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    heat_logits, class_logits, size_p, offset_p = outputs
     p = torch.sigmoid(heat_logits).clamp(1e-4, 1 - 1e-4)
-    pos = heat_t.eq(1).float()
+    pos = t["heat"].eq(1).float()
     pos_loss = -(torch.log(p) * (1 - p) ** 2 * pos).sum()
-    neg_loss = -(torch.log(1 - p) * p**2 * (1 - heat_t) ** 4 * (1 - pos)).sum()
-    num = pos.sum().clamp(min=1.0)
-    focal = (pos_loss + neg_loss) / num
-    m = mask[:, None]
-    centres = mask.sum().clamp(min=1.0)
-    size_loss = (F.l1_loss(size_p, size_t, reduction="none") * m).sum() / (2 * centres)
-    offset_loss = (F.l1_loss(offset_p, offset_t, reduction="none") * m).sum() / (2 * centres)
-    total = focal + size_loss + offset_loss
-    return total, {"focal": float(focal.detach()), "size": float(size_loss.detach()), "offset": float(offset_loss.detach())}
+    neg_loss = -(torch.log(1 - p) * p**2 * (1 - t["heat"]) ** 4 * (1 - pos)).sum()
+    focal = (pos_loss + neg_loss) / pos.sum().clamp(min=1.0)
+    ce = F.cross_entropy(class_logits, t["cls"].clamp(min=0), reduction="none")
+    class_loss = (ce * t["weight"]).sum() / t["weight"].sum().clamp(min=1e-6)
+    m = t["mask"][:, None]
+    centres = t["mask"].sum().clamp(min=1.0)
+    size_loss = (F.l1_loss(size_p, t["size"], reduction="none") * m).sum() / (2 * centres)
+    offset_loss = (F.l1_loss(offset_p, t["offset"], reduction="none") * m).sum() / (2 * centres)
+    total = focal + class_loss + size_loss + offset_loss
+    parts = {"focal": focal, "class": class_loss, "size": size_loss, "offset": offset_loss}
+    return total, {key: float(value.detach()) for key, value in parts.items()}
 
 
 def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
@@ -137,26 +144,30 @@ def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
 
 
 def decode(
-    outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    outputs: tuple[torch.Tensor, ...],
     *,
     top_k: int,
     min_score: float,
-    cross_class_iou: float,
+    nms_iou: float,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per image: boxes (n, 4) as (left, top, width, height) in input pixels, classes and scores,
     best first; at most `top_k`, none under `min_score`."""
-    heat_logits, size_p, offset_p = outputs
+    heat_logits, class_logits, size_p, offset_p = outputs
     heat = torch.sigmoid(heat_logits.float())
     peaks = heat * (F.max_pool2d(heat, 3, 1, 1) == heat)
-    n, k, s, _ = heat.shape
-    candidates = min(peaks[0].numel(), 2 * top_k)
-    scores, index = peaks.reshape(n, -1).topk(candidates, dim=1)
+    n, _, s, _ = heat.shape
+    candidates = min(s * s, 3 * top_k)
+    objectness, index = peaks.reshape(n, -1).topk(candidates, dim=1)
     results = []
     for i in range(n):
-        keep = scores[i] >= min_score
-        idx, sc = index[i][keep], scores[i][keep]
-        cls, cell = idx // (s * s), idx % (s * s)
-        ys, xs = cell // s, cell % s
+        ys, xs = index[i] // s, index[i] % s
+        probs = torch.softmax(class_logits[i, :, ys, xs].float(), dim=0)
+        best, cls = probs.max(dim=0)
+        sc = objectness[i] * best
+        keep = sc >= min_score
+        ys, xs, cls, sc = ys[keep], xs[keep], cls[keep], sc[keep]
+        order = torch.argsort(sc, descending=True)
+        ys, xs, cls, sc = ys[order], xs[order], cls[order], sc[order]
         wh = torch.exp(size_p[i, :, ys, xs].float().clamp(max=math.log(4 * s))).T
         off = offset_p[i, :, ys, xs].float().T
         cx, cy = xs.float() + off[:, 0], ys.float() + off[:, 1]
@@ -166,11 +177,8 @@ def decode(
         for j in range(len(sc_np)):
             if len(chosen) >= top_k:
                 break
-            if chosen:
-                other = np.array(chosen)
-                overlap = _iou(boxes_np[j], boxes_np[other])
-                if np.any((overlap > cross_class_iou) & (cls_np[other] != cls_np[j])):
-                    continue
+            if chosen and np.any(_iou(boxes_np[j], boxes_np[np.array(chosen)]) > nms_iou):
+                continue
             chosen.append(j)
         results.append((boxes_np[chosen].reshape(-1, 4), cls_np[chosen], sc_np[chosen]))
     return results

@@ -11,7 +11,7 @@ one line per input line, in order:
 Boxes are in the image's own pixels (clipped to it), best score first, at most `max_boxes`
 (20 by default) and none scoring under `min_score` (0.05), so a caller can choose its own
 cutoff for what counts as the label and still see the weaker boxes it rejected. Coordinates
-are rounded to 0.01 px and scores to 1e-4 to keep replies small (~1.5 kB a line at most).
+are rounded to 0.01 px and scores to 1e-4 to keep replies small (under 2 kB a line).
 `image_size` is Ground Truth's, so a caller can write a label without opening the image.
 """
 
@@ -95,7 +95,7 @@ def predict_fn(input_object: list[dict[str, Any]], model: dict[str, Any]) -> lis
             outputs = model["net"](centernet.normalise(pixels, spec["mean"], spec["std"]))
             decoded = centernet.decode(
                 outputs, top_k=int(settings["max_boxes"]), min_score=float(settings["min_score"]),
-                cross_class_iou=float(settings["cross_class_iou"]),
+                nms_iou=float(settings["nms_iou"]),
             )
             for (boxes, classes, scores), (_, size) in zip(decoded, chunk):
                 answers.append(_answer(boxes, classes, scores, size, spec["image_size"]))

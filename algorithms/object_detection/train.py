@@ -7,8 +7,9 @@ Reads the `train` and (optional) `validation` channels: augmented-manifest JSON 
 `source-ref` is `s3://...` or a local path and whose label attribute is a Ground Truth
 bounding-box label (`box_labels`; an image with no objects has empty `annotations`). Every
 image is stretched to a square `image-size` (boxes scaled with it), and `centernet.CenterNet`
-is trained with AdamW on a one-cycle schedule, with random horizontal flips. Writes to
-SM_MODEL_DIR:
+is trained with AdamW on a one-cycle schedule, with random horizontal flips and a random zoom
+of each batch (`scale-jitter`: objects of other sizes and positions than the few hundred seen).
+Writes to SM_MODEL_DIR:
 
     model.pt             the network's state dict
     model-config.json    architecture, input geometry and normalisation, decoding settings
@@ -55,8 +56,8 @@ SPECS = [
     hp.Spec("horizontal-flip", bool, True, "random horizontal flips during training"),
     hp.Spec("max-boxes", int, 20, "most boxes answered per image", minimum=1, maximum=100),
     hp.Spec("min-score", float, 0.05, "boxes scoring under this are not answered", minimum=0.0, maximum=1.0),
-    hp.Spec("cross-class-iou", float, 0.6, "a box overlapping a stronger box of another class more than this is dropped",
-            minimum=0.0, maximum=1.0),
+    hp.Spec("nms-iou", float, 0.6, "a box overlapping a stronger box more than this is dropped", minimum=0.0, maximum=1.0),
+    hp.Spec("scale-jitter", float, 0.25, "random zoom of each training batch by up to this share (0: none)", minimum=0.0, maximum=0.5),
 ]
 
 TARGET_STEPS = 1000  # optimiser steps the auto epoch count aims for ...
@@ -116,19 +117,47 @@ def load(records: list[manifest_channels.Record], image_size: int, channels: int
     return images, [item[1] for item in loaded], [item[2] for item in loaded]
 
 
-def batch_loss(net, images, boxes, classes, idx, spec, device, flip=None):
+def zoom(xb: torch.Tensor, boxes: list[np.ndarray], classes: list[np.ndarray], factor: float, generator: torch.Generator):
+    """The batch zoomed by `factor` about a random point, cropped or edge-padded back to its
+    size; boxes follow, clipped, and dropped when less than 40 % of them stays in view."""
+    size = xb.shape[-1]
+    new = max(8, int(round(size * factor)))
+    xb = torch.nn.functional.interpolate(xb, size=(new, new), mode="bilinear", align_corners=False)
+    room = abs(new - size)
+    dx, dy = (int(v) for v in torch.randint(0, room + 1, (2,), generator=generator))
+    if new > size:
+        xb, shift = xb[..., dy : dy + size, dx : dx + size], (-dx, -dy)
+    else:
+        xb = torch.nn.functional.pad(xb, (dx, room - dx, dy, room - dy), mode="replicate")
+        shift = (dx, dy)
+    out_boxes, out_classes = [], []
+    for b, c in zip(boxes, classes):
+        b = b * (new / size)
+        x0, y0 = b[:, 0] + shift[0], b[:, 1] + shift[1]
+        x1, y1 = x0 + b[:, 2], y0 + b[:, 3]
+        cx0, cy0, cx1, cy1 = (np.clip(v, 0, size) for v in (x0, y0, x1, y1))
+        visible = (cx1 - cx0) * (cy1 - cy0) >= 0.4 * b[:, 2] * b[:, 3]
+        out_boxes.append(np.stack([cx0, cy0, cx1 - cx0, cy1 - cy0], axis=1)[visible].astype(np.float32))
+        out_classes.append(c[visible])
+    return xb, out_boxes, out_classes
+
+
+def batch_loss(net, images, boxes, classes, idx, spec, device, flip=None, factor=1.0, generator=None):
     xb = torch.from_numpy(images[idx]).to(torch.float32)
     size = spec["image_size"]
     batch_boxes = [boxes[i].copy() for i in idx]
+    batch_classes = [classes[i] for i in idx]
     if flip is not None:
         xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
         for j, flipped in enumerate(flip.tolist()):
             if flipped:
                 batch_boxes[j][:, 0] = size - batch_boxes[j][:, 0] - batch_boxes[j][:, 2]
+    if factor != 1.0:
+        xb, batch_boxes, batch_classes = zoom(xb, batch_boxes, batch_classes, factor, generator)
     cells = [b / centernet.STRIDE for b in batch_boxes]
-    heat, wh, off, mask = centernet.targets(cells, [classes[i] for i in idx], spec["num_classes"], size // centernet.STRIDE)
+    t = centernet.targets(cells, batch_classes, size // centernet.STRIDE)
     outputs = net(centernet.normalise(xb, spec["mean"], spec["std"]).to(device))
-    return centernet.loss(outputs, heat.to(device), wh.to(device), off.to(device), mask.to(device))
+    return centernet.loss(outputs, {key: value.to(device) for key, value in t.items()})
 
 
 def train(args: dict) -> None:
@@ -183,11 +212,13 @@ def train(args: dict) -> None:
     for epoch in range(1, epochs + 1):
         net.train()
         order = torch.randperm(n, generator=generator)
-        totals = {"loss": 0.0, "focal": 0.0, "size": 0.0, "offset": 0.0}
+        totals = {"loss": 0.0, "focal": 0.0, "class": 0.0, "size": 0.0, "offset": 0.0}
         for step in range(steps_per_epoch):
             idx = order[step * batch_size : (step + 1) * batch_size].numpy()
             flip = torch.rand(len(idx), generator=generator) < 0.5 if args["horizontal_flip"] else None
-            value, parts = batch_loss(net, x_train, b_train, c_train, idx, spec, device, flip)
+            jitter = args["scale_jitter"]
+            factor = 1.0 + jitter * (2 * float(torch.rand(1, generator=generator)) - 1) if jitter else 1.0
+            value, parts = batch_loss(net, x_train, b_train, c_train, idx, spec, device, flip, factor, generator)
             optimiser.zero_grad(set_to_none=True)
             value.backward()
             optimiser.step()
@@ -219,7 +250,7 @@ def train(args: dict) -> None:
         "label_attribute": args["label_attribute"],
         "architecture": arch,
         "input": spec,
-        "decode": {"max_boxes": args["max_boxes"], "min_score": args["min_score"], "cross_class_iou": args["cross_class_iou"]},
+        "decode": {"max_boxes": args["max_boxes"], "min_score": args["min_score"], "nms_iou": args["nms_iou"]},
         "train_box_counts": counts,
         "train_count": n,
         "validation_count": int(len(x_val)),

@@ -126,7 +126,7 @@ def test_training_writes_the_model_its_config_and_the_serving_code(trained):
     config = json.loads((model_dir / "model-config.json").read_text())
     assert config["task"] == "object-detection" and config["num_classes"] == 2
     assert config["input"]["image_size"] == 64 and config["input"]["channels"] == 1
-    assert config["decode"] == {"max_boxes": 20, "min_score": 0.05, "cross_class_iou": 0.6}
+    assert config["decode"] == {"max_boxes": 20, "min_score": 0.05, "nms_iou": 0.6}
     assert (model_dir / "model.pt").is_file() and (model_dir / "code" / "inference.py").is_file()
     assert "validation-loss=" in stdout
     assert "(20 with no objects)" in stdout
