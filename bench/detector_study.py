@@ -83,6 +83,8 @@ def signals(boxes: list[dict], cutoff: float) -> dict[str, float]:
         "min kept score": min(kept) if kept else 0.0,
         "max kept score": max(kept) if kept else 0.0,
         "margin (kept and best rejected)": min(margin_kept, margin_rejected),
+        "min(min kept, 1 - best rejected)": min(kept + [1.0 - rejected]),
+        "mean kept x (1 - best rejected)": (float(np.mean(kept)) if kept else 0.0) * (1.0 - rejected),
         "set probability": float(np.prod(kept) * np.prod([1 - b["score"] for b in boxes if b["score"] < cutoff])),
     }
 
@@ -157,6 +159,26 @@ def study(answers: list[list[dict]], truths: list[list[dict]]) -> tuple[float, d
     return max(by_cutoff, key=lambda c: by_cutoff[c].mean()), by_cutoff
 
 
+def report(size: int, answers: list[list[dict]], truths: list[list[dict]], rows: list[dict], cutoffs=()) -> tuple[float, dict]:
+    """Print the cutoff table and, at the best cutoff (and any in `cutoffs`), the signals' ranking."""
+    best, by_cutoff = study(answers, truths)
+    print("  mean IoU by cutoff  " + "  ".join(f"{c:.2f}:{v.mean():.3f}" for c, v in by_cutoff.items()))
+    for cutoff in dict.fromkeys((best, *cutoffs)):
+        ious = by_cutoff[cutoff]
+        n = len(ious)
+        print(f"  cutoff {cutoff:.2f}{' (best)' if cutoff == best else ''}: mean IoU {ious.mean():.3f}; "
+              f"images with IoU >= 0.6: {np.mean(ious >= 0.6):.1%}")
+        sig = [signals(a, cutoff) for a in answers]
+        for name in sig[0]:
+            values = np.array([s[name] for s in sig])
+            order = np.argsort(-values, kind="stable")
+            top50, top25 = ious[order[: n // 2]].mean(), ious[order[: n // 4]].mean()
+            rho = spearman(values, ious)
+            print(f"    {name:34s} spearman {rho:+.3f}  top-50% IoU {top50:.3f}  top-25% IoU {top25:.3f}")
+            rows.append({"size": size, "cutoff": cutoff, "signal": name, "spearman": rho, "top50": top50, "top25": top25})
+    return best, by_cutoff
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="data/fashion-mnist-detection")
@@ -165,6 +187,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="200,400,800")
     parser.add_argument("--holdout", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reanalyse", action="store_true",
+                        help="no training: report on the answers-N.jsonl an earlier run left in --work")
+    parser.add_argument("--also-cutoffs", default="0.5", help="cutoffs to rank the signals at besides the best")
     args = parser.parse_args()
     import torch
 
@@ -178,26 +203,21 @@ def main() -> None:
     raw = truth_path.read_text(encoding="utf-8").splitlines(keepends=True)
     test = [json.loads(line) for line in raw[-args.holdout :]]
     truths = [line["label"]["annotations"] for line in test]
+    also = tuple(float(c) for c in args.also_cutoffs.split(",") if c)
+    rows: list[dict] = []
+    if args.reanalyse:
+        for size in (int(s) for s in args.sizes.split(",")):
+            print(f"\n{size} training images")
+            answers = [json.loads(line) for line in (work / f"answers-{size}.jsonl").read_text().splitlines()]
+            report(size, answers, truths, rows, also)
+        return
     src = source_dir(work)
-    rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         model, seconds, cpu = train(src, work, raw[:size], args.seed)
         answers = predict(src, model, test)
         (work / f"answers-{size}.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers), encoding="utf-8")
-        best, by_cutoff = study(answers, truths)
-        table = "  ".join(f"{c:.2f}:{v.mean():.3f}" for c, v in by_cutoff.items())
-        print(f"\n{size} training images, trained in {seconds:.0f}s ({cpu:.0f} CPU s); mean IoU by cutoff  {table}")
-        ious = by_cutoff[best]
-        n = len(ious)
-        print(f"  best cutoff {best:.2f}: mean IoU {ious.mean():.3f}; images with IoU >= 0.6: {np.mean(ious >= 0.6):.1%}")
-        sig = [signals(a, best) for a in answers]
-        for name in sig[0]:
-            values = np.array([s[name] for s in sig])
-            order = np.argsort(-values, kind="stable")
-            top50, top25 = ious[order[: n // 2]].mean(), ious[order[: n // 4]].mean()
-            rho = spearman(values, ious)
-            print(f"  {name:34s} spearman {rho:+.3f}  top-50% IoU {top50:.3f}  top-25% IoU {top25:.3f}")
-            rows.append({"size": size, "signal": name, "spearman": rho, "top50": top50, "top25": top25})
+        print(f"\n{size} training images, trained in {seconds:.0f}s ({cpu:.0f} CPU s)")
+        best, by_cutoff = report(size, answers, truths, rows, also)
         rows.append({"size": size, "seconds": seconds, "cpu_seconds": cpu, "best_cutoff": best,
                      "mean_iou_by_cutoff": {str(c): float(v.mean()) for c, v in by_cutoff.items()}})
         (work / "results.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")

@@ -54,7 +54,8 @@ class CenterNet(nn.Module):
         self.smooth8 = _block(4 * w, 4 * w)
         self.smooth4 = _block(4 * w, 2 * w)
         self.heat = nn.Conv2d(2 * w, 1, 1)
-        self.classes = nn.Conv2d(2 * w, num_classes, 1)
+        # Telling the classes apart is the hard part on small sets: the class head gets its own layer.
+        self.classes = nn.Sequential(_block(2 * w, 2 * w), nn.Conv2d(2 * w, num_classes, 1))
         self.size = nn.Conv2d(2 * w, 2, 1)
         self.offset = nn.Conv2d(2 * w, 2, 1)
         nn.init.constant_(self.heat.bias, -math.log((1 - PRIOR) / PRIOR))

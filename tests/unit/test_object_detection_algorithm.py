@@ -234,3 +234,29 @@ def test_malformed_labels_are_explained(label, message):
         {"image_size": [{"width": 10, "height": 8, "depth": 3}],
          "annotations": [{"class_id": 1, "left": -0.5, "top": 0, "width": 11.2, "height": 8}]}, 2)
     assert ok.boxes.tolist() == [[0.0, 0.0, 10.0, 8.0]] and ok.classes.tolist() == [1]
+
+
+@pytest.mark.parametrize("factor", [0.8, 1.0, 1.25])
+def test_zoomed_training_batches_keep_boxes_on_their_objects(tmp_path, factor):
+    import torch
+
+    src = source_dir(tmp_path)
+    sys.path.insert(0, str(src))
+    try:
+        spec = importlib.util.spec_from_file_location("_detector_train", src / "train.py")
+        train = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(train)
+    finally:
+        sys.path.remove(str(src))
+    image = torch.zeros(1, 1, 64, 64)
+    image[..., 20:36, 8:20] = 255.0  # a 12x16 object at left 8, top 20
+    boxes = [np.array([[8, 20, 12, 16], [58, 58, 6, 6]], np.float32)]  # the second one sits at the corner
+    zoomed, out_boxes, out_classes = train.zoom(image, boxes, [np.array([1, 0])], factor, torch.Generator().manual_seed(3))
+    assert zoomed.shape == image.shape
+    rows, cols = np.nonzero(zoomed[0, 0].numpy() > 127)
+    left, top, width, height = out_boxes[0][0]
+    assert abs(left - cols.min()) <= 1 and abs(top - rows.min()) <= 1
+    assert abs(left + width - (cols.max() + 1)) <= 1 and abs(top + height - (rows.max() + 1)) <= 1
+    assert out_classes[0][0] == 1
+    assert len(out_boxes[0]) == len(out_classes[0]) and np.all(out_boxes[0][:, :2] >= 0)
+    assert np.all(out_boxes[0][:, :2] + out_boxes[0][:, 2:] <= 64 + 1e-4)
