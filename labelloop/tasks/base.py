@@ -198,10 +198,12 @@ class TaskType:
     def routing_probs(self, outputs: np.ndarray, confidence: np.ndarray) -> np.ndarray:
         """What the routing strategies rank (one row of probabilities an item).
 
-        By default the two-outcome distribution the confidence stands for (the label is right,
-        or not): least confidence, margin and entropy then all rank by the confidence.
+        By default a two-outcome distribution that grows with the confidence, (1 + c) / 2 against
+        (1 - c) / 2: least confidence, margin and entropy then all rank items by their confidence,
+        and the fixed margin (top two apart by more than m) reads as a confidence above m.
         """
-        return np.column_stack([confidence, 1.0 - confidence])
+        top = (1.0 + np.asarray(confidence, dtype=float)) / 2.0
+        return np.column_stack([top, 1.0 - top])
 
     def quality(self, value: Any, reference: Any) -> float:
         """The quality in [0, 1] of one label against a reference label."""

@@ -116,12 +116,20 @@ def test_a_perfect_simulated_annotator_draws_the_truth_and_a_sloppy_one_misses_a
 
 def test_the_detectors_boxes_above_the_cutoff_are_the_label_and_the_closest_call_is_the_confidence():
     size = [{"width": 100, "height": 80, "depth": 3}]
-    out = [{"image_size": size, "boxes": [box(0, 0, 0, 10, 10, score=0.95), box(1, 50, 50, 5, 5, score=0.2)]},
-           {"image_size": size, "boxes": [box(0, 0, 0, 10, 10, score=0.55)]},
+    out = [{"image_size": size, "boxes": [box(0, 0, 0, 10, 10, score=0.95), box(1, 50, 50, 5, 5, score=0.1)]},
+           {"image_size": size, "boxes": [box(0, 0, 0, 10, 10, score=0.55), box(2, 5, 5, 9, 9, score=0.35)]},
+           {"image_size": size, "boxes": [box(1, 0, 0, 10, 10, score=0.15)]},
            {"image_size": size, "boxes": []}]
     values, confidence = TASK.predicted(out)
-    assert [len(v["annotations"]) for v in values] == [1, 1, 0]
-    assert confidence.tolist() == pytest.approx([0.8, 0.55, 1.0])
+    assert [len(v["annotations"]) for v in values] == [1, 2, 0, 0]
+    # mean kept score x (1 - best dropped score)
+    assert confidence.tolist() == pytest.approx([0.95 * 0.9, 0.45, 0.85, 1.0])
+    # routing ranks by that confidence, whatever the strategy
+    from labelloop.selection import STRATEGIES
+
+    probs = TASK.routing_probs(values, confidence)
+    for strategy in ("least-confidence", "margin", "entropy"):
+        assert np.argsort(-STRATEGIES[strategy](probs)).tolist() == np.argsort(confidence).tolist(), strategy
 
 
 def test_the_detectors_output_is_checked_line_by_line():
