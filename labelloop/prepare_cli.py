@@ -92,7 +92,7 @@ def add_prepare_command(subparsers: Any) -> argparse.ArgumentParser:
         "prepare",
         help="make an input manifest (+ label config, + hidden true labels) from a public dataset or your own data",
         description="Write OUT/manifest.jsonl (the items, unlabeled), OUT/labels.json (the classes) and, when the "
-        "labels are known, OUT/truth.jsonl (read only by simulated annotators and the evaluation).\n\n"
+        "labels are known, OUT/truth.jsonl (boxes: OUT/truth.manifest, a Ground Truth output manifest), read only by simulated annotators and the evaluation.\n\n"
         "  labelloop prepare digits --out data/digits\n"
         "  labelloop prepare --from-folder pets/ --out data/pets          (pets/cat/*.jpg, pets/dog/*.jpg, ...)\n"
         "  labelloop prepare --from-folder photos/ --classes cat,dog --out data/photos   (unlabeled images)\n"
@@ -110,7 +110,7 @@ def add_prepare_command(subparsers: Any) -> argparse.ArgumentParser:
                       help="--from-csv: the column holding the labels (default: 'label' if there is one; none: unlabeled)")
     prep.add_argument("--classes", help="the class names, comma-separated, in class-index order "
                       "(needed for unlabeled data; with labels, their order)")
-    prep.add_argument("--out", required=True, help="folder to write manifest.jsonl, labels.json, truth.jsonl (and images/)")
+    prep.add_argument("--out", required=True, help="folder to write manifest.jsonl, labels.json, the true labels (and images/)")
     prep.add_argument("--limit", type=int, help="a seeded random subset of this many items (default: all)")
     prep.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
     prep.add_argument("--source",

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from labelloop.manifest import Label, ManifestError
+from labelloop.tasks import register
 from labelloop.tasks.base import Framework, TaskType
 
 # A detector's box is part of its label from this score up: on held-out canvases the mean IoU of
@@ -320,3 +321,6 @@ class ObjectDetection(TaskType):
 
 def _tidy(x: float) -> float | int:
     return int(x) if float(x).is_integer() else round(float(x), 1)
+
+
+TASK = register(ObjectDetection())

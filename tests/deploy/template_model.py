@@ -66,6 +66,7 @@ def default_parameters(**overrides: str) -> dict[str, str]:
         **us_east_1_images(),
         "ImageClassificationSourceDirUri": "s3://BUCKET/labelloop/source/image-classification/0123456789abcdef/sourcedir.tar.gz",
         "TextClassificationSourceDirUri": "s3://BUCKET/labelloop/source/text-classification/0123456789abcdef/sourcedir.tar.gz",
+        "ObjectDetectionSourceDirUri": "s3://BUCKET/labelloop/source/object-detection/0123456789abcdef/sourcedir.tar.gz",
         # distinct per framework, so a request that takes another framework's type is caught
         "TextClassificationTrainingInstanceType": "ml.c5.2xlarge",
         "TextClassificationTransformInstanceType": "ml.c5.xlarge",
@@ -95,7 +96,7 @@ class Resolver:
             "AWS::NoValue": NO_VALUE,
         }
         bucket = self.data_bucket()
-        for key in ("ImageClassificationSourceDirUri", "TextClassificationSourceDirUri"):
+        for key in ("ImageClassificationSourceDirUri", "TextClassificationSourceDirUri", "ObjectDetectionSourceDirUri"):
             self.params[key] = self.params[key].replace("s3://BUCKET/", f"s3://{bucket}/")
 
     # ------------------------------------------------------------ names

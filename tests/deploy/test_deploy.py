@@ -58,11 +58,13 @@ def test_images_for_us_east_1_are_the_pinned_framework_versions():
         "ImageClassificationInferenceImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6.0-cpu-py312",
         "TextClassificationTrainingImage": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
         "TextClassificationInferenceImage": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
+        "ObjectDetectionTrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-cpu-py312",
+        "ObjectDetectionInferenceImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6.0-cpu-py312",
     }
 
 
 @pytest.mark.parametrize("region", sorted(BUILT_IN_LAMBDA_ACCOUNTS))
-def test_every_ground_truth_region_has_all_four_images(region):
+def test_every_ground_truth_region_has_every_task_types_images(region):
     images = resolve_images(region)
     assert len(images) == 2 * len(FRAMEWORKS)
     assert all(f".dkr.ecr.{region}.amazonaws.com/" in uri for uri in images.values())

@@ -226,8 +226,9 @@ def test_every_task_type_draws_its_examples_and_an_unknown_one_gets_text(tmp_pat
     source = {"source-ref": str(tmp_path / "a.png"), "source": "<b>hi</b>"}
     for task in tasks.all_types():
         drawn = str(example_view(task.name)(source))
-        expected = {"image": '<img src="data:image/png;base64,', "text": "&lt;b&gt;hi&lt;/b&gt;</div>"}[task.report_example]
-        assert drawn.startswith(expected) if task.report_example == "image" else drawn.endswith(expected), task.name
+        image = '<img src="data:image/png;base64,'
+        expected = {"image": image, "image-boxes": image, "text": "&lt;b&gt;hi&lt;/b&gt;</div>"}[task.report_example]
+        assert drawn.startswith(expected) if task.report_example != "text" else drawn.endswith(expected), task.name
     assert str(example_view("no-such-task")({"source": "x"})) == '<div class="snippet" title="x">x</div>'
 
 
