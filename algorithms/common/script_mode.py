@@ -112,3 +112,19 @@ def run(main: Callable[[], None]) -> None:
         write_failure(reason)
         print(f"training failed: {reason}", file=sys.stderr, flush=True)
         sys.exit(1)
+
+
+def finish_model(out: Path, config_file: str, config: dict, seconds: float) -> None:
+    """Write the model's config beside its weights, bundle the inference code, and say so."""
+    import json
+
+    (out / config_file).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    bundle_inference_code(out)
+    log(f"model written to {out} in {seconds:.1f}s")
+
+
+def entry_point(train: Callable[[dict], None], specs: list, argv: list[str] | None) -> None:
+    """A training script's main: hyperparameters from the command line (or SM_HPS), failures as SageMaker expects."""
+    import hyperparameters as hp
+
+    run(lambda: train(hp.parse(specs, sys.argv[1:] if argv is None else argv)))

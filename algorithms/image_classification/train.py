@@ -25,10 +25,8 @@ Prints `validation-accuracy=0.9731` when there is validation data.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import sys
 
 # OpenMP worker threads that spin while they wait stall badly when the cores are shared (3-5x
 # slower training on a busy 2-core machine); letting them sleep costs little when they are not.
@@ -282,13 +280,11 @@ def train(args: dict) -> None:
         "epochs": epochs,
         "torch_version": torch.__version__,
     }
-    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    script_mode.bundle_inference_code(out)
-    script_mode.log(f"model written to {out} in {timer():.1f}s")
+    script_mode.finish_model(out, CONFIG_FILE, config, timer())
 
 
 def main(argv: list[str] | None = None) -> None:
-    script_mode.run(lambda: train(hp.parse(SPECS, sys.argv[1:] if argv is None else argv)))
+    script_mode.entry_point(train, SPECS, argv)
 
 
 if __name__ == "__main__":

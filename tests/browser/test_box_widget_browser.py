@@ -11,7 +11,7 @@ from PIL import Image
 from labelloop import tasks
 from labelloop.local.worker_page import PeopleWorkforce
 from labelloop.tasks.object_detection import ObjectDetection
-from test_worker_page_browser import image_loaded, page_state, press, start_job, wait_for, wait_item
+from test_worker_page_browser import image_loaded, press, start_job, wait_for, wait_item
 
 CLASSES = ["car", "pedestrian", "sign"]
 
