@@ -109,6 +109,10 @@ class SimulatedModel:
         conf = 1.0 / k + (1.0 - 1.0 / k) / (1.0 + np.exp(-(logit + noise)))
         return conf, correct, np.where(correct, self.truth, self.wrong_class)
 
+    def probabilities(self, idx: np.ndarray, conf: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+        """Class probabilities of items `idx` under the last prediction (what routing ranks)."""
+        return probabilities(conf[idx], predicted[idx], self.profile.classes)
+
 
 def probabilities(conf: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
     """Class probabilities with the given top class and confidence (the rest shared evenly)."""
@@ -140,15 +144,17 @@ def point_estimate_threshold(confidences, correct, *, target_accuracy, confidenc
 
 
 def run_job(setting: dict, profile: Profile, total: int, seed: int, calibrator: Calibrator = calibrate_threshold,
-            split_verdicts: bool = False) -> dict:
+            split_verdicts: bool = False, model=None) -> dict:
     """One labeling job from the first human batch to its stop; what its auto-labels turned out to be.
 
     split_verdicts (a proposal, not the product's): half the validation items choose the threshold,
     only the other half's retired verdicts are carried, so no carried verdict chose the threshold
-    it vouches for.
+    it vouches for. model: anything with SimulatedModel's predict, probabilities, p_right, witness
+    and profile (bench/promise_replay.py's stored predictions of real models); default: simulated.
     """
-    rng = np.random.default_rng([seed, total, zlib.crc32(profile.name.encode())])
-    model = SimulatedModel(profile, total, rng)
+    if model is None:
+        rng = np.random.default_rng([seed, total, zlib.crc32(profile.name.encode())])
+        model = SimulatedModel(profile, total, rng)
     settings = job_settings(setting, total, seed)
     status = np.full(total, OPEN, dtype=np.int8)
     auto_right = np.zeros(total, dtype=bool)  # whether an item's auto-label is right, when it has one
@@ -243,11 +249,11 @@ def _gate(settings, state, model, status, auto, verdict, carries, calibrator, sp
         rest = np.setdiff1d(rest, validation_pick)
         want, n_validation = want - len(validation_pick), 0
     n_random = routing.random_count(want, n_validation)
-    probs = probabilities(conf[ids[rest]], predicted[ids[rest]], model.profile.classes)
+    probs = model.probabilities(ids[rest], conf, predicted)
     uncertain, random_pick = routing.select(probs, want, n_random)
     if scope.provisional and draws_validation:
         below = np.nonzero(~val_confident)[0]
-        val_probs = probabilities(conf[val_ids[below]], predicted[val_ids[below]], model.profile.classes)
+        val_probs = model.probabilities(val_ids[below], conf, predicted)
         routed = routing.shadow(probs, uncertain, len(random_pick), val_probs)
         retired = {int(i): "retired" for i in val_ids[below[routed]]}
 

@@ -7,7 +7,7 @@ them, at the end of the job) are less accurate than the target, with its exact (
 95 % interval, and the mean human labels; then the misses per profile.
 
   python bench/promise_study.py --runs 1000 --jobs 2
-  python bench/promise_study.py --runs 48 --settings cumulative,point-estimate
+  python bench/promise_study.py --runs 48 --settings job,point-estimate
 """
 
 from __future__ import annotations
@@ -39,18 +39,20 @@ def _spent_over_iterations(confidences, correct, *, confidence_level, **kw):
 
 # name: (execution-input settings, calibrator, split verdicts). point-estimate is no product setting:
 # a control that must miss, so a study that cannot fail would show; the last ones are proposed fixes.
+# Every setting names its scope, so a change of the product's default changes no row.
+CUMULATIVE = {"CalibrationScope": "cumulative"}
 SETTINGS = {
-    "cumulative": ({}, calibrate_threshold, False),
-    "cumulative-no-tail": ({"WorstCaseTail": False}, calibrate_threshold, False),
-    "cumulative-no-retrain": ({"RetrainBeforeRoutingGrowth": None}, calibrate_threshold, False),
-    "iteration": ({"CalibrationScope": "iteration"}, calibrate_threshold, False),
     "job": ({"CalibrationScope": "job"}, calibrate_threshold, False),
-    "point-estimate": ({}, point_estimate_threshold, False),
-    "cumulative-bonferroni": ({}, _spent_over_iterations, False),
-    "cumulative-split": ({}, calibrate_threshold, True),
-    "cumulative-split-bonferroni": ({}, _spent_over_iterations, True),
+    "iteration": ({"CalibrationScope": "iteration"}, calibrate_threshold, False),
+    "cumulative": (CUMULATIVE, calibrate_threshold, False),
+    "cumulative-no-tail": ({**CUMULATIVE, "WorstCaseTail": False}, calibrate_threshold, False),
+    "cumulative-no-retrain": ({**CUMULATIVE, "RetrainBeforeRoutingGrowth": None}, calibrate_threshold, False),
+    "point-estimate": ({"CalibrationScope": "job"}, point_estimate_threshold, False),
+    "cumulative-bonferroni": (CUMULATIVE, _spent_over_iterations, False),
+    "cumulative-split": (CUMULATIVE, calibrate_threshold, True),
+    "cumulative-split-bonferroni": (CUMULATIVE, _spent_over_iterations, True),
 }
-DEFAULT_SETTINGS = "cumulative,cumulative-no-tail,iteration,job"
+DEFAULT_SETTINGS = "job,iteration,cumulative"  # job: the product's default
 
 
 def exact_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -71,12 +73,13 @@ def _one(task: tuple[str, str, int, int]) -> dict:
     return {"setting": setting, **run_job(options, PROFILES[profile], total, seed, calibrator, split)}
 
 
-def study(settings: list[str], runs: list[tuple[str, int, int]], jobs: int = 1, progress: bool = False) -> dict[str, list[dict]]:
-    """Every setting over the same runs; {setting: rows}."""
+def study(settings: list[str], runs: list[tuple[str, int, int]], jobs: int = 1, progress: bool = False,
+          one=_one) -> dict[str, list[dict]]:
+    """Every setting over the same runs; {setting: rows}. one: runs one (setting, profile, size, seed)."""
     tasks = [(s, p, n, seed) for s in settings for p, n, seed in runs]
     rows = []
     with get_context("fork").Pool(jobs) if jobs > 1 else _Serial() as pool:
-        for row in pool.imap(_one, tasks, chunksize=4):
+        for row in pool.imap(one, tasks, chunksize=4):
             rows.append(row)
             if progress and len(rows) % 200 == 0:
                 print(f"{len(rows)} of {len(tasks)} runs", file=sys.stderr, flush=True)
@@ -112,11 +115,11 @@ def summary(rows: list[dict]) -> dict:
     }
 
 
-def table(results: dict[str, list[dict]], seconds: float, jobs: int) -> str:
+def table(results: dict[str, list[dict]], seconds: float, jobs: int, title: str = "Promise study") -> str:
     pct = lambda x: "—" if x is None else f"{100 * x:.1f} %"  # noqa: E731
     first = next(iter(results.values()))
     lines = [
-        f"Promise study, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: {len(first)} runs per setting, "
+        f"{title}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: {len(first)} runs per setting, "
         f"target 95 % at 95 % confidence, {seconds / 60:.1f} min with {jobs} process(es).",
         "",
         "| setting | runs | missed | miss rate | exact 95 % interval | model's accuracy missed | exact 95 % interval "

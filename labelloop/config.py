@@ -53,7 +53,7 @@ class JobSettings:
     validation_size: int | None = None  # adaptive policy: validation labels to hold; None: validation_size_for()
     min_validation_support: int = 0
     calibration_method: str = "lower-bound"
-    calibration_scope: str = "cumulative"
+    calibration_scope: str = "job"  # the scope docs/promise.md measures keeping the promise
     reserve: float = 0.0  # cumulative scope: share of the accuracy slack kept back while the pool is full
     retrain_growth: float | None = 0.5  # cumulative scope: see retrains_before_routing; None: never
     worst_case_tail: bool = True  # cumulative scope: spend the bound's slack on items counted as errors

@@ -179,7 +179,7 @@ def test_pre_labeling_starts_from_a_given_model(full_run, digits, tmp_path):
     assert ev.auto_accuracy >= 0.93
 
 
-@pytest.mark.parametrize("scope", ["job", "iteration"])
+@pytest.mark.parametrize("scope", ["cumulative", "iteration"])  # job is the default, run above
 def test_other_calibration_scopes_label_every_item_once(digits, tmp_path, scope):
     result, workforce, truth = run_loop(digits, tmp_path, CalibrationScope=scope, MaxHumanLabeledObjectCount=1200)
     assert result.status == "SUCCEEDED", f"{result.error}: {result.cause}"

@@ -77,21 +77,31 @@ def test_cumulative_scope_keeps_slack_back_while_the_pool_is_full():
 
     base = {"ManifestUri": "m", "OutputUri": "o", "JobName": "j", "TaskType": "image-classification",
             "LabelAttributeName": "label", "LabelCategories": ["a", "b"]}
-    s = JobSettings.parse({**base, "SlackReserve": 0.5})
-    assert JobSettings.parse(base).working_target(1.0) == 0.95  # by default nothing is kept back
+    cumulative = {**base, "CalibrationScope": "cumulative"}
+    s = JobSettings.parse({**cumulative, "SlackReserve": 0.5})
+    assert JobSettings.parse(cumulative).working_target(1.0) == 0.95  # by default nothing is kept back
     assert s.working_target(1.0) == pytest.approx(0.975)  # half the 5 points of slack kept back
     assert s.working_target(0.2) == pytest.approx(0.955)
     assert s.working_target(0.0) == pytest.approx(0.95)  # the last items are judged at the target
-    assert JobSettings.parse({**base, "CalibrationScope": "iteration"}).working_target(1.0) == 0.95
+    assert JobSettings.parse({**base, "CalibrationScope": "iteration", "SlackReserve": 0.5}).working_target(1.0) == 0.95
+    assert JobSettings.parse({**base, "SlackReserve": 0.5}).working_target(1.0) == 0.95  # job scope, the default
     with pytest.raises(ConfigurationError, match="SlackReserve"):
         JobSettings.parse({**base, "SlackReserve": 1.0})
 
 
+def test_the_default_scope_is_the_one_the_promise_study_finds_keeping_the_promise():
+    # docs/promise.md: job scope misses the target in 1.8 % of simulated jobs, cumulative in 11.7 %.
+    s = JobSettings.parse(BASE)
+    assert s.calibration_scope == "job" and s.scope.provisional and not s.scope.carries_verdicts
+    assert not s.retrains_before_routing(500, 100)  # nothing retires under job scope, so nothing trains first
+
+
 def test_retrain_before_routing_needs_enough_growth_and_the_cumulative_scope():
-    s = JobSettings.parse(BASE)  # default: retired items that grow the training set by half
+    s = JobSettings.parse({**BASE, "CalibrationScope": "cumulative"})  # retired items that grow the training set by half
     assert s.retrains_before_routing(50, 100) and not s.retrains_before_routing(49, 100)
     assert not s.retrains_before_routing(0, 0) and not s.retrains_before_routing(80, 0)  # pre-labeling's given model
-    assert not JobSettings.parse({**BASE, "RetrainBeforeRoutingGrowth": None}).retrains_before_routing(500, 100)
+    assert not JobSettings.parse({**BASE, "CalibrationScope": "cumulative",
+                                  "RetrainBeforeRoutingGrowth": None}).retrains_before_routing(500, 100)
     assert not JobSettings.parse({**BASE, "CalibrationScope": "iteration"}).retrains_before_routing(500, 100)
 
 

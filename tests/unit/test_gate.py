@@ -74,6 +74,7 @@ def sure_of_even_ids(line):
 
 # So 20 validation items can certify; no worst-case tail, which such a lax target makes large.
 LENIENT = {"TargetAccuracy": 0.8, "ConfidenceLevel": 0.8, "WorstCaseTail": False}
+CUMULATIVE = {"CalibrationScope": "cumulative"}  # verdicts, retrain before routing, the tail: its features alone
 
 
 def ledger_records(state):
@@ -147,7 +148,7 @@ def test_batches_carry_the_models_guess_for_people(tmp_path):
 
 
 def test_cumulative_scope_records_verdicts_and_counts_retired_items_toward_the_validation_size(tmp_path):
-    config, state = start_job(tmp_path, ValidationSize=25, SlackReserve=0.0, RetrainBeforeRoutingGrowth=None, **LENIENT)
+    config, state = start_job(tmp_path, **CUMULATIVE, ValidationSize=25, SlackReserve=0.0, RetrainBeforeRoutingGrowth=None, **LENIENT)
     state = model_judges(config, humans_answer(config, state), sure_of_even_ids)
     retired = [r for r in ledger_records(state) if r.get("split") == "retired"]
     assert retired and all(r["id"] % 2 == 0 for r in retired)
@@ -160,7 +161,7 @@ def test_cumulative_scope_records_verdicts_and_counts_retired_items_toward_the_v
 
 
 def test_retired_items_train_a_model_before_anyone_is_routed(tmp_path):
-    config, state = start_job(tmp_path, RetrainBeforeRoutingGrowth=0.2, **LENIENT)
+    config, state = start_job(tmp_path, **CUMULATIVE, RetrainBeforeRoutingGrowth=0.2, **LENIENT)
     state = model_judges(config, humans_answer(config, state), sure_of_even_ids)
     retired = [r["id"] for r in ledger_records(state) if r.get("split") == "retired"]
     assert len(retired) >= 0.2 * 20  # the first model trained on 20 items
@@ -178,13 +179,13 @@ def test_retired_items_train_a_model_before_anyone_is_routed(tmp_path):
 
 
 def test_without_retrain_before_routing_the_gate_routes_at_once(tmp_path):
-    config, state = start_job(tmp_path, RetrainBeforeRoutingGrowth=None, **LENIENT)
+    config, state = start_job(tmp_path, **CUMULATIVE, RetrainBeforeRoutingGrowth=None, **LENIENT)
     state = model_judges(config, humans_answer(config, state), sure_of_even_ids)
     assert not state["RetrainFirst"] and state["HumanBatch"]["Count"] == 40
 
 
 def test_a_resumed_run_trains_first_when_the_last_gate_held_its_batch_back(tmp_path):
-    config, state = start_job(tmp_path, RetrainBeforeRoutingGrowth=0.2, **LENIENT)
+    config, state = start_job(tmp_path, **CUMULATIVE, RetrainBeforeRoutingGrowth=0.2, **LENIENT)
     state = model_judges(config, humans_answer(config, state), sure_of_even_ids)
     assert state["RetrainFirst"]
     job = {k: v for k, v in config["Settings"].items() if v is not None}
@@ -195,7 +196,7 @@ def test_a_resumed_run_trains_first_when_the_last_gate_held_its_batch_back(tmp_p
 
 
 def test_when_the_bounds_slack_covers_every_item_left_they_are_auto_labeled_and_say_so(tmp_path):
-    config, state = start_job(tmp_path, TargetAccuracy=0.9, ConfidenceLevel=0.8)
+    config, state = start_job(tmp_path, **CUMULATIVE, TargetAccuracy=0.9, ConfidenceLevel=0.8)
     few = lambda i: i % 100 == 1  # noqa: E731 - the only items the model is unsure of (and wrong about)
     state = model_judges(config, humans_answer(config, state),
                          lambda line: [0.4, 0.6] if few(line["labelloop-id"]) else [0.99, 0.01])
@@ -217,7 +218,7 @@ def test_when_the_bounds_slack_covers_every_item_left_they_are_auto_labeled_and_
 
 
 def test_a_spent_budget_leaves_the_tail_unlabeled(tmp_path):
-    config, state = start_job(tmp_path, TargetAccuracy=0.9, ConfidenceLevel=0.8, MaxHumanLabeledObjectCount=40,
+    config, state = start_job(tmp_path, **CUMULATIVE, TargetAccuracy=0.9, ConfidenceLevel=0.8, MaxHumanLabeledObjectCount=40,
                               RetrainBeforeRoutingGrowth=None)
     state = model_judges(config, humans_answer(config, state),
                          lambda line: [0.4, 0.6] if line["labelloop-id"] % 100 == 1 else [0.99, 0.01])
@@ -227,7 +228,7 @@ def test_a_spent_budget_leaves_the_tail_unlabeled(tmp_path):
 
 
 def test_a_tail_the_slack_cannot_cover_whole_goes_to_humans(tmp_path):
-    config, state = start_job(tmp_path, **{**LENIENT, "WorstCaseTail": True}, RetrainBeforeRoutingGrowth=None)
+    config, state = start_job(tmp_path, **CUMULATIVE, **{**LENIENT, "WorstCaseTail": True}, RetrainBeforeRoutingGrowth=None)
     state = model_judges(config, humans_answer(config, state), sure_of_even_ids)
     auto = [r for r in ledger_records(state) if r["label"] and not r["label"]["human"]]
     assert auto and all(r["label"]["threshold"] is not None for r in auto)

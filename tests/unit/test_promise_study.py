@@ -6,16 +6,18 @@ from pathlib import Path
 
 import pytest
 
+from labelloop.calibration import calibrate_threshold
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from promise_study import SETTINGS, exact_interval, plan, study, summary, table  # noqa: E402
+from promise_study import DEFAULT_SETTINGS, SETTINGS, exact_interval, plan, study, summary, table  # noqa: E402
 
 TINY = plan(24, seed=0, profiles=["flat-at-target", "easy-first-hard-tail", "easy"], sizes=[5000])
 
 
 @pytest.fixture(scope="module")
 def results():
-    return study(["cumulative", "point-estimate"], TINY)
+    return study(["job", "point-estimate"], TINY)
 
 
 def test_rows_are_well_formed_and_settings_share_their_runs(results):
@@ -29,15 +31,15 @@ def test_rows_are_well_formed_and_settings_share_their_runs(results):
                 assert r["missed"] == (r["accuracy"] < 0.95)
             else:
                 assert r["accuracy"] is None and not r["missed"]
-    s = summary(results["cumulative"])
+    s = summary(results["job"])
     assert s["runs"] == len(TINY) and s["low"] <= s["miss_rate"] <= s["high"]
     text = table(results, 1.0, 1)
-    assert "| cumulative | 24 |" in text and "| point-estimate | 24 |" in text
+    assert "| job | 24 |" in text and "| point-estimate | 24 |" in text
 
 
 def test_a_calibrator_without_a_bound_is_caught_missing(results):
     invalid = summary(results["point-estimate"])
-    valid = summary(results["cumulative"])
+    valid = summary(results["job"])  # the default, the same scope without the bound
     # The point estimate picks thresholds whose observed accuracy just meets the target: about half
     # of its runs fall short. The study must see that, far above the 5 % the promise allows.
     assert invalid["low"] > 0.05
@@ -55,5 +57,13 @@ def test_exact_interval_is_clopper_pearson():
 def test_every_product_scope_is_a_setting():
     from labelloop.policies import CALIBRATION_SCOPES
 
-    scopes = {options.get("CalibrationScope", "cumulative") for options, _, _ in SETTINGS.values()}
+    scopes = {options["CalibrationScope"] for options, _, _ in SETTINGS.values()}
     assert set(CALIBRATION_SCOPES) <= scopes
+
+
+def test_the_study_measures_the_products_default():
+    from labelloop.config import JobSettings
+
+    assert DEFAULT_SETTINGS.split(",")[0] == "job" == JobSettings.calibration_scope
+    options, calibrator, split = SETTINGS["job"]
+    assert options == {"CalibrationScope": "job"} and calibrator is calibrate_threshold and not split
