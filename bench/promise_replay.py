@@ -52,7 +52,7 @@ from labelloop.steps.predictions import predictions  # noqa: E402
 # the pool less the validation channel (each half is predicted by a model of the other).
 SNAPSHOT_SIZES = {
     "digits": (100, 200, 400),
-    "fashion-mnist-5k": (100, 200, 400, 800, 1600, 2000),
+    "fashion-mnist-5k": (100, 200, 400, 800, 1600),
     "spamassassin": (100, 200, 400, 800, 1600, 2400),
 }
 VALIDATION_CHANNEL = 400
