@@ -191,9 +191,11 @@ def test_other_calibration_scopes_label_every_item_once(digits, tmp_path, scope)
     for line in human:
         assert line["digit-metadata"]["class-name"] == truth[item_key(line)]
     auto = [l for l in lines if l["digit-metadata"]["human-annotated"] == "no"]
-    assert auto and all(
+    # Cumulative scope's worst-case tail has no threshold: the bound's slack pays for it.
+    certified = [l for l in auto if l["digit-metadata"]["labelloop-calibration"].get("basis") != "worst-case tail"]
+    assert certified and all(
         l["digit-metadata"]["confidence"] >= round(l["digit-metadata"]["labelloop-calibration"]["threshold"], 4) - 1e-4
-        for l in auto
+        for l in certified
     )
     ev = evaluate((json.dumps(l) for l in lines), "digit", truth)
     assert ev.auto_accuracy >= 0.93
