@@ -42,6 +42,7 @@ from compare_policies import prepare  # noqa: E402
 from promise_sim import Profile, run_job  # noqa: E402
 from promise_study import SETTINGS, study, table  # noqa: E402
 
+from labelloop import tasks  # noqa: E402
 from labelloop.algorithm_source import package_source  # noqa: E402
 from labelloop.datasets import load_truth  # noqa: E402
 from labelloop.local.sagemaker_jobs import LocalSageMaker  # noqa: E402
@@ -65,7 +66,7 @@ def _write_lines(path: Path, lines) -> None:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
-def _fit_and_predict(jobs: LocalSageMaker, work: Path, name: str, source: Path, k: int, seed: int,
+def _fit_and_predict(jobs: LocalSageMaker, work: Path, name: str, source: Path, task: str, k: int, seed: int,
                      train_lines: list[dict], val_lines: list[dict], pool_lines: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """One training job and one batch transform, as the state machine asks for them; (ids, probabilities)."""
     folder = work / name
@@ -104,7 +105,8 @@ def _fit_and_predict(jobs: LocalSageMaker, work: Path, name: str, source: Path, 
     })
     if done["TransformJobStatus"] != "Completed":
         raise SystemExit(f"{name}: transform failed: {done.get('FailureReason')}")
-    return predictions(str(folder / "predictions"), k, len(pool_lines))
+    pool, _ = predictions(str(folder / "predictions"), tasks.get(task), k, len(pool_lines))
+    return pool.ids, pool.probs
 
 
 def snapshots(dataset: str, data_root: Path, cache: Path, seed: int = 0) -> Path:
@@ -137,7 +139,8 @@ def snapshots(dataset: str, data_root: Path, cache: Path, seed: int = 0) -> Path
                 raise SystemExit(f"{dataset}: a half of {len(others)} items cannot train {n} and validate {n_val}")
             train = [{**line, "label": int(labels[line["labelloop-id"]])} for line in ids(others[:n])]
             val = [{**line, "label": int(labels[line["labelloop-id"]])} for line in ids(others[-n_val:])]
-            got, p = _fit_and_predict(jobs, work, f"{dataset}-f{f}-n{n}", source, k, seed + s, train, val, ids(mine))
+            got, p = _fit_and_predict(jobs, work, f"{dataset}-f{f}-n{n}", source, task, k, seed + s, train, val,
+                                      ids(mine))
             probs[s, got] = p
             right = float((p.argmax(1) == labels[got]).mean())
             print(f"{dataset}: half {f}, {n} training items: accuracy {right:.3f} "
