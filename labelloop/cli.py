@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--calibration", choices=sorted(CALIBRATION_METHODS), default="lower-bound",
                      help="how the auto-label threshold is chosen: " + _choices_help(CALIBRATION_METHODS))
     run.add_argument("--calibration-scope", choices=sorted(CALIBRATION_SCOPES), default="job",
-                     help="what the lower bound vouches for (default: job): " + _choices_help(CALIBRATION_SCOPES))
+                     help="what the lower bound vouches for: " + _choices_help(CALIBRATION_SCOPES))
     run.add_argument("--slack-reserve", type=float, default=0.0,
                      help="cumulative scope: share of the accuracy slack (1 - target) kept back while the pool is full, "
                           "released as it empties (0: none)")

@@ -95,7 +95,7 @@ class CumulativeScope(CalibrationScope):
 class JobScope(CalibrationScope):
     name = "job"
     description = ("auto-labels stay provisional; every iteration re-judges all of them with the newest model "
-                   "(the default; the promise study measures it keeping the promise, docs/promise.md)")
+                   "(the promise study measures it keeping the promise, docs/promise.md)")
     provisional = True
 
 
