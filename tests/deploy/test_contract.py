@@ -115,7 +115,8 @@ def _asl_sagemaker_apis() -> set[str]:
 def test_both_executions_sent_every_kind_of_request(trained, given_model):
     assert {a for a, _ in trained.requests} == _asl_sagemaker_apis()
     assert len(trained.bodies("createLabelingJob")) >= 2, "a second human batch, routed by GateAndRoute"
-    assert not given_model.bodies("createTrainingJob"), "the given model replaces training in iteration 1"
+    first = [b for b in given_model.bodies("createTrainingJob") if b["TrainingJobName"].endswith("-001-train")]
+    assert not first, "the given model replaces training in iteration 1"  # later iterations may train
     assert [b["PrimaryContainer"]["ModelDataUrl"] for b in given_model.bodies("createModel")][:1] == [given_model.given]
 
 
