@@ -27,7 +27,7 @@ from labelloop.calibration import Calibration, calibrate_threshold
 from labelloop.config import JobSettings
 from labelloop.steps.auto_labels import confident_mask, retire_confident_validation, worst_case_tail_mask
 from labelloop.steps.gate import _limit_reached
-from labelloop.steps.human_batch import human_batch_limit
+from labelloop.steps.human_batch import human_batch_limit, human_candidates
 
 OPEN, TRAIN, VALIDATION, RETIRED, AUTO = range(5)
 
@@ -234,7 +234,8 @@ def _gate(settings, state, model, status, auto, verdict, carries, calibrator, sp
     if draws_validation and not scope.provisional:
         retired, _ = retire_confident_validation(settings, it, val_ids, conf[val_ids, None], val_confident)
     retrain_first = not limit and remaining > 0 and settings.retrains_before_routing(len(retired), train_count)
-    want = 0 if (limit or retrain_first) else human_batch_limit(settings, state, len(rest))
+    candidates = human_candidates(settings, len(ids), len(rest))
+    want = 0 if (limit or retrain_first) else human_batch_limit(settings, state, candidates)
 
     n_validation = 0
     if settings.validation.draws_validation:
@@ -247,7 +248,7 @@ def _gate(settings, state, model, status, auto, verdict, carries, calibrator, sp
         validation_pick = np.sort(draw)
         confident[validation_pick] = False
         rest = np.setdiff1d(rest, validation_pick)
-        want, n_validation = want - len(validation_pick), 0
+        want, n_validation = min(want - len(validation_pick), len(rest)), 0
     n_random = routing.random_count(want, n_validation)
     probs = model.probabilities(ids[rest], conf, predicted)
     uncertain, random_pick = routing.select(probs, want, n_random)

@@ -20,7 +20,7 @@ from labelloop.config import JobSettings
 from labelloop.contracts import LoopState
 from labelloop.manifest import creation_date
 from labelloop.steps.auto_labels import AutoLabels, confident_mask, plain, retire_confident_validation, worst_case_tail_mask
-from labelloop.steps.human_batch import human_batch_limit, write_human_batch
+from labelloop.steps.human_batch import human_batch_limit, human_candidates, write_human_batch
 from labelloop.steps.ledger_files import rewrite_ledger
 from labelloop.steps.predictions import predictions
 
@@ -71,7 +71,8 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         retired, verdicts = retire_confident_validation(settings, it, val_ids, val_p, val_confident,
                                                         predicted=(val.values, val.confidence))
     retrain_first = not limit and remaining > 0 and settings.retrains_before_routing(len(retired), iteration["TrainCount"])
-    want = 0 if (limit or retrain_first) else human_batch_limit(settings, state, len(rest))
+    candidates = human_candidates(settings, len(ids), len(rest))
+    want = 0 if (limit or retrain_first) else human_batch_limit(settings, state, candidates)
 
     # Adaptive validation: random draws top the validation set up to its size, never past it.
     n_validation = 0
@@ -87,7 +88,7 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         validation_pick = np.sort(draw)
         confident[validation_pick] = False  # humans will label these; no auto-label meanwhile
         rest = np.setdiff1d(rest, validation_pick)
-        want, n_validation = want - len(validation_pick), 0
+        want, n_validation = min(want - len(validation_pick), len(rest)), 0
     n_random = routing.random_count(want, n_validation)
     uncertain, random_pick = routing.select(p[rest], want, n_random)
     if scope.provisional and draws_validation:

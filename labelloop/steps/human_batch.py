@@ -18,6 +18,14 @@ def human_batch_limit(settings: JobSettings, state: dict[str, Any], candidates: 
     return max(0, min(settings.human_batch_size, left, candidates))
 
 
+def human_candidates(settings: JobSettings, n_open: int, n_uncertain: int) -> int:
+    """How many items the next batch is sized from: the ones the model is unsure of; under the
+    job scope, while any is left, every item no human has labeled, since the validation top-up
+    is drawn from all of them. Sized from the uncertain ones alone, the top-up would take the
+    last uncertain items' places and the job would buy one validation label per iteration."""
+    return n_open if settings.scope.provisional and n_uncertain else n_uncertain
+
+
 def write_human_batch(
     config: dict, iteration: int, ledger_uri: str, chosen: dict[int, str], guesses: dict[int, dict] | None = None
 ) -> dict[str, Any]:

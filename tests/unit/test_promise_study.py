@@ -40,10 +40,10 @@ def test_rows_are_well_formed_and_settings_share_their_runs(results):
 def test_a_calibrator_without_a_bound_is_caught_missing(results):
     invalid = summary(results["point-estimate"])
     valid = summary(results["job"])  # the default, the same scope without the bound
-    # The point estimate picks thresholds whose observed accuracy just meets the target: about half
-    # of its runs fall short. The study must see that, far above the 5 % the promise allows.
+    # The point estimate picks thresholds whose observed accuracy just meets the target: a quarter
+    # or more of its runs fall short. The study must see that, far above the 5 % the promise allows.
     assert invalid["low"] > 0.05
-    assert invalid["miss_rate"] > 0.3
+    assert invalid["miss_rate"] > 0.2
     assert invalid["miss_rate"] > valid["miss_rate"] + 0.2
     assert invalid["human"] < valid["human"]  # what it buys: fewer human labels
 
