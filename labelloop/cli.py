@@ -12,9 +12,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from labelloop import layout, metrics_table, storage, tasks
+from labelloop import layout, metrics_table, tasks
 from labelloop.cli_help import use_everywhere
-from labelloop.config import CALIBRATION_METHODS, CALIBRATION_SCOPES, VALIDATION_POLICIES, ConfigurationError, JobSettings
+from labelloop.config import (
+    CALIBRATION_METHODS,
+    CALIBRATION_SCOPES,
+    VALIDATION_POLICIES,
+    ConfigurationError,
+    JobSettings,
+)
+from labelloop.datasets import read_label_config
 from labelloop.local.outcome import EXIT_CODES_HELP, EXIT_INTERRUPTED, STOPPED_LINE
 from labelloop.prepare_cli import add_prepare_command, prepare
 from labelloop.promise import start_line, why_nothing_auto_labeled
@@ -195,8 +202,8 @@ def run_local(args: argparse.Namespace) -> int:
     if truth is not None:
         with open(manifest) as f:
             task = tasks.get(args.task_type)
-            classes = storage.read_json(layout.label_config_uri(str(output))) if task.bounded_mean else None
-            ev = evaluate(f, args.label_attribute, truth, task, classes and [c["label"] for c in classes["labels"]])
+            classes = read_label_config(layout.label_config_uri(str(output))) if task.bounded_mean else None
+            ev = evaluate(f, args.label_attribute, truth, task, classes)
         ev.truth_file = str(Path(args.truth).resolve())
         Path(layout.evaluation_uri(str(output))).write_text(json.dumps(ev.to_json(), indent=2))
         target = args.target_accuracy or task.default_target
