@@ -14,13 +14,7 @@ from typing import Any
 
 from labelloop import layout, metrics_table, tasks
 from labelloop.cli_help import use_everywhere
-from labelloop.config import (
-    CALIBRATION_METHODS,
-    CALIBRATION_SCOPES,
-    VALIDATION_POLICIES,
-    ConfigurationError,
-    JobSettings,
-)
+from labelloop.config import CALIBRATION_METHODS, CALIBRATION_SCOPES, VALIDATION_POLICIES, ConfigurationError, JobSettings
 from labelloop.datasets import read_label_config
 from labelloop.local.outcome import EXIT_CODES_HELP, EXIT_INTERRUPTED, STOPPED_LINE
 from labelloop.prepare_cli import add_prepare_command, prepare
