@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from compare_policies import DATASETS as BENCH_DATASETS  # noqa: E402
 from compare_policies import prepare  # noqa: E402
 from promise_sim import Profile, run_job  # noqa: E402
-from promise_study import SETTINGS, study, table  # noqa: E402
+from promise_study import SETTINGS, study, table, write_results  # noqa: E402
 
 from labelloop import tasks  # noqa: E402
 from labelloop.algorithm_source import package_source  # noqa: E402
@@ -231,11 +231,7 @@ def main(argv=None) -> int:
     results = study(settings, replay_plan(args.runs, args.seed, datasets), args.jobs, progress=True, one=_replay)
     text = table(results, time.monotonic() - started, args.jobs, title="Promise replays") + "\n" + snapshot_table(datasets)
     print(text)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "promise-replay.md").write_text(text)
-        (out / "promise-replay.json").write_text(json.dumps(results, indent=0))
+    write_results(args.out, "promise-replay", text, results)
     return 0
 
 

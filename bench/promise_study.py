@@ -145,6 +145,15 @@ def table(results: dict[str, list[dict]], seconds: float, jobs: int, title: str 
     return "\n".join(lines) + "\n"
 
 
+def write_results(out: str | None, name: str, text: str, results: object) -> None:
+    """The printed table as OUT/NAME.md and the runs as OUT/NAME.json (nothing without --out)."""
+    if out:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.md").write_text(text)
+        (folder / f"{name}.json").write_text(json.dumps(results, indent=0))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=1000, help="runs per setting")
@@ -164,11 +173,7 @@ def main(argv=None) -> int:
     results = study(settings, runs, args.jobs, progress=True)
     text = table(results, time.monotonic() - started, args.jobs)
     print(text)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "promise-study.md").write_text(text)
-        (out / "promise-study.json").write_text(json.dumps(results, indent=0))
+    write_results(args.out, "promise-study", text, results)
     return 0
 
 
