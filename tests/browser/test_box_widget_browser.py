@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from labelloop import tasks
 from labelloop.local.worker_page import PeopleWorkforce
-from labelloop.tasks.object_detection import ObjectDetection
-from test_worker_page_browser import image_loaded, press, start_job, wait_for, wait_item
+from test_worker_page_browser import image_loaded, make_job, output_lines, press, start_job, wait_for, wait_item
 
 CLASSES = ["car", "pedestrian", "sign"]
-
-
-@pytest.fixture
-def object_detection():
-    if "object-detection" in tasks.names():
-        yield tasks.get("object-detection")
-        return
-    task = tasks.register(ObjectDetection())
-    try:
-        yield task
-    finally:
-        tasks.unregister(task.name)
-
-
-def make_box_job(folder: Path, lines: list[dict]) -> dict:
-    (folder / "labels.json").write_text(json.dumps({"document-version": "2018-11-28", "labels": [{"label": c} for c in CLASSES]}))
-    (folder / "batch.manifest").write_text("".join(json.dumps({"labelloop-id": i, **line}) + "\n" for i, line in enumerate(lines)))
-    return {
-        "LabelingJobName": "street-001-label",
-        "LabelAttributeName": "objects",
-        "InputConfig": {"DataSource": {"S3DataSource": {"ManifestS3Uri": str(folder / "batch.manifest")}}},
-        "OutputConfig": {"S3OutputPath": str(folder / "labeling")},
-        "LabelCategoryConfigS3Uri": str(folder / "labels.json"),
-        "HumanTaskConfig": {"NumberOfHumanWorkersPerDataObject": 1, "TaskTimeLimitInSeconds": 300,
-                            "PreHumanTaskLambdaArn": "arn:aws:lambda:us-east-1:432418664414:function:PRE-BoundingBox"},
-    }
 
 
 def drag(driver, start: tuple[float, float], end: tuple[float, float]) -> None:
@@ -63,22 +33,17 @@ def boxes_shown(driver) -> list[dict]:
              selected: b.classList.contains('selected')}));""")
 
 
-def output(params: dict) -> list[dict]:
-    path = Path(params["OutputConfig"]["S3OutputPath"]) / params["LabelingJobName"] / "manifests" / "output" / "output.manifest"
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def test_boxes_drawn_moved_resized_and_deleted_with_the_mouse(tmp_path, open_browser, console_errors, object_detection):
+def test_boxes_drawn_moved_resized_and_deleted_with_the_mouse(tmp_path, open_browser, console_errors):
     for name in ("a.png", "b.png", "c.png"):
         Image.new("RGB", (200, 100), (40, 40, 40)).save(tmp_path / name)
     suggestion = {"class": {"image_size": [{"width": 200, "height": 100, "depth": 3}],
                             "annotations": [{"class_id": 2, "left": 150, "top": 10, "width": 30, "height": 30}]},
                   "confidence": 0.71}
-    params = make_box_job(tmp_path, [
+    params = make_job(tmp_path, [
         {"source-ref": str(tmp_path / "a.png")},
         {"source-ref": str(tmp_path / "b.png"), "labelloop-role": "train", "labelloop-guess": suggestion},
         {"source-ref": str(tmp_path / "c.png"), "labelloop-role": "validation", "labelloop-guess": suggestion},
-    ])
+    ], name="street-001-label", categories=CLASSES, attribute="objects", lambdas="BoundingBox")
     with PeopleWorkforce(port=0) as workforce:
         thread, box = start_job(workforce, params)
         driver = open_browser()
@@ -117,7 +82,7 @@ def test_boxes_drawn_moved_resized_and_deleted_with_the_mouse(tmp_path, open_bro
             assert console_errors(driver) == []
         finally:
             driver.quit()
-    lines = output(params)
+    lines = output_lines(params)
     first = lines[0]["objects"]
     assert first["image_size"] == [{"width": 200, "height": 100, "depth": 3}]
     (pedestrian,) = first["annotations"]

@@ -270,18 +270,19 @@ def _png(path: Path, size: int = 8) -> None:
                      + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
-def make_job(folder: Path, lines: list[dict], workers: int = 1, name: str = "pets-001-label") -> dict:
+def make_job(folder: Path, lines: list[dict], workers: int = 1, name: str = "pets-001-label",
+             categories: list[str] = CATEGORIES, attribute: str = "animal", lambdas: str = "TextMultiClass") -> dict:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "labels.json").write_text(json.dumps({"document-version": "2018-11-28", "labels": [{"label": c} for c in CATEGORIES]}))
+    (folder / "labels.json").write_text(json.dumps({"document-version": "2018-11-28", "labels": [{"label": c} for c in categories]}))
     (folder / "batch.manifest").write_text("".join(json.dumps({"labelloop-id": i, **line}) + "\n" for i, line in enumerate(lines)))
     return {
         "LabelingJobName": name,
-        "LabelAttributeName": "animal",
+        "LabelAttributeName": attribute,
         "InputConfig": {"DataSource": {"S3DataSource": {"ManifestS3Uri": str(folder / "batch.manifest")}}},
         "OutputConfig": {"S3OutputPath": str(folder / "labeling")},
         "LabelCategoryConfigS3Uri": str(folder / "labels.json"),
         "HumanTaskConfig": {"NumberOfHumanWorkersPerDataObject": workers, "TaskTimeLimitInSeconds": 300,
-                            "PreHumanTaskLambdaArn": "arn:aws:lambda:us-east-1:432418664414:function:PRE-TextMultiClass"},
+                            "PreHumanTaskLambdaArn": f"arn:aws:lambda:us-east-1:432418664414:function:PRE-{lambdas}"},
     }
 
 
@@ -300,9 +301,13 @@ def start_job(workforce: PeopleWorkforce, params: dict) -> tuple[threading.Threa
     return thread, box
 
 
-def output_labels(params: dict) -> list[int | None]:
+def output_lines(params: dict) -> list[dict]:
     path = Path(params["OutputConfig"]["S3OutputPath"]) / params["LabelingJobName"] / "manifests" / "output" / "output.manifest"
-    return [json.loads(line).get("animal") for line in path.read_text().splitlines()]
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def output_labels(params: dict) -> list[int | None]:
+    return [line.get(params["LabelAttributeName"]) for line in output_lines(params)]
 
 
 def test_suggestion_enter_letters_and_text_items(tmp_path, open_browser, screenshot, console_errors):

@@ -325,39 +325,29 @@ def test_a_run_that_auto_labeled_nothing_says_why_and_what_would_change_it(finis
 def test_a_box_run_draws_each_labels_boxes_on_its_image(tmp_path):
     from PIL import Image
 
-    from labelloop import tasks
-    from labelloop.tasks.object_detection import ObjectDetection
-
-    registered = "object-detection" not in tasks.names()
-    if registered:
-        tasks.register(ObjectDetection())
-    try:
-        out = tmp_path / "run"
-        write(out / "config" / "settings.json", {"JobName": "street", "TaskType": "object-detection",
-                                                 "LabelAttributeName": "objects", "TargetAccuracy": 0.6})
-        write(out / "config" / "label-categories.json", {"document-version": "2018-11-28", "labels": [{"label": "car"}]})
-        lines = []
-        for i, boxes in enumerate(([[10, 10, 30, 20]], [], [[5, 5, 10, 10], [40, 30, 15, 15]])):
-            Image.new("RGB", (64, 48), (255, 255, 255)).save(tmp_path / f"{i}.png")
-            human = i == 1
-            lines.append({"source-ref": str(tmp_path / f"{i}.png"),
-                          "objects": {"image_size": [{"width": 64, "height": 48, "depth": 3}],
-                                      "annotations": [dict(zip(("left", "top", "width", "height"), b), class_id=0) for b in boxes]},
-                          "objects-metadata": {"objects": [{"confidence": 0.9}] * len(boxes), "class-map": {"0": "car"},
-                                               "confidence": 0.8, "type": "groundtruth/object-detection",
-                                               "human-annotated": "yes" if human else "no",
-                                               "job-name": f"{'labeling-job/' if human else ''}street-1234abcd-001-{'label' if human else 'auto'}",
-                                               "creation-date": "2026-11-29T00:00:00"}})
-        write(out / "output" / "output.manifest", lines)
-        write(out / "output" / "summary.json", {"Total": 3, "HumanLabeled": 1, "HumanLabeledByThisJob": 1, "AutoLabeled": 2,
-                                               "Unlabeled": 0, "Iterations": 1, "StopReason": "all-labeled", "Error": None})
-        t = totals(load_run(out))
-        assert (t.items, t.human, t.auto, t.unlabeled) == (3, 1, 2, 0)
-        page = write_report(out).read_text()
-        assert "1 box" in page and "2 boxes" in page and "no objects" in page
-        drawn = [Image.open(io.BytesIO(png)).convert("RGB") for png in embedded_images(page)]
-        red = [img for img in drawn if any(px[0] > 200 and px[1] < 80 and px[2] < 120 for px in img.get_flattened_data())]
-        assert len(red) == 2, "the two images with boxes have them drawn (class 0's colour); the empty one has none"
-    finally:
-        if registered:
-            tasks.unregister("object-detection")
+    out = tmp_path / "run"
+    write(out / "config" / "settings.json", {"JobName": "street", "TaskType": "object-detection",
+                                             "LabelAttributeName": "objects", "TargetAccuracy": 0.6})
+    write(out / "config" / "label-categories.json", {"document-version": "2018-11-28", "labels": [{"label": "car"}]})
+    lines = []
+    for i, boxes in enumerate(([[10, 10, 30, 20]], [], [[5, 5, 10, 10], [40, 30, 15, 15]])):
+        Image.new("RGB", (64, 48), (255, 255, 255)).save(tmp_path / f"{i}.png")
+        human = i == 1
+        lines.append({"source-ref": str(tmp_path / f"{i}.png"),
+                      "objects": {"image_size": [{"width": 64, "height": 48, "depth": 3}],
+                                  "annotations": [dict(zip(("left", "top", "width", "height"), b), class_id=0) for b in boxes]},
+                      "objects-metadata": {"objects": [{"confidence": 0.9}] * len(boxes), "class-map": {"0": "car"},
+                                           "confidence": 0.8, "type": "groundtruth/object-detection",
+                                           "human-annotated": "yes" if human else "no",
+                                           "job-name": f"{'labeling-job/' if human else ''}street-1234abcd-001-{'label' if human else 'auto'}",
+                                           "creation-date": "2026-11-29T00:00:00"}})
+    write(out / "output" / "output.manifest", lines)
+    write(out / "output" / "summary.json", {"Total": 3, "HumanLabeled": 1, "HumanLabeledByThisJob": 1, "AutoLabeled": 2,
+                                           "Unlabeled": 0, "Iterations": 1, "StopReason": "all-labeled", "Error": None})
+    t = totals(load_run(out))
+    assert (t.items, t.human, t.auto, t.unlabeled) == (3, 1, 2, 0)
+    page = write_report(out).read_text()
+    assert "1 box" in page and "2 boxes" in page and "no objects" in page
+    drawn = [Image.open(io.BytesIO(png)).convert("RGB") for png in embedded_images(page)]
+    red = [img for img in drawn if any(px[0] > 200 and px[1] < 80 and px[2] < 120 for px in img.get_flattened_data())]
+    assert len(red) == 2, "the two images with boxes have them drawn (class 0's colour); the empty one has none"
