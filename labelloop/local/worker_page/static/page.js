@@ -2,7 +2,7 @@
 // and sends answers, skips and undos. What an item looks like, and how it is answered, is the
 // widget's business (static/widgets/NAME.js registers itself in window.labelloopWidgets):
 //   widget.render(slots, item, ctx)  draws into slots.stage / .guess / .answer / .hint;
-//                                    ctx = {categories, fresh (a new item), answer(label)};
+//                                    ctx = {categories, fresh (a new item), answer(label), keyFor(i), el(tag, props)};
 //                                    label: what the task type's read_value accepts
 //   widget.key(event, item, ctx)     a key press not taken by the page (skip, undo)
 (() => {
@@ -62,6 +62,15 @@
     return loaded[name];
   }
 
+  // What every widget needs: a category's shortcut key (1-9, 0, a-z) and an element maker.
+  function keyFor(i) {
+    if (i < 9) return String(i + 1);
+    if (i === 9) return "0";
+    if (i < 36) return String.fromCharCode(97 + i - 10);
+    return null;
+  }
+  function makeElement(tag, props) { return Object.assign(document.createElement(tag), props || {}); }
+
   function renderProgress(v) {
     const p = v.progress;
     if (!p) { $("bar").style.width = "0"; $("progress-text").textContent = ""; return; }
@@ -88,7 +97,7 @@
     el.dataset.index = it.index; el.dataset.key = it.key; el.dataset.job = v.job;
     const key = v.job + "/" + it.index + "/" + it.widget;
     const slots = {stage: $("stage"), guess: $("guess"), answer: $("answer"), hint: $("hint")};
-    ctx = {categories: v.categories, fresh: shownKey !== key, answer: answer};
+    ctx = {categories: v.categories, fresh: shownKey !== key, answer: answer, keyFor: keyFor, el: makeElement};
     if (ctx.fresh) { slots.stage.replaceChildren(); slots.stage.className = ""; }
     shownKey = key;
     slots.guess.replaceChildren(); slots.answer.replaceChildren(); slots.hint.replaceChildren();

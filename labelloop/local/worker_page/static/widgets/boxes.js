@@ -9,13 +9,6 @@
   "use strict";
 
   const MIN_SIZE = 2;  // image pixels: a click is not a box
-  function keyFor(i) {
-    if (i < 9) return String(i + 1);
-    if (i === 9) return "0";
-    if (i < 36) return String.fromCharCode(97 + i - 10);
-    return null;
-  }
-  function el(tag, props) { return Object.assign(document.createElement(tag), props || {}); }
   const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
   const round1 = (v) => Math.round(v * 10) / 10;
 
@@ -38,6 +31,7 @@
 
   function draw(ctx) {
     if (!s.layer) return;
+    const el = ctx.el;
     const k = scale();
     s.layer.style.width = s.img.clientWidth + "px";
     s.layer.style.height = s.img.clientHeight + "px";
@@ -110,6 +104,7 @@
 
   const widget = {
     render(slots, item, ctx) {
+      const el = ctx.el;
       if (ctx.fresh || !s || s.item.index !== item.index) {
         s = fresh(item);
         const wrap = el("div", {id: "box-stage"});
@@ -132,7 +127,7 @@
       ctx.categories.forEach((name, i) => {
         const b = el("button", {type: "button", className: i === s.cls ? "current" : ""});
         b.dataset.class = i;
-        const k = keyFor(i);
+        const k = ctx.keyFor(i);
         if (k) b.append(el("kbd", {textContent: k}));
         b.append(name);
         b.addEventListener("click", () => pick(ctx, i));
@@ -162,7 +157,7 @@
       if (e.key === "Escape") { s.selected = -1; draw(ctx); return; }
       const k = e.key.toLowerCase();
       for (let i = 0; i < ctx.categories.length; i++) {
-        if (keyFor(i) === k) { e.preventDefault(); pick(ctx, i); return; }
+        if (ctx.keyFor(i) === k) { e.preventDefault(); pick(ctx, i); return; }
       }
     },
   };

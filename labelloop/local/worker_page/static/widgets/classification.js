@@ -4,15 +4,8 @@
 (() => {
   "use strict";
 
-  function keyFor(i) {
-    if (i < 9) return String(i + 1);
-    if (i === 9) return "0";
-    if (i < 36) return String.fromCharCode(97 + i - 10);
-    return null;
-  }
-  function el(tag, props) { return Object.assign(document.createElement(tag), props || {}); }
 
-  function show(stage, item) {
+  function show(stage, item, el) {
     stage.className = item.kind;
     if (item.kind === "image") {
       stage.replaceChildren(el("img", {id: "image", src: item.image_url, alt: item.source_ref || "item to label"}));
@@ -25,7 +18,8 @@
 
   const widget = {
     render(slots, item, ctx) {
-      if (ctx.fresh) show(slots.stage, item);
+      const el = ctx.el;
+      if (ctx.fresh) show(slots.stage, item, el);
       const g = item.guess;
       if (g) {
         const pct = g.confidence == null ? "" : " (" + Math.round(100 * g.confidence) + " %)";
@@ -36,7 +30,7 @@
       ctx.categories.forEach((name, i) => {
         const b = el("button", {type: "button"});
         b.dataset.class = i;
-        const k = keyFor(i);
+        const k = ctx.keyFor(i);
         if (k) b.append(el("kbd", {textContent: k}));
         b.append(name);
         if (g && g.class === i) b.classList.add("suggested");
@@ -55,7 +49,7 @@
       }
       const k = e.key.toLowerCase();
       for (let i = 0; i < ctx.categories.length; i++) {
-        if (keyFor(i) === k) { e.preventDefault(); ctx.answer(i); return; }
+        if (ctx.keyFor(i) === k) { e.preventDefault(); ctx.answer(i); return; }
       }
     },
   };
