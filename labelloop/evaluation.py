@@ -57,9 +57,9 @@ class Evaluation:
 def evaluate(lines: Iterable[str], attribute: str, truth: dict[str, Any], task: "TaskType | None" = None,
              class_names: list[str] | None = None) -> Evaluation:
     """Score every label of an output manifest; `task` (with the job's `class_names`) when its
-    labels are not single classes."""
-    if task is not None and task.bounded_mean:
-        return _evaluate_quality(lines, attribute, truth, task, class_names or [])
+    labels are not single classes: each label then scores its quality against the truth, and no
+    per-class counts are kept."""
+    scored = task is not None and task.bounded_mean
     result = Evaluation()
     for _, line in json_lines(lines, "output manifest"):
         result.items += 1
@@ -68,7 +68,11 @@ def evaluate(lines: Iterable[str], attribute: str, truth: dict[str, Any], task: 
             result.unlabeled += 1
             continue
         true, given = truth.get(item_key(line)), meta.get("class-name")
-        right = true == given
+        if scored:
+            reference = task.truth_value(true, class_names or []) if true is not None else None
+            right = 0.0 if reference is None else task.quality(task.read_value(line[attribute], class_names or []), reference)
+        else:
+            right = true == given
         kind = "human" if meta.get("human-annotated") == "yes" else "auto"
         if kind == "human":
             result.human += 1
@@ -76,7 +80,7 @@ def evaluate(lines: Iterable[str], attribute: str, truth: dict[str, Any], task: 
         else:
             result.auto += 1
             result.auto_correct += right
-        if true is None:
+        if true is None or scored:
             continue
         counts = result.per_class.setdefault(str(given), {"auto": 0, "auto_correct": 0, "human": 0, "human_correct": 0})
         counts[kind] += 1
@@ -84,22 +88,4 @@ def evaluate(lines: Iterable[str], attribute: str, truth: dict[str, Any], task: 
         if kind == "auto":
             row = result.confusion.setdefault(true, {})
             row[str(given)] = row.get(str(given), 0) + 1
-    return result
-
-
-def _evaluate_quality(lines: Iterable[str], attribute: str, truth: dict[str, Any], task: "TaskType",
-                      class_names: list[str]) -> Evaluation:
-    result = Evaluation()
-    for _, line in json_lines(lines, "output manifest"):
-        result.items += 1
-        if attribute not in line:
-            result.unlabeled += 1
-            continue
-        kind = "human" if (line.get(f"{attribute}-metadata") or {}).get("human-annotated") == "yes" else "auto"
-        setattr(result, kind, getattr(result, kind) + 1)
-        true = truth.get(item_key(line))
-        reference = task.truth_value(true, class_names) if true is not None else None
-        if reference is not None:
-            quality = task.quality(task.read_value(line[attribute], class_names), reference)
-            setattr(result, f"{kind}_correct", getattr(result, f"{kind}_correct") + quality)
     return result

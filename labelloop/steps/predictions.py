@@ -24,13 +24,7 @@ class Predictions:
     ids: np.ndarray  # item ids, in output order
     values: np.ndarray  # the label the model gives each item
     confidence: np.ndarray  # how sure it is, in [0, 1]: what the threshold gates
-    probs: np.ndarray  # what routing ranks: class probabilities, or [confidence, 1 - confidence]
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def take(self, positions: np.ndarray) -> "Predictions":
-        return Predictions(self.ids[positions], self.values[positions], self.confidence[positions], self.probs[positions])
+    probs: np.ndarray  # what routing ranks: class probabilities, or a distribution that grows with the confidence
 
 
 def transform_results(prefix: str, task: TaskType, n_classes: int) -> Iterator[tuple[int, Any, dict]]:
