@@ -251,6 +251,15 @@ def iteration_rows(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return report
 
 
+def _execution_input(described: dict[str, Any]) -> dict[str, Any] | None:
+    """The settings the execution was started with (its columns depend on the task type)."""
+    try:
+        data = json.loads(described.get("input") or "null")
+    except (TypeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def render_status(described: dict[str, Any], report: dict[str, Any]) -> str:
     lines = [
         f"execution {described['name']}: {described['status']} (started {described['startDate']:%Y-%m-%d %H:%M:%S %Z})"
@@ -265,8 +274,9 @@ def render_status(described: dict[str, Any], report: dict[str, Any]) -> str:
             f"input: {s.get('Total')} items ({s.get('PreLabeled')} already labeled, {s.get('Rejected')} rejected)"
         )
     if report["iterations"]:
-        lines.append(metrics_table.text_header())
-        lines.extend(metrics_table.text_row(m) for m in report["iterations"])
+        columns = metrics_table.columns(_execution_input(described), terminal=True)
+        lines.append(metrics_table.text_header(columns))
+        lines.extend(metrics_table.text_row(m, columns) for m in report["iterations"])
     summary = report["summary"]
     if summary:
         lines.append(

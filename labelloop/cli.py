@@ -14,11 +14,11 @@ from typing import Any
 
 from labelloop import layout, metrics_table, tasks
 from labelloop.cli_help import use_everywhere
+from labelloop.cli_run import add_cost_options, cost_settings, summary_lines
 from labelloop.config import CALIBRATION_METHODS, CALIBRATION_SCOPES, VALIDATION_POLICIES, ConfigurationError, JobSettings
-from labelloop.datasets import read_label_config
 from labelloop.local.outcome import EXIT_CODES_HELP, EXIT_INTERRUPTED, STOPPED_LINE
 from labelloop.prepare_cli import add_prepare_command, prepare
-from labelloop.promise import start_line, why_nothing_auto_labeled
+from labelloop.promise import start_line
 from labelloop.selection import STRATEGIES
 
 
@@ -62,13 +62,11 @@ def _execution_input(args: argparse.Namespace, output: Path) -> dict[str, Any]:
         "Diversity": args.diversity,
         "WorstCaseTail": not args.no_worst_case_tail,
         "MaxIterations": args.max_iterations,
-        "PricePerLabel": args.price_per_label,
         "Seed": args.seed,
+        **cost_settings(args),
     }
     optional = {
         "TargetAccuracy": args.target_accuracy,  # none given: the task type's default
-        "MaxHumanLabeledObjectCount": args.human_budget,
-        "MaxHumanCost": args.max_human_cost,
         "MaxPercentageOfInputDatasetLabeled": args.max_percentage_labeled,
         "ValidationFraction": args.validation_fraction,
         "ValidationSize": args.validation_size,
@@ -87,10 +85,10 @@ def _execution_input(args: argparse.Namespace, output: Path) -> dict[str, Any]:
 class _Progress:
     """Prints one line per iteration as the loop reports it."""
 
-    HEADER = f"{metrics_table.text_header()} {'elapsed':>8}"
-
     def __init__(self, stream=None, settings: dict[str, Any] | None = None):
         self.settings = settings or {}
+        self.columns = metrics_table.columns(self.settings, terminal=True)
+        self.header = f"{metrics_table.text_header(self.columns)} {'elapsed':>8}"
         self.started = time.monotonic()
         self.stream = stream or sys.stdout  # looked up now: whoever redirected stdout gets the lines
         self.rows: list[dict[str, Any]] = []
@@ -102,14 +100,15 @@ class _Progress:
             promise = start_line(self.settings, s["Total"])
             if promise:
                 print(promise, file=self.stream)
-            print(self.HEADER, file=self.stream)
+            print(self.header, file=self.stream)
         elif state == "GateAndRoute":
             m = result["LastMetrics"]
             self.rows.append(m)
-            print(f"{metrics_table.text_row(m)} {time.monotonic() - self.started:>7.1f}s", file=self.stream, flush=True)
+            print(f"{metrics_table.text_row(m, self.columns)} {time.monotonic() - self.started:>7.1f}s", file=self.stream,
+                  flush=True)
         elif state == "ExportOutput" and result.get("FinalHumanBatch"):  # the loop ended on a human batch
             self.rows.append(result["FinalHumanBatch"])
-            print(f"{metrics_table.text_row(self.rows[-1])} {time.monotonic() - self.started:>7.1f}s", file=self.stream,
+            print(f"{metrics_table.text_row(self.rows[-1], self.columns)} {time.monotonic() - self.started:>7.1f}s", file=self.stream,
                   flush=True)
 
 
@@ -138,7 +137,6 @@ def _workforce(args: argparse.Namespace, execution_input: dict[str, Any]):
 
 
 def run_local(args: argparse.Namespace) -> int:
-    from labelloop.evaluation import evaluate
     from labelloop.local import outcome
     from labelloop.local.engine import LocalEngine
     from labelloop.local.workforce import WorkforceError
@@ -179,41 +177,7 @@ def run_local(args: argparse.Namespace) -> int:
         outcome.record(output, name, "failed", line, failure.exit_code)
         return failure.exit_code
     outcome.record(output, name, "succeeded", None, 0)
-    summary = result.summary
-    manifest = Path(summary["OutputManifestUri"])
-    pct = lambda n: f"{100 * n / summary['Total']:.1f} %"  # noqa: E731
-    fmt = lambda x: "n/a" if x is None else f"{100 * x:.2f} %"  # noqa: E731
-    lines = [
-        f"\nsummary ({result.seconds:.0f}s, {summary['Iterations']} iterations, stopped: {summary['StopReason']})",
-        f"  items:                 {summary['Total']} ({summary['Rejected']} rejected lines)",
-        f"  human labels used:     {summary['HumanLabeledByThisJob']} ({pct(summary['HumanLabeledByThisJob'])}), "
-        f"${summary['HumanCost']:.2f}  [workforce answered {workforce.answered}]",
-        f"  auto-labeled:          {summary['AutoLabeled']} ({pct(summary['AutoLabeled'])})",
-        f"  unlabeled:             {summary['Unlabeled']}",
-    ]
-    if summary.get("HumanFailed"):
-        lines.append(f"  human answers failed:  {summary['HumanFailed']} (items sent to people that came back unlabeled)")
-    if truth is not None:
-        with open(manifest) as f:
-            task = tasks.get(args.task_type)
-            classes = read_label_config(layout.label_config_uri(str(output))) if task.bounded_mean else None
-            ev = evaluate(f, args.label_attribute, truth, task, classes)
-        ev.truth_file = str(Path(args.truth).resolve())
-        Path(layout.evaluation_uri(str(output))).write_text(json.dumps(ev.to_json(), indent=2))
-        target = args.target_accuracy or task.default_target
-        below = "  BELOW TARGET" if ev.auto_accuracy is not None and ev.auto_accuracy < target else ""
-        lines += [
-            f"  {'auto-label ' + ('accuracy' if task.quality_name == 'accuracy' else 'mean IoU') + ':':<23}"
-            f"{fmt(ev.auto_accuracy)} against the true labels (target {fmt(target)}){below}",
-            f"  dataset accuracy:      {fmt(ev.dataset_accuracy)}",
-        ]
-    lines += [
-        f"  output manifest:       {manifest}",
-        f"  final model:           {summary['FinalModelArtifacts']}",
-        f"  report:                labelloop report {output}",
-    ]
-    if summary["AutoLabeled"] == 0:
-        lines += [f"  {why}" for why in why_nothing_auto_labeled(execution_input, progress.rows, summary["Total"])]
+    lines = summary_lines(args, result.summary, execution_input, truth, workforce.answered, result.seconds, progress.rows)
     print("\n".join(lines))
     return 0
 
@@ -281,12 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--label-config", help="Ground Truth label category config file (JSON)")
     run.add_argument("--job-name", default="labelloop", help="job name (letters, digits, hyphens; ≤ 32)")
     run.add_argument("--human-batch-size", type=int, default=100, help="items sent to humans per iteration")
-    run.add_argument("--human-budget", type=int, default=None,
-                     help="most items humans may label in this job (MaxHumanLabeledObjectCount); default: no limit")
-    run.add_argument("--max-human-cost", type=float, default=None,
-                     help="money budget in dollars: stops when price per label x workers per object x labels reaches it")
-    run.add_argument("--price-per-label", type=float, default=0.08,
-                     help="price per label per worker (Ground Truth's list price for classification)")
+    add_cost_options(run)
     run.add_argument("--max-percentage-labeled", type=int, default=None,
                      help="stop once this percentage of the dataset is labeled (MaxPercentageOfInputDatasetLabeled)")
     run.add_argument("--target-accuracy", "--target-iou", type=float, default=None,

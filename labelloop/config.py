@@ -66,6 +66,9 @@ class JobSettings:
     max_percentage_labeled: int | None = None
     max_human_cost: float | None = None
     price_per_label: float = 0.08
+    # An item routed with the model's guess (boxes to adjust) may cost less than one drawn blind;
+    # None: the same as price_per_label.
+    price_per_adjusted_label: float | None = None
     initial_model_artifacts: str = ""
     seed: int = 0
 
@@ -101,6 +104,7 @@ class JobSettings:
         "MaxPercentageOfInputDatasetLabeled": "max_percentage_labeled",
         "MaxHumanCost": "max_human_cost",
         "PricePerLabel": "price_per_label",
+        "PricePerAdjustedLabel": "price_per_adjusted_label",
         "InitialModelArtifacts": "initial_model_artifacts",
         "Seed": "seed",
     }
@@ -182,6 +186,9 @@ class JobSettings:
             p.append(f"MaxHumanCost must be a positive number, got {self.max_human_cost!r}")
         if not _is_number(self.price_per_label) or self.price_per_label < 0:
             p.append(f"PricePerLabel must be a non-negative number, got {self.price_per_label!r}")
+        adjusted = self.price_per_adjusted_label
+        if adjusted is not None and (not _is_number(adjusted) or adjusted < 0):
+            p.append(f"PricePerAdjustedLabel must be a non-negative number, got {adjusted!r}")
         for name, value in (("ClassBalance", self.class_balance), ("Diversity", self.diversity),
                             ("WorstCaseTail", self.worst_case_tail)):
             if not isinstance(value, bool):
@@ -210,17 +217,41 @@ class JobSettings:
         return Routing(self.selection_strategy, self.class_balance, self.diversity, self.random_fraction,
                        self.seed + iteration)
 
+    @property
+    def adjusted_price(self) -> float:
+        """Price per label per worker of an item people adjust from the model's guess."""
+        return self.price_per_label if self.price_per_adjusted_label is None else self.price_per_adjusted_label
+
+    def _highest_price(self) -> float:
+        return max(self.price_per_label, self.adjusted_price) * self.workers_per_object
+
     def human_label_limit(self) -> int | None:
-        """Most items humans may label: the count budget and the money budget, whichever binds."""
+        """Most items humans may label: the count budget and the money budget, whichever binds (the
+        money budget counting every label at the dearer of the two prices)."""
+        return self.human_labels_left(0)
+
+    def human_labels_left(self, labeled: int, adjusted: int = 0) -> int | None:
+        """How many more items humans may label after `labeled` (`adjusted` of them adjustments);
+        None: no limit but the dataset.
+
+        The money left is counted in labels of the dearer price: a batch's mix of adjustments and
+        blind labels is known only once it is chosen, and the budget must never be overrun. What
+        cheaper adjustments save stays in the budget for the next batch.
+        """
         limits = []
         if self.max_human_labels is not None:
-            limits.append(self.max_human_labels)
-        if self.max_human_cost is not None and self.price_per_label > 0:
-            limits.append(int(self.max_human_cost / (self.price_per_label * self.workers_per_object) + 1e-9))
+            limits.append(max(0, self.max_human_labels - labeled))
+        if self.max_human_cost is not None and self._highest_price() > 0:
+            left = self.max_human_cost - self._spent(labeled, adjusted)
+            limits.append(max(0, int(left / self._highest_price() + 1e-9)))
         return min(limits) if limits else None
 
-    def human_cost(self, labels: int) -> float:
-        return round(labels * self.price_per_label * self.workers_per_object, 2)
+    def _spent(self, labels: int, adjusted: int) -> float:
+        return ((labels - adjusted) * self.price_per_label + adjusted * self.adjusted_price) * self.workers_per_object
+
+    def human_cost(self, labels: int, adjusted: int = 0) -> float:
+        """Dollars for `labels` human labels, `adjusted` of them adjustments of the model's guess."""
+        return round(self._spent(labels, adjusted), 2)
 
     def validation_share(self, total: int) -> float:
         """ground-truth: 20 % below 5,000 items, 10 % above; frozen-first: 10 %; overridable."""

@@ -93,7 +93,11 @@ class LoopState(Contract):
     # the job's total, and the last merge's, reset by GateAndRoute. Absent before the first merge.
     human_failed: Optional[int] = Field(default=None, alias="HumanFailed")
     human_failed_this_iteration: Optional[int] = Field(default=None, alias="HumanFailedThisIteration")
-    optional_keys = ("HumanLabeledThisIteration", "LastMetrics", "HumanFailed", "HumanFailedThisIteration")
+    # Of HumanLabeled, the items people were shown the model's guess for (boxes to adjust, not to
+    # draw): priced at PricePerAdjustedLabel. Absent before the first merge.
+    human_adjusted: Optional[int] = Field(default=None, alias="HumanAdjusted")
+    optional_keys = ("HumanLabeledThisIteration", "LastMetrics", "HumanFailed", "HumanFailedThisIteration",
+                     "HumanAdjusted")
 
     def dump(self) -> dict[str, Any]:
         return {**super().dump(), "HumanBatch": self.human_batch.dump()}
@@ -183,6 +187,7 @@ class Summary(Contract):
     final_model_artifacts: Optional[str] = Field(alias="FinalModelArtifacts")
     cause: Optional[str] = Field(default=None, alias="Cause")
     human_failed: int = Field(default=0, alias="HumanFailed")  # items sent to people that came back unlabeled
+    human_adjusted: int = Field(default=0, alias="HumanAdjusted")  # of HumanLabeledByThisJob: shown the model's guess
     # The metrics row of a human batch merged after the last gate (the job ended on it), else None.
     final_human_batch: Optional[dict[str, Any]] = Field(default=None, alias="FinalHumanBatch")
     optional_keys = ("Cause", "FinalHumanBatch")

@@ -2,7 +2,8 @@
 
 For classification a label is right or wrong; for a task type whose quality is a number in
 [0, 1] (the mean IoU of an image's boxes), the `*_correct` fields sum that quality, so the
-accuracies read as mean qualities.
+accuracies read as mean qualities. Per class, likewise: for boxes a class's counts are the images
+where it appears (in the label or the truth) and its summed IoU there.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ class Evaluation:
     auto_correct: float = 0
     unlabeled: int = 0
     # Class given -> {"auto", "auto_correct", "human", "human_correct"}: how often a label of that class
-    # is right (items with a true label only).
-    per_class: dict[str, dict[str, int]] = field(default_factory=dict)
+    # is right (items with a true label only); for boxes, the class's IoU summed over the images it is in.
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
     # Auto-labels only: true class -> {given class: count}.
     confusion: dict[str, dict[str, int]] = field(default_factory=dict)
     truth_file: str | None = None  # where the true labels came from (the report marks wrong examples with it)
@@ -57,8 +58,8 @@ class Evaluation:
 def evaluate(lines: Iterable[str], attribute: str, truth: dict[str, Any], task: "TaskType | None" = None,
              class_names: list[str] | None = None) -> Evaluation:
     """Score every label of an output manifest; `task` (with the job's `class_names`) when its
-    labels are not single classes: each label then scores its quality against the truth, and no
-    per-class counts are kept."""
+    labels are not single classes: each label then scores its quality against the truth, and each
+    class the quality of its part of the label (no confusion matrix is kept)."""
     scored = task is not None and task.bounded_mean
     result = Evaluation()
     for _, line in json_lines(lines, "output manifest"):
@@ -68,11 +69,18 @@ def evaluate(lines: Iterable[str], attribute: str, truth: dict[str, Any], task: 
             result.unlabeled += 1
             continue
         true, given = truth.get(item_key(line)), meta.get("class-name")
+        names = class_names or []
+        parts: dict[str, float] = {}  # the label's quality per class
         if scored:
-            reference = task.truth_value(true, class_names or []) if true is not None else None
-            right = 0.0 if reference is None else task.quality(task.read_value(line[attribute], class_names or []), reference)
+            reference = task.truth_value(true, names) if true is not None else None
+            right = 0.0
+            if reference is not None:
+                value = task.read_value(line[attribute], names)
+                right = task.quality(value, reference)
+                parts = {names[c]: q for c, q in task.class_qualities(value, reference).items()}
         else:
             right = true == given
+            parts = {str(given): right} if true is not None else {}
         kind = "human" if meta.get("human-annotated") == "yes" else "auto"
         if kind == "human":
             result.human += 1
@@ -80,11 +88,12 @@ def evaluate(lines: Iterable[str], attribute: str, truth: dict[str, Any], task: 
         else:
             result.auto += 1
             result.auto_correct += right
+        for name, quality in parts.items():
+            counts = result.per_class.setdefault(name, {"auto": 0, "auto_correct": 0, "human": 0, "human_correct": 0})
+            counts[kind] += 1
+            counts[f"{kind}_correct"] += quality
         if true is None or scored:
             continue
-        counts = result.per_class.setdefault(str(given), {"auto": 0, "auto_correct": 0, "human": 0, "human_correct": 0})
-        counts[kind] += 1
-        counts[f"{kind}_correct"] += right
         if kind == "auto":
             row = result.confusion.setdefault(true, {})
             row[str(given)] = row.get(str(given), 0) + 1

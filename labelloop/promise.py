@@ -1,4 +1,4 @@
-"""What the accuracy promise needs, in words a user can act on: how many validation labels the
+"""What the promise (accuracy, or a mean IoU for boxes) needs, in words a user can act on: how many validation labels the
 first certificate takes at the job's target and confidence, how many the validation policy will
 gather, and, when nothing was auto-labeled, why and what would change it.
 
@@ -47,13 +47,38 @@ def _p(value: float) -> str:
     return f"{100 * value:g} %"
 
 
+def _boxes(settings: JobSettings) -> bool:
+    return tasks.get(settings.task_type).bounded_mean
+
+
+def promise_words(task_type: str, target: float, confidence: float) -> str:
+    """The promise in a task type's own terms: '95 % accurate with 95 % confidence', or for a
+    mean quality (boxes) 'mean IoU of the auto-labels ≥ 0.6 with 95 % confidence'."""
+    if task_type in tasks.names() and tasks.get(task_type).bounded_mean:
+        return f"mean IoU of the auto-labels ≥ {target:g} with {_p(confidence)} confidence"
+    return f"{_p(target)} accurate with {_p(confidence)} confidence"
+
+
+def quality_text(task_type: str, value: float | None, digits: int = 2) -> str:
+    """An auto-label quality as a user reads it: a percentage for accuracy, a number for a mean IoU."""
+    if value is None:
+        return "n/a"
+    if task_type in tasks.names() and tasks.get(task_type).bounded_mean:
+        return f"{value:.{digits + 1}f}"
+    return f"{100 * value:.{digits}f} %"
+
+
+def _target_flag(settings: JobSettings) -> str:
+    return "--target-iou" if _boxes(settings) else "--target-accuracy"
+
+
 def start_line(settings_json: dict[str, Any], total: int) -> str | None:
     """One line for the start of a run: what the promise needs against what the job will gather."""
     settings = _parse(settings_json)
     if settings is None or settings.calibration_method != "lower-bound":
         return None
     need, gather = labels_needed(settings), labels_gathered(settings, total)
-    line = (f"promise: {_p(settings.target_accuracy)} accurate with {_p(settings.confidence_level)} confidence needs "
+    line = (f"promise: {promise_words(settings.task_type, settings.target_accuracy, settings.confidence_level)} needs "
             f"{need} validation labels for a first certificate; the {settings.validation_policy} validation policy "
             f"gathers up to {gather} of these {total} items")
     if gather < need:
@@ -66,14 +91,15 @@ def _alternatives(settings: JobSettings) -> list[tuple[str, int]]:
     target, confidence = settings.target_accuracy, settings.confidence_level
     lower_target = round(target - 0.05, 2) if target > 0.55 else None
     lower_confidence = round(confidence - 0.05, 2) if confidence > 0.55 else None
+    flag, mean = _target_flag(settings), _boxes(settings)
     out = []
     if lower_target:
-        out.append((f"--target-accuracy {lower_target:g}", starting_support(lower_target, confidence)))
+        out.append((f"{flag} {lower_target:g}", starting_support(lower_target, confidence, mean)))
     if lower_confidence:
-        out.append((f"--confidence {lower_confidence:g}", starting_support(target, lower_confidence)))
+        out.append((f"--confidence {lower_confidence:g}", starting_support(target, lower_confidence, mean)))
     if lower_target and lower_confidence:
-        out.append((f"--target-accuracy {lower_target:g} --confidence {lower_confidence:g}",
-                    starting_support(lower_target, lower_confidence)))
+        out.append((f"{flag} {lower_target:g} --confidence {lower_confidence:g}",
+                    starting_support(lower_target, lower_confidence, mean)))
     return out
 
 
@@ -111,9 +137,15 @@ def why_nothing_auto_labeled(settings_json: dict[str, Any], metrics: list[dict[s
     held = max([(m.get("ValidationCount") or 0) + (m.get("CarriedSupport") or 0) for m in metrics], default=0)
     accuracy = [m.get("ValidationAccuracy") for m in metrics if isinstance(m.get("ValidationAccuracy"), (int, float))]
     if held < need:
-        lines = [f"nothing was auto-labeled: at --target-accuracy {settings.target_accuracy:g} and --confidence "
+        lines = [f"nothing was auto-labeled: at {_target_flag(settings)} {settings.target_accuracy:g} and --confidence "
                  f"{settings.confidence_level:g} the first certificate needs {need} validation labels; this job held "
                  f"at most {held}"]
+    elif _boxes(settings):
+        best = f" (best validation mean IoU {max(accuracy):.3f})" if accuracy else ""
+        lines = [f"nothing was auto-labeled: the job held {held} validation labels, enough for a certificate, but the "
+                 f"model's boxes were not good enough on them for the bound on their mean IoU to reach "
+                 f"{settings.target_accuracy:g}{best}; more human labels (a larger budget or more iterations) train a "
+                 "better model"]
     else:
         best = f" (best validation accuracy {100 * max(accuracy):.1f} %)" if accuracy else ""
         lines = [f"nothing was auto-labeled: the job held {held} validation labels, enough for a certificate, but the "

@@ -75,8 +75,9 @@ def render_local(output: Path) -> str:
     lines = [head]
     rows = iteration_metrics(output)
     if rows:
-        lines.append(metrics_table.text_header())
-        lines.extend(metrics_table.text_row(m) for m in rows)
+        columns = metrics_table.columns(settings, terminal=True)
+        lines.append(metrics_table.text_header(columns))
+        lines.extend(metrics_table.text_row(m, columns) for m in rows)
     if state == "running":
         lines.append(f"now in iteration {len(rows) + 1}")
     if state == "failed":

@@ -1,11 +1,12 @@
 """The report's plots (matplotlib, drawn off-screen to PNG bytes): labels per iteration, the
-threshold against validation accuracy, labels per class."""
+threshold against validation accuracy (or mean IoU), labels per class."""
 
 from __future__ import annotations
 
 import io
 from typing import Any
 
+from labelloop.metrics_table import quality_word
 from labelloop.report.numbers import class_counts
 from labelloop.report.run import RunData
 from labelloop.report.run import number as _number
@@ -65,19 +66,22 @@ def plot_labels(metrics: list[dict[str, Any]]) -> bytes | None:
     return _png(fig)
 
 
-def plot_calibration(metrics: list[dict[str, Any]], target: float | None) -> bytes | None:
+def plot_calibration(metrics: list[dict[str, Any]], target: float | None, quality: str = "accuracy") -> bytes | None:
+    """The threshold, the validation quality and its lower bound per iteration; `quality` names
+    it ("accuracy", or "mean IoU" for boxes)."""
     if not metrics:
         return None
     its = [m["Iteration"] for m in metrics]
     nan = float("nan")
     series = {
         "threshold": [_number(m.get("Threshold")) for m in metrics],
-        "validation accuracy": [_number(m.get("ValidationAccuracy")) for m in metrics],
-        "accuracy lower bound": [_number(m.get("LowerBound")) for m in metrics],
+        f"validation {quality}": [_number(m.get("ValidationAccuracy")) for m in metrics],
+        f"{quality} lower bound": [_number(m.get("LowerBound")) for m in metrics],
     }
     fig = _figure(9.0, 3.3)
     ax = fig.subplots()
-    styles = {"threshold": ("s-", "#7b4fd6"), "validation accuracy": ("o-", "#1f8a4c"), "accuracy lower bound": ("^:", "#1f8a4c")}
+    styles = {"threshold": ("s-", "#7b4fd6"), f"validation {quality}": ("o-", "#1f8a4c"),
+              f"{quality} lower bound": ("^:", "#1f8a4c")}
     values = []
     for name, ys in series.items():
         if any(y is not None for y in ys):
@@ -85,13 +89,13 @@ def plot_calibration(metrics: list[dict[str, Any]], target: float | None) -> byt
             ax.plot(its, [nan if y is None else y for y in ys], marker, color=color, label=name)
             values += [y for y in ys if y is not None]
     if target is not None:
-        ax.axhline(target, color="#c23b3b", linestyle="--", linewidth=1, label=f"target accuracy {target:g}")
+        ax.axhline(target, color="#c23b3b", linestyle="--", linewidth=1, label=f"target {quality} {target:g}")
         values.append(target)
     low = min(values, default=0.0)
     ax.set_ylim(max(0.0, min(0.5, low - 0.05)), 1.01)
     ax.set_xticks(its)
     ax.set_xlabel("iteration")
-    ax.set_title("auto-label threshold and validation accuracy")
+    ax.set_title(f"auto-label threshold and validation {quality}")
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -128,7 +132,8 @@ def run_plots(data: RunData) -> dict[str, bytes]:
         return {}
     made = {
         "labels.png": plot_labels(data.metrics),
-        "calibration.png": plot_calibration(data.metrics, _number(data.settings.get("TargetAccuracy"))),
+        "calibration.png": plot_calibration(data.metrics, _number(data.settings.get("TargetAccuracy")),
+                                            quality_word(data.settings)),
         "classes.png": plot_classes(class_counts(data)),
     }
     return {name: png for name, png in made.items() if png}

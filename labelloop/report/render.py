@@ -19,7 +19,7 @@ from labelloop.report.timing import KINDS, duration, time_per_state
 
 ITERATION_PLOTS = (
     ("labels.png", "human labels and auto-labels per iteration"),
-    ("calibration.png", "threshold and validation accuracy per iteration"),
+    ("calibration.png", "threshold and validation {quality} per iteration"),
 )
 CAUSE_CHARS = 2000
 
@@ -42,20 +42,36 @@ def status(data: RunData) -> str:
     return "just started"
 
 
+def quality(data: RunData, value: float | None) -> str:
+    """A quality as the run's task type reads it: accuracy as a percentage, a mean IoU as a number."""
+    if not metrics_table.bounded_mean(data.settings):
+        return pct(value)
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _cost_note(t: Totals) -> str:
+    workers = f"{t.workers} worker{'s' if t.workers != 1 else ''}"
+    if not t.priced_apart:
+        return f"{t.human_by_job:,} labels × {money(t.price)} × {workers}"
+    return (f"({t.human_by_job - t.adjusted:,} drawn × {money(t.price)} + {t.adjusted:,} adjusted × "
+            f"{money(t.adjusted_price or 0.0)}) × {workers}")
+
+
 def _cards(data: RunData, t: Totals) -> list[tuple[str, str, str]]:
     share = lambda n: pct(n / t.items) if t.items else "–"  # noqa: E731
-    workers = f"{t.workers} worker{'s' if t.workers != 1 else ''}"
+    goal, word = accuracy.target(data), metrics_table.quality_word(data.settings)
+    target = f"target {word} ≥ {goal:g}" if metrics_table.bounded_mean(data.settings) and goal is not None else f"target {pct(goal)}"
     cards = [
         ("items", f"{t.items:,}", str(data.settings.get("TaskType") or "")),
         ("human labels", f"{t.human:,}", share(t.human)),
         ("auto-labels", f"{t.auto:,}", share(t.auto)),
         ("unlabeled", f"{t.unlabeled:,}", share(t.unlabeled)),
-        ("cost so far", f"${t.cost:,.2f}", f"{t.human_by_job:,} labels × {money(t.price)} × {workers}"),
-        ("iterations", str(len(data.metrics)), f"target {pct(number(data.settings.get('TargetAccuracy')))}"),
+        ("cost so far", f"${t.cost:,.2f}", _cost_note(t)),
+        ("iterations", str(len(data.metrics)), target),
     ]
     if accuracy.auto_accuracy(data) is not None:
         below = "BELOW TARGET · " if accuracy.below_target(data) else ""
-        cards.append(("auto-label accuracy", pct(accuracy.auto_accuracy(data)), f"{below}against the true labels"))
+        cards.append((f"auto-label {word}", quality(data, accuracy.auto_accuracy(data)), f"{below}against the true labels"))
     failed = _failed_answers(data)
     if failed:
         cards.append(("failed human answers", f"{failed:,}", "sent to people, came back unlabeled"))
@@ -93,12 +109,16 @@ def _error(data: RunData) -> dict[str, str] | None:
     return {"name": str(error), "cause": ""}
 
 
-def _context(data: RunData, plots: dict[str, bytes], price_per_label: float | None) -> dict[str, Any]:
+def _context(data: RunData, plots: dict[str, bytes], price_per_label: float | None,
+             price_per_adjusted_label: float | None) -> dict[str, Any]:
     counts = class_counts(data)
-    t = totals(data, price_per_label)
+    t = totals(data, price_per_label, price_per_adjusted_label)
+    columns = metrics_table.columns(data.settings)
     return {
         "cards": _cards(data, t),
-        "below_target": {"accuracy": pct(accuracy.auto_accuracy(data)), "target": pct(accuracy.target(data))}
+        "quality": {"word": metrics_table.quality_word(data.settings), "boxes": metrics_table.bounded_mean(data.settings),
+                    "show": lambda value: quality(data, value)},
+        "below_target": {"accuracy": quality(data, accuracy.auto_accuracy(data)), "target": quality(data, accuracy.target(data))}
         if accuracy.below_target(data) else None,
         "why_nothing": why_nothing_auto_labeled(data.settings, data.metrics, (data.summary or {}).get("Total") or t.items)
         if data.summary and not data.summary.get("AutoLabeled") else [],
@@ -108,11 +128,12 @@ def _context(data: RunData, plots: dict[str, bytes], price_per_label: float | No
         "timing": _timing(data),
         "error": _error(data),
         "table": {
-            "headers": [c.header for c in metrics_table.COLUMNS],
-            "rows": [[metrics_table.cell(m, c) for c in metrics_table.COLUMNS] for m in data.metrics],
+            "headers": [c.header for c in columns],
+            "rows": [[metrics_table.cell(m, c) for c in columns] for m in data.metrics],
             "final": [bool(m.get("FinalHumanBatch")) for m in data.metrics],
         },
-        "iteration_plots": [{"title": title, "uri": _data_uri(plots[name])} for name, title in ITERATION_PLOTS if name in plots],
+        "iteration_plots": [{"title": title.format(quality=metrics_table.quality_word(data.settings)),
+                             "uri": _data_uri(plots[name])} for name, title in ITERATION_PLOTS if name in plots],
         "items_from": str(data.items_from.relative_to(data.root)) if data.items_from else "–",
         "classes": {
             "any": any(h or a for _, h, a in counts),
@@ -124,7 +145,8 @@ def _context(data: RunData, plots: dict[str, bytes], price_per_label: float | No
     }
 
 
-def render_html(data: RunData, plots: dict[str, bytes], price_per_label: float | None = None) -> str:
+def render_html(data: RunData, plots: dict[str, bytes], price_per_label: float | None = None,
+                price_per_adjusted_label: float | None = None) -> str:
     """The whole page, every image embedded: it opens from anywhere, alone."""
     context: dict[str, Any] = {
         "job": str(data.settings.get("JobName") or data.root.name),
@@ -134,5 +156,5 @@ def render_html(data: RunData, plots: dict[str, bytes], price_per_label: float |
         "made": datetime.now().strftime("%Y-%m-%d %H:%M"),
     }
     if not data.empty:
-        context.update(_context(data, plots, price_per_label))
+        context.update(_context(data, plots, price_per_label, price_per_adjusted_label))
     return environment().get_template("report.html").render(context)

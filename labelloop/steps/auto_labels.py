@@ -69,8 +69,7 @@ def worst_case_tail_mask(
     pool_bound = cal.get("PoolLowerBound")
     if not (settings.worst_case_tail and settings.scope.carries_verdicts and cal["Method"] == "lower-bound"):
         return tail, pool_bound
-    limit = settings.human_label_limit()
-    if limit is not None and state["HumanLabeled"] >= limit:
+    if settings.human_labels_left(state["HumanLabeled"], state.get("HumanAdjusted") or 0) == 0:
         return tail, pool_bound  # a spent budget leaves what is open unlabeled, never below the threshold
     pool = state["AutoLabeled"] + int(confident.sum())
     left = int((~confident).sum())

@@ -128,7 +128,8 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         "HumanLabeledThisIteration": state.get("HumanLabeledThisIteration", 0),
         "HumanFailed": state.get("HumanFailed") or 0,
         "HumanFailedThisIteration": state.get("HumanFailedThisIteration") or 0,
-        "HumanCost": settings.human_cost(state["HumanLabeled"]),
+        "HumanAdjusted": state.get("HumanAdjusted") or 0,
+        "HumanCost": settings.human_cost(state["HumanLabeled"], state.get("HumanAdjusted") or 0),
         "AutoLabeled": counts["auto"],  # this job's auto-labels, as of this gate
         "AutoLabeledThisIteration": counts["new_auto"],
         "AutoLabelsWithdrawn": counts["withdrawn"],

@@ -13,9 +13,8 @@ GUESS_KEY = "labelloop-guess"  # the model's guess, shown to people on the local
 
 def human_batch_limit(settings: JobSettings, state: dict[str, Any], candidates: int) -> int:
     """How many items the next batch may hold: the batch size, the budget left, the candidates."""
-    limit = settings.human_label_limit()
-    left = candidates if limit is None else max(0, limit - state["HumanLabeled"])
-    return max(0, min(settings.human_batch_size, left, candidates))
+    left = settings.human_labels_left(state["HumanLabeled"], state.get("HumanAdjusted") or 0)
+    return max(0, min(settings.human_batch_size, candidates if left is None else left, candidates))
 
 
 def human_candidates(settings: JobSettings, n_open: int, n_uncertain: int) -> int:

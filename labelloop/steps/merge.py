@@ -9,7 +9,7 @@ from labelloop.config import JobSettings
 from labelloop.contracts import LoopState
 from labelloop.errors import LabelingOutputError
 from labelloop.manifest import ID_KEY, Label, creation_date
-from labelloop.steps.human_batch import ROLE_KEY
+from labelloop.steps.human_batch import GUESS_KEY, ROLE_KEY
 from labelloop.steps.ledger_files import rewrite_ledger
 
 
@@ -23,7 +23,11 @@ def merge_answers(config: dict[str, Any], state: dict[str, Any], output_uri: str
     settings = JobSettings.parse(config["Settings"])
     task = tasks.get(settings.task_type)
     attribute = settings.label_attribute
-    batch = {line[ID_KEY]: line.get(ROLE_KEY, ledger.TRAIN) for line in storage.iter_json_lines(state["HumanBatch"]["ManifestUri"])}
+    batch, guessed = {}, set()
+    for line in storage.iter_json_lines(state["HumanBatch"]["ManifestUri"]):
+        batch[line[ID_KEY]] = line.get(ROLE_KEY, ledger.TRAIN)
+        if GUESS_KEY in line:  # shown with the model's guess: an adjustment, priced as one
+            guessed.add(line[ID_KEY])
     answers: dict[int, Label] = {}
     for number, line in storage.json_lines(storage.iter_lines(output_uri), output_uri):
         where = f"{output_uri} line {number}"
@@ -57,6 +61,7 @@ def merge_answers(config: dict[str, Any], state: dict[str, Any], output_uri: str
         "LedgerUri": new_uri,
         "HumanLabeled": state["HumanLabeled"] + len(answers),
         "HumanLabeledThisIteration": len(answers),
+        "HumanAdjusted": (state.get("HumanAdjusted") or 0) + len(guessed.intersection(answers)),
         "HumanFailed": (state.get("HumanFailed") or 0) + len(batch) - len(answers),
         "HumanFailedThisIteration": len(batch) - len(answers),
         "Remaining": remaining,

@@ -7,6 +7,8 @@ from typing import Any
 from labelloop import layout, storage
 from labelloop.config import JobSettings
 from labelloop.contracts import LoopState
+from labelloop.manifest import ID_KEY
+from labelloop.steps.human_batch import GUESS_KEY
 from labelloop.steps.merge import merge_answers
 
 
@@ -29,6 +31,7 @@ def resume_state(config: dict[str, Any], settings: JobSettings) -> dict[str, Any
         ]
         answered = outputs[-1] if outputs else None
     total = pre = human = auto = 0
+    by_batch: dict[int, set[int]] = {}  # this job's human labels, by the iteration whose batch asked for them
     for record in storage.iter_json_lines(ledger_uri):
         total += 1
         label = record["label"]
@@ -36,6 +39,8 @@ def resume_state(config: dict[str, Any], settings: JobSettings) -> dict[str, Any
             pre += label["iteration"] == 0
             human += label["human"] and label["iteration"] > 0
             auto += not label["human"] and label["iteration"] > 0
+            if label["human"] and label["iteration"] > 0:
+                by_batch.setdefault(label["iteration"], set()).add(record["id"])
     state = LoopState.model_validate({
         "Iteration": next_iteration,
         "LedgerUri": ledger_uri,
@@ -43,6 +48,7 @@ def resume_state(config: dict[str, Any], settings: JobSettings) -> dict[str, Any
         "Rejected": sum(1 for _ in storage.iter_lines(layout.rejected_uri(out))) if storage.exists(layout.rejected_uri(out)) else 0,
         "PreLabeled": pre,
         "HumanLabeled": human,
+        "HumanAdjusted": _adjusted(out, by_batch),
         "AutoLabeled": auto,
         "Remaining": total - pre - human - auto,
         "HumanBatch": {"Count": 0},
@@ -66,6 +72,16 @@ def resume_state(config: dict[str, Any], settings: JobSettings) -> dict[str, Any
             state = merge_answers(config, state, answered)
             state["Iteration"] = next_iteration + 1
     return state
+
+
+def _adjusted(out: str, by_batch: dict[int, set[int]]) -> int:
+    """How many of the human labels were adjustments: their batch showed the model's guess."""
+    count = 0
+    for iteration, ids in by_batch.items():
+        uri = layout.human_batch_uri(out, iteration)
+        if storage.exists(uri):
+            count += sum(1 for line in storage.iter_json_lines(uri) if GUESS_KEY in line and line.get(ID_KEY) in ids)
+    return count
 
 
 def _stored_metrics(out: str, iteration: int) -> dict[str, Any]:

@@ -208,3 +208,8 @@ class TaskType:
     def quality(self, value: Any, reference: Any) -> float:
         """The quality in [0, 1] of one label against a reference label."""
         raise NotImplementedError
+
+    def class_qualities(self, value: Any, reference: Any) -> dict[int, float]:
+        """A bounded-mean task's quality per class index of one label against a reference (the
+        classes either uses); scoring reports them per class."""
+        raise NotImplementedError

@@ -49,17 +49,21 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def image_iou(predicted: Sequence[dict[str, Any]], reference: Sequence[dict[str, Any]]) -> float:
-    """One image's mean IoU as Ground Truth's object-detection tutorial scores it.
+    """One image's mean IoU as Ground Truth's object-detection tutorial scores it: the mean of its
+    `class_ious`. Two empty labels agree ("no objects"): 1."""
+    per_class = class_ious(predicted, reference)
+    return float(np.mean(list(per_class.values()))) if per_class else 1.0
 
-    Per class present in either label: predicted boxes, in descending confidence, each take the
-    unmatched reference box they overlap most (any overlap); an unmatched prediction and an
-    unmatched reference box each count an IoU of 0; the class scores the mean over all of them.
-    The image scores the mean over its classes. Two empty labels agree ("no objects"): 1.
+
+def class_ious(predicted: Sequence[dict[str, Any]], reference: Sequence[dict[str, Any]]) -> dict[int, float]:
+    """{class id: IoU} for each class present in either label, as Ground Truth's tutorial scores a class.
+
+    Predicted boxes, in descending confidence, each take the unmatched reference box they overlap
+    most (any overlap); an unmatched prediction and an unmatched reference box each count an IoU
+    of 0; the class scores the mean over all of them.
     """
     classes = sorted({int(a["class_id"]) for a in predicted} | {int(a["class_id"]) for a in reference})
-    if not classes:
-        return 1.0
-    per_class = []
+    per_class = {}
     for c in classes:
         pred = sorted((a for a in predicted if int(a["class_id"]) == c), key=lambda a: -float(a.get("confidence", 1.0)))
         ref = [a for a in reference if int(a["class_id"]) == c]
@@ -73,8 +77,8 @@ def image_iou(predicted: Sequence[dict[str, Any]], reference: Sequence[dict[str,
                 free[j] = False
                 matched.append(float(row[j]))
         pairs = len(matched) + (len(pred) - len(matched)) + int(free.sum())
-        per_class.append(sum(matched) / pairs)
-    return float(np.mean(per_class))
+        per_class[c] = sum(matched) / pairs
+    return per_class
 
 
 def consolidate_boxes(answers: list[list[dict[str, Any]]], workers: int) -> list[dict[str, Any]]:
@@ -317,6 +321,9 @@ class ObjectDetection(TaskType):
 
     def quality(self, value: dict[str, Any], reference: dict[str, Any]) -> float:
         return image_iou(value["annotations"], reference["annotations"])
+
+    def class_qualities(self, value: dict[str, Any], reference: dict[str, Any]) -> dict[int, float]:
+        return class_ious(value["annotations"], reference["annotations"])
 
 
 def _tidy(x: float) -> float | int:

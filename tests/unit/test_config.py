@@ -115,6 +115,8 @@ def test_retrain_before_routing_needs_enough_growth_and_the_cumulative_scope():
         ({"MaxHumanCost": float("inf")}, "MaxHumanCost must be a positive number, got inf"),
         ({"PricePerLabel": float("nan")}, "PricePerLabel must be a non-negative number, got nan"),
         ({"PricePerLabel": float("inf")}, "PricePerLabel must be a non-negative number, got inf"),
+        ({"PricePerAdjustedLabel": -0.01}, "PricePerAdjustedLabel must be a non-negative number, got -0.01"),
+        ({"PricePerAdjustedLabel": "0.02"}, "PricePerAdjustedLabel must be a non-negative number, got '0.02'"),
         ({"RetrainBeforeRoutingGrowth": float("nan")}, "RetrainBeforeRoutingGrowth must be a positive number or null, got nan"),
         ({"TargetAccuracy": float("nan")}, "TargetAccuracy must be a number in (0, 1), got nan"),
         ({"SlackReserve": float("nan")}, "SlackReserve must be a number in [0, 1), got nan"),
@@ -137,8 +139,22 @@ def test_cli_refuses_non_finite_numbers_before_anything_starts(tmp_path, capsys)
             "--label-attribute", "c", "--labels", "a,b", "--workforce", "simulated", "--truth", str(manifest)]
     for flag, value, words in (("--retrain-before-routing", "nan", "RetrainBeforeRoutingGrowth"),
                                ("--max-human-cost", "inf", "MaxHumanCost"), ("--seed", "-1", "Seed"),
-                               ("--price-per-label", "nan", "PricePerLabel")):
+                               ("--price-per-label", "nan", "PricePerLabel"),
+                               ("--price-per-adjusted-label", "nan", "PricePerAdjustedLabel")):
         assert cli.main([*base, flag, value]) == 2
         err = capsys.readouterr().err
         assert err.startswith("labelloop: ") and words in err and "Traceback" not in err
     assert not (tmp_path / "out" / "config").exists()
+
+
+def test_adjusted_labels_cost_their_own_price_and_the_money_budget_counts_the_dearer_one():
+    same = JobSettings.parse({**BASE, "PricePerLabel": 0.08, "WorkersPerObject": 2})
+    assert same.human_cost(100, adjusted=60) == same.human_cost(100) == 16.0, "no price for adjustments: one price"
+    apart = JobSettings.parse({**BASE, "PricePerLabel": 0.08, "PricePerAdjustedLabel": 0.03, "WorkersPerObject": 2,
+                               "MaxHumanCost": 20.0})
+    assert apart.human_cost(100, adjusted=60) == round((40 * 0.08 + 60 * 0.03) * 2, 2) == 10.0
+    assert apart.human_label_limit() == 125  # $20 at $0.16 a label: the dearer price
+    assert apart.human_labels_left(100, adjusted=60) == 62  # $10 left at $0.16
+    assert apart.human_labels_left(125) == 0
+    dearer = JobSettings.parse({**BASE, "PricePerLabel": 0.03, "PricePerAdjustedLabel": 0.08, "MaxHumanCost": 8.0})
+    assert dearer.human_label_limit() == 100, "an adjustment dearer than a blind label bounds the budget then"

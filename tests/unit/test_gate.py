@@ -233,3 +233,48 @@ def test_a_tail_the_slack_cannot_cover_whole_goes_to_humans(tmp_path):
     auto = [r for r in ledger_records(state) if r["label"] and not r["label"]["human"]]
     assert auto and all(r["label"]["threshold"] is not None for r in auto)
     assert state["LastMetrics"]["WorstCaseTail"] == 0 and state["HumanBatch"]["Count"] == 40
+
+
+PRICED_APART = {"PricePerLabel": 0.1, "PricePerAdjustedLabel": 0.04}
+
+
+def guessed_and_blind(batch):
+    lines = [json.loads(l) for l in open(batch["ManifestUri"])]
+    guessed = [l for l in lines if "labelloop-guess" in l]
+    return guessed, [l for l in lines if "labelloop-guess" not in l]
+
+
+def test_items_shown_the_models_guess_are_counted_and_priced_as_adjustments(tmp_path):
+    config, state = start_job(tmp_path, **PRICED_APART)
+    state = model_judges(config, humans_answer(config, state), UNSURE)  # the first batch went out blind
+    assert state["LastMetrics"]["HumanAdjusted"] == 0 and state["LastMetrics"]["HumanCost"] == 4.0
+    guessed, blind = guessed_and_blind(state["HumanBatch"])
+    assert guessed and blind and all(l["labelloop-role"] != "validation" for l in guessed), "validation goes out blind"
+    merged = humans_answer(config, state)
+    assert merged["HumanAdjusted"] == len(guessed) and merged["HumanLabeled"] == 80
+    state = model_judges(config, merged, UNSURE)
+    assert state["LastMetrics"]["HumanCost"] == round(4.0 + len(blind) * 0.1 + len(guessed) * 0.04, 2)
+    # The same run resumed from its files knows which of its paid labels were adjustments.
+    again = steps.bootstrap({"Input": config["Settings"], "ExecutionName": "g2", "Deployment": DEPLOYMENT})
+    assert again["state"]["Resumed"] and again["state"]["HumanAdjusted"] == len(guessed)
+
+
+def test_without_a_price_for_adjustments_every_label_costs_the_same(tmp_path):
+    config, state = start_job(tmp_path, PricePerLabel=0.1)
+    state = model_judges(config, humans_answer(config, state), UNSURE)
+    merged = humans_answer(config, state)
+    assert merged["HumanAdjusted"] > 0
+    assert model_judges(config, merged, UNSURE)["LastMetrics"]["HumanCost"] == 8.0
+
+
+def test_a_money_budget_sizes_batches_at_the_dearer_price_and_is_never_overrun(tmp_path):
+    config, state = start_job(tmp_path, **PRICED_APART, MaxHumanCost=6.2)
+    state = model_judges(config, humans_answer(config, state), UNSURE)
+    # $4 spent on the blind first batch; $2.20 left buys 22 labels at the dearer price, whatever their mix.
+    assert state["HumanBatch"]["Count"] == 22
+    guessed, _ = guessed_and_blind(state["HumanBatch"])
+    state = model_judges(config, humans_answer(config, state), UNSURE)
+    spent = state["LastMetrics"]["HumanCost"]
+    assert spent == round(4.0 + (22 - len(guessed)) * 0.1 + len(guessed) * 0.04, 2) <= 6.2
+    # What the adjustments saved buys more labels later, never past the budget.
+    assert state["HumanBatch"]["Count"] == int(round((6.2 - spent) / 0.1, 6))

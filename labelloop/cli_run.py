@@ -1,0 +1,89 @@
+"""`labelloop run`'s money options and the summary it prints when the loop ends."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from labelloop import layout, tasks
+from labelloop.promise import quality_text, why_nothing_auto_labeled
+
+
+def add_cost_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--human-budget", type=int, default=None,
+                     help="most items humans may label in this job (MaxHumanLabeledObjectCount); default: no limit")
+    run.add_argument("--max-human-cost", type=float, default=None,
+                     help="money budget in dollars: no batch is sent that could take the cost past it (each label "
+                          "counted at the dearer of the two prices until its batch is answered)")
+    run.add_argument("--price-per-label", type=float, default=0.08,
+                     help="price per label per worker (Ground Truth's list price for classification)")
+    run.add_argument("--price-per-adjusted-label", type=float, default=None,
+                     help="price per label per worker of an item shown with the model's guess to correct (boxes to "
+                          "adjust rather than draw; validation items are always drawn blind); default: --price-per-label")
+
+
+def cost_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The execution input's money fields from the options above (those given)."""
+    data = {"PricePerLabel": args.price_per_label, "MaxHumanLabeledObjectCount": args.human_budget,
+            "MaxHumanCost": args.max_human_cost, "PricePerAdjustedLabel": args.price_per_adjusted_label}
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def _human_line(summary: dict[str, Any], execution_input: dict[str, Any], answered: int) -> list[str]:
+    human, total = summary["HumanLabeledByThisJob"], summary["Total"]
+    lines = [f"  human labels used:     {human} ({100 * human / total:.1f} %), ${summary['HumanCost']:.2f}  "
+             f"[workforce answered {answered}]"]
+    adjusted = summary.get("HumanAdjusted") or 0
+    price, adjusted_price = execution_input.get("PricePerLabel"), execution_input.get("PricePerAdjustedLabel")
+    if adjusted_price is not None and adjusted_price != price:
+        guess = "boxes" if tasks.get(execution_input["TaskType"]).bounded_mean else "guess"
+        lines.append(f"    of which adjusted:   {adjusted} (shown the model's {guess}, ${adjusted_price:g} a label), "
+                     f"{human - adjusted} drawn blind (${price:g})")
+    return lines
+
+
+def summary_lines(args: argparse.Namespace, summary: dict[str, Any], execution_input: dict[str, Any], truth: Any,
+                  answered: int, seconds: float, rows: list[dict[str, Any]]) -> list[str]:
+    """What `labelloop run` prints when the loop has ended; scores the output when the truth is known
+    (and writes output/evaluation.json for the report)."""
+    from labelloop.datasets import read_label_config
+    from labelloop.evaluation import evaluate
+
+    output = Path(execution_input["OutputUri"])
+    manifest = Path(summary["OutputManifestUri"])
+    pct = lambda n: f"{100 * n / summary['Total']:.1f} %"  # noqa: E731
+    lines = [
+        f"\nsummary ({seconds:.0f}s, {summary['Iterations']} iterations, stopped: {summary['StopReason']})",
+        f"  items:                 {summary['Total']} ({summary['Rejected']} rejected lines)",
+        *_human_line(summary, execution_input, answered),
+        f"  auto-labeled:          {summary['AutoLabeled']} ({pct(summary['AutoLabeled'])})",
+        f"  unlabeled:             {summary['Unlabeled']}",
+    ]
+    if summary.get("HumanFailed"):
+        lines.append(f"  human answers failed:  {summary['HumanFailed']} (items sent to people that came back unlabeled)")
+    if truth is not None:
+        task = tasks.get(args.task_type)
+        with open(manifest) as f:
+            classes = read_label_config(layout.label_config_uri(str(output))) if task.bounded_mean else None
+            ev = evaluate(f, args.label_attribute, truth, task, classes)
+        ev.truth_file = str(Path(args.truth).resolve())
+        Path(layout.evaluation_uri(str(output))).write_text(json.dumps(ev.to_json(), indent=2))
+        target = args.target_accuracy or task.default_target
+        below = "  BELOW TARGET" if ev.auto_accuracy is not None and ev.auto_accuracy < target else ""
+        show = lambda x: quality_text(task.name, x)  # noqa: E731
+        if task.bounded_mean:
+            lines += [f"  auto-label mean IoU:   {show(ev.auto_accuracy)} against the true boxes (target ≥ {target:g}){below}",
+                      f"  dataset mean IoU:      {show(ev.dataset_accuracy)} (an unlabeled image counts 0)"]
+        else:
+            lines += [f"  auto-label accuracy:   {show(ev.auto_accuracy)} against the true labels (target {show(target)}){below}",
+                      f"  dataset accuracy:      {show(ev.dataset_accuracy)}"]
+    lines += [
+        f"  output manifest:       {manifest}",
+        f"  final model:           {summary['FinalModelArtifacts']}",
+        f"  report:                labelloop report {output}",
+    ]
+    if summary["AutoLabeled"] == 0:
+        lines += [f"  {why}" for why in why_nothing_auto_labeled(execution_input, rows, summary["Total"])]
+    return lines
