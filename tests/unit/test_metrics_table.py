@@ -4,6 +4,7 @@ the names layout builds are the names it parses."""
 from __future__ import annotations
 
 import io
+import json
 from datetime import datetime, timezone
 
 import pytest
@@ -90,3 +91,26 @@ def test_iteration_folders_are_recognised_by_their_name():
     assert layout.iteration_of_dir(layout.iteration_dir("s3://b/run", 7)) == 7
     assert layout.iteration_of_dir("/runs/x/iterations/1000/") == 1000
     assert [layout.iteration_of_dir(n) for n in ("report", "01", "００１", "work")] == [None] * 4
+
+
+def test_a_box_run_reads_its_quality_as_a_mean_iou_on_the_terminal_and_in_status(tmp_path):
+    settings = {"TaskType": "object-detection"}
+    stream = io.StringIO()
+    progress = _Progress(stream, settings={**settings, "JobName": "j", "ManifestUri": "m", "OutputUri": "o",
+                                           "LabelAttributeName": "a", "LabelCategories": ["car", "bike"]})
+    progress("Bootstrap", {"state": {"Total": 1801, "PreLabeled": 0, "Rejected": 0}})
+    progress("GateAndRoute", {"LastMetrics": {**METRICS, "ValidationAccuracy": 0.61234, "HumanAdjusted": 40}})
+    lines = stream.getvalue().splitlines()
+    assert lines[1].startswith("promise: mean IoU of the auto-labels ≥ 0.6 with 95 % confidence needs ")
+    header, row = lines[-2:]
+    assert "val. IoU" in header and "val. acc." not in header
+    assert row.split()[:6] == ["3", "1234", "560", "7", "0.9346", "0.612"]
+    described = {"name": "e", "status": "RUNNING", "startDate": datetime(2026, 1, 1, tzinfo=timezone.utc),
+                 "executionArn": "arn:aws:states:us-east-1:123456789012:execution:m:e", "input": json.dumps(settings)}
+    report = {"input": None, "iterations": [{**METRICS, "ValidationAccuracy": 0.61234}], "summary": None, "current": None,
+              "failure": None}
+    status = render_status(described, report).splitlines()[1:3]
+    assert header.startswith(status[0]) and row.startswith(status[1]), "the same columns as `labelloop run`"
+    columns = [c.header for c in metrics_table.columns(settings)]
+    assert "IoU bound" in columns and "support" in columns and "adjusted" in columns
+    assert "adjusted" not in [c.header for c in metrics_table.columns({"TaskType": "image-classification"})]

@@ -47,3 +47,18 @@ def test_why_nothing_was_auto_labeled_a_model_not_good_enough():
 
 def test_a_run_that_auto_labeled_says_nothing():
     assert why_nothing_auto_labeled(JOB, [{"AutoLabeled": 3, "ValidationCount": 400}], 5000) == []
+
+
+BOXES = {**JOB, "TaskType": "object-detection"}
+
+
+def test_a_box_job_is_promised_a_mean_iou_and_told_what_would_change_it_in_those_terms():
+    need = labels_needed(JobSettings.parse(BOXES))
+    line = start_line(BOXES, 2 * need - 2)
+    assert line.startswith(f"promise: mean IoU of the auto-labels ≥ 0.6 with 95 % confidence needs {need} validation labels")
+    assert "accurate" not in line and "--target-accuracy" not in line
+    lower = labels_needed(JobSettings.parse({**BOXES, "TargetAccuracy": 0.55}))
+    assert lower < need and f"at --target-iou 0.55 the first certificate needs {lower} validation labels" in line
+    why = why_nothing_auto_labeled(BOXES, [{"Iteration": 1, "AutoLabeled": 0, "ValidationCount": need,
+                                            "ValidationAccuracy": 0.41}], 5000)
+    assert "bound on their mean IoU to reach 0.6 (best validation mean IoU 0.410)" in why[0]

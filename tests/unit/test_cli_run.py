@@ -1,0 +1,31 @@
+"""`labelloop run`'s money options reach the job's settings, and its summary says what the labels cost."""
+
+import argparse
+
+from labelloop.cli import build_parser
+from labelloop.cli_run import cost_settings, summary_lines
+
+SUMMARY = {"Total": 200, "Rejected": 0, "HumanLabeledByThisJob": 100, "HumanAdjusted": 60, "HumanCost": 5.6,
+           "AutoLabeled": 100, "Unlabeled": 0, "Iterations": 3, "StopReason": "all-labeled",
+           "OutputManifestUri": "/o/output.manifest", "FinalModelArtifacts": "/o/model.tar.gz"}
+
+
+def run_args(*extra: str) -> argparse.Namespace:
+    return build_parser().parse_args(["run", "--manifest", "m", "--output", "o", "--task-type", "object-detection",
+                                      "--label-attribute", "objects", "--labels", "car,bike", *extra])
+
+
+def test_the_price_per_adjusted_label_is_a_setting_only_when_given():
+    assert "PricePerAdjustedLabel" not in cost_settings(run_args())
+    given = cost_settings(run_args("--price-per-adjusted-label", "0.02", "--max-human-cost", "9"))
+    assert given == {"PricePerLabel": 0.08, "PricePerAdjustedLabel": 0.02, "MaxHumanCost": 9.0}
+
+
+def test_the_summary_splits_the_human_labels_by_price_when_adjustments_cost_less():
+    args = run_args()
+    settings = {"TaskType": "object-detection", "PricePerLabel": 0.08, "PricePerAdjustedLabel": 0.02, "OutputUri": "/o"}
+    lines = summary_lines(args, SUMMARY, settings, None, 100, 12.0, [])
+    assert "  human labels used:     100 (50.0 %), $5.60  [workforce answered 100]" in lines
+    assert "    of which adjusted:   60 (shown the model's boxes, $0.02 a label), 40 drawn blind ($0.08)" in lines
+    one_price = summary_lines(args, SUMMARY, {**settings, "PricePerAdjustedLabel": None}, None, 100, 12.0, [])
+    assert not any("adjusted" in line for line in one_price)
