@@ -14,7 +14,7 @@ from labelloop.report.examples import example_groups
 from labelloop.report.jinja import environment, money, pct
 from labelloop.report.numbers import Totals, class_counts, totals
 from labelloop.report.plots import AUTO_COLOR, HUMAN_COLOR
-from labelloop.report.run import RunData, number
+from labelloop.report.run import RunData
 from labelloop.report.timing import KINDS, duration, time_per_state
 
 ITERATION_PLOTS = (

@@ -239,9 +239,9 @@ PRICED_APART = {"PricePerLabel": 0.1, "PricePerAdjustedLabel": 0.04}
 
 
 def guessed_and_blind(batch):
-    lines = [json.loads(l) for l in open(batch["ManifestUri"])]
-    guessed = [l for l in lines if "labelloop-guess" in l]
-    return guessed, [l for l in lines if "labelloop-guess" not in l]
+    lines = [json.loads(text) for text in open(batch["ManifestUri"])]
+    guessed = [line for line in lines if "labelloop-guess" in line]
+    return guessed, [line for line in lines if "labelloop-guess" not in line]
 
 
 def test_items_shown_the_models_guess_are_counted_and_priced_as_adjustments(tmp_path):
@@ -249,7 +249,7 @@ def test_items_shown_the_models_guess_are_counted_and_priced_as_adjustments(tmp_
     state = model_judges(config, humans_answer(config, state), UNSURE)  # the first batch went out blind
     assert state["LastMetrics"]["HumanAdjusted"] == 0 and state["LastMetrics"]["HumanCost"] == 4.0
     guessed, blind = guessed_and_blind(state["HumanBatch"])
-    assert guessed and blind and all(l["labelloop-role"] != "validation" for l in guessed), "validation goes out blind"
+    assert guessed and blind and all(line["labelloop-role"] != "validation" for line in guessed), "validation goes out blind"
     merged = humans_answer(config, state)
     assert merged["HumanAdjusted"] == len(guessed) and merged["HumanLabeled"] == 80
     state = model_judges(config, merged, UNSURE)

@@ -385,7 +385,7 @@ def test_a_judged_box_run_reads_in_mean_iou_per_iteration_and_per_class(tmp_path
                  "annotations": [{"class-name": classes[b[0]], **dict(zip(("left", "top", "width", "height"), b[1:]))} for b in v]}
              for k, v in truth_boxes.items()}
     write(out / "output" / "output.manifest", lines)
-    evaluation = evaluate((json.dumps(l) for l in lines), "objects", truth, get("object-detection"), classes)
+    evaluation = evaluate((json.dumps(line) for line in lines), "objects", truth, get("object-detection"), classes)
     # The bike boxes overlap by 5 of 10 columns: IoU 50 / 150 = 1/3; image 1 scores (1 + 1/3) / 2.
     assert evaluation.per_class["bike"]["auto"] == 1 and evaluation.per_class["bike"]["auto_correct"] == pytest.approx(1 / 3)
     assert evaluation.per_class["car"] == {"auto": 2, "auto_correct": 2.0, "human": 0, "human_correct": 0}
