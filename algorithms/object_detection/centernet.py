@@ -144,6 +144,44 @@ def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     return inter / np.maximum(union, 1e-9)
 
 
+def peaks(outputs: tuple[torch.Tensor, ...], *, count: int, min_objectness: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per image, up to `count` local maxima of the objectness map at least `min_objectness`:
+    boxes (n, 4) as (left, top, width, height) in input pixels, the first stage's classes and
+    class probabilities, and the objectness; strongest first."""
+    heat_logits, class_logits, size_p, offset_p = outputs
+    heat = torch.sigmoid(heat_logits.float())
+    maxima = heat * (F.max_pool2d(heat, 3, 1, 1) == heat)
+    n, _, s, _ = heat.shape
+    objectness, index = maxima.reshape(n, -1).topk(min(s * s, count), dim=1)
+    results = []
+    for i in range(n):
+        keep = objectness[i] >= min_objectness
+        ys, xs, obj = index[i][keep] // s, index[i][keep] % s, objectness[i][keep]
+        probs = torch.softmax(class_logits[i, :, ys, xs].float(), dim=0)
+        best, cls = probs.max(dim=0)
+        wh = torch.exp(size_p[i, :, ys, xs].float().clamp(max=math.log(4 * s))).T
+        off = offset_p[i, :, ys, xs].float().T
+        cx, cy = xs.float() + off[:, 0], ys.float() + off[:, 1]
+        boxes = torch.stack([cx - wh[:, 0] / 2, cy - wh[:, 1] / 2, wh[:, 0], wh[:, 1]], dim=1) * STRIDE
+        results.append((boxes.numpy().reshape(-1, 4), cls.numpy().astype(np.int64), best.numpy(), obj.numpy()))
+    return results
+
+
+def select(boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray, *, top_k: int, min_score: float, nms_iou: float):
+    """The boxes scoring at least `min_score`, best first, without any box overlapping a stronger
+    one (of any class) by more than `nms_iou`; at most `top_k`."""
+    order = [j for j in np.argsort(-scores, kind="stable") if scores[j] >= min_score]
+    chosen: list[int] = []
+    for j in order:
+        if len(chosen) >= top_k:
+            break
+        if chosen and np.any(_iou(boxes[j], boxes[np.array(chosen)]) > nms_iou):
+            continue
+        chosen.append(j)
+    idx = np.array(chosen, dtype=np.int64)
+    return boxes[idx].reshape(-1, 4), classes[idx], scores[idx]
+
+
 def decode(
     outputs: tuple[torch.Tensor, ...],
     *,
@@ -151,35 +189,9 @@ def decode(
     min_score: float,
     nms_iou: float,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per image: boxes (n, 4) as (left, top, width, height) in input pixels, classes and scores,
-    best first; at most `top_k`, none under `min_score`."""
-    heat_logits, class_logits, size_p, offset_p = outputs
-    heat = torch.sigmoid(heat_logits.float())
-    peaks = heat * (F.max_pool2d(heat, 3, 1, 1) == heat)
-    n, _, s, _ = heat.shape
-    candidates = min(s * s, 3 * top_k)
-    objectness, index = peaks.reshape(n, -1).topk(candidates, dim=1)
-    results = []
-    for i in range(n):
-        ys, xs = index[i] // s, index[i] % s
-        probs = torch.softmax(class_logits[i, :, ys, xs].float(), dim=0)
-        best, cls = probs.max(dim=0)
-        sc = objectness[i] * best
-        keep = sc >= min_score
-        ys, xs, cls, sc = ys[keep], xs[keep], cls[keep], sc[keep]
-        order = torch.argsort(sc, descending=True)
-        ys, xs, cls, sc = ys[order], xs[order], cls[order], sc[order]
-        wh = torch.exp(size_p[i, :, ys, xs].float().clamp(max=math.log(4 * s))).T
-        off = offset_p[i, :, ys, xs].float().T
-        cx, cy = xs.float() + off[:, 0], ys.float() + off[:, 1]
-        boxes = torch.stack([cx - wh[:, 0] / 2, cy - wh[:, 1] / 2, wh[:, 0], wh[:, 1]], dim=1) * STRIDE
-        boxes_np, cls_np, sc_np = boxes.numpy(), cls.numpy().astype(np.int64), sc.numpy()
-        chosen: list[int] = []
-        for j in range(len(sc_np)):
-            if len(chosen) >= top_k:
-                break
-            if chosen and np.any(_iou(boxes_np[j], boxes_np[np.array(chosen)]) > nms_iou):
-                continue
-            chosen.append(j)
-        results.append((boxes_np[chosen].reshape(-1, 4), cls_np[chosen], sc_np[chosen]))
-    return results
+    """Per image: boxes (n, 4) as (left, top, width, height) in input pixels, classes and scores
+    (objectness times class probability), best first; at most `top_k`, none under `min_score`."""
+    out = []
+    for boxes, classes, probs, objectness in peaks(outputs, count=3 * top_k, min_objectness=min_score):
+        out.append(select(boxes, classes, objectness * probs, top_k=top_k, min_score=min_score, nms_iou=nms_iou))
+    return out

@@ -28,9 +28,11 @@ import box_labels
 import centernet
 import jsonlines_protocol
 import object_loader
+import refiner
 
 CONFIG_FILE = "model-config.json"
 WEIGHTS_FILE = "model.pt"
+HEAD_FILE = "box-head.pt"
 BATCH = 64
 
 
@@ -42,7 +44,12 @@ def model_fn(model_dir: str) -> dict[str, Any]:
     net = centernet.build(config["architecture"])
     net.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
     net.eval()
-    return {"net": net, "input": config["input"], "decode": config["decode"]}
+    head = None
+    if config.get("box_head"):
+        head = refiner.build(config["box_head"])
+        head.load_state_dict(torch.load(folder / HEAD_FILE, map_location="cpu", weights_only=True))
+        head.eval()
+    return {"net": net, "head": head, "num_classes": int(config["num_classes"]), "input": config["input"], "decode": config["decode"]}
 
 
 def input_fn(request_body: bytes | str, request_content_type: str | None) -> list[dict[str, Any]]:
@@ -80,6 +87,18 @@ def _answer(boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray, size: tu
     return {"boxes": out, "image_size": [{"width": width, "height": height, "depth": depth}]}
 
 
+def _detect(model: dict[str, Any], images: torch.Tensor, settings: dict) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    top_k, min_score, nms_iou = int(settings["max_boxes"]), float(settings["min_score"]), float(settings["nms_iou"])
+    outputs = model["net"](images)
+    if model["head"] is None:
+        return centernet.decode(outputs, top_k=top_k, min_score=min_score, nms_iou=nms_iou)
+    # The head may raise a weak peak's score (objectness x its class probability): candidates
+    # are every peak whose objectness alone could still reach min_score.
+    found = centernet.peaks(outputs, count=3 * top_k, min_objectness=min_score)
+    refined = refiner.refine(model["head"], images, [(b, c, o) for b, c, _, o in found], model["num_classes"])
+    return [centernet.select(b, c, s, top_k=top_k, min_score=min_score, nms_iou=nms_iou) for b, c, s in refined]
+
+
 def predict_fn(input_object: list[dict[str, Any]], model: dict[str, Any]) -> list[dict[str, Any]]:
     """One {"boxes": [...], "image_size": [...]} answer per record, in order."""
     if not input_object:
@@ -92,11 +111,8 @@ def predict_fn(input_object: list[dict[str, Any]], model: dict[str, Any]) -> lis
         for start in range(0, len(loaded), BATCH):
             chunk = loaded[start : start + BATCH]
             pixels = torch.from_numpy(np.stack([pixels for pixels, _ in chunk]))
-            outputs = model["net"](centernet.normalise(pixels, spec["mean"], spec["std"]))
-            decoded = centernet.decode(
-                outputs, top_k=int(settings["max_boxes"]), min_score=float(settings["min_score"]),
-                nms_iou=float(settings["nms_iou"]),
-            )
+            images = centernet.normalise(pixels, spec["mean"], spec["std"])
+            decoded = _detect(model, images, settings)
             for (boxes, classes, scores), (_, size) in zip(decoded, chunk):
                 answers.append(_answer(boxes, classes, scores, size, spec["image_size"]))
     return answers

@@ -33,10 +33,12 @@ import centernet  # noqa: E402
 import hyperparameters as hp  # noqa: E402
 import manifest_channels  # noqa: E402
 import object_loader  # noqa: E402
+import refiner  # noqa: E402
 import script_mode  # noqa: E402
 
 CONFIG_FILE = "model-config.json"
 WEIGHTS_FILE = "model.pt"
+HEAD_FILE = "box-head.pt"
 FORMAT_VERSION = 1
 TASK = "object-detection"
 
@@ -56,6 +58,9 @@ SPECS = [
     hp.Spec("min-score", float, 0.05, "boxes scoring under this are not answered", minimum=0.0, maximum=1.0),
     hp.Spec("nms-iou", float, 0.6, "a box overlapping a stronger box more than this is dropped", minimum=0.0, maximum=1.0),
     hp.Spec("scale-jitter", float, 0.25, "random zoom of each training batch by up to this share (0: none)", minimum=0.0, maximum=0.5),
+    hp.Spec("box-head", bool, True, "a second look at each box (refiner.py): its class, no object, its edges"),
+    hp.Spec("head-epochs", int, None, "passes of the box head over the training boxes; auto: from the set's size", allow_auto=True, minimum=1),
+    hp.Spec("head-width", int, 16, "channels of the box head's first conv block (then 2x, 4x)", minimum=4, maximum=128),
 ]
 
 TARGET_STEPS = 1000  # optimiser steps the auto epoch count aims for ...
@@ -67,6 +72,13 @@ def auto_epochs(n: int, batch_size: int) -> int:
     steps_per_epoch = max(1, n // batch_size)
     epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps_per_epoch)))
     return max(3, min(epochs, math.ceil(SAMPLE_BUDGET / max(1, n))))
+
+
+HEAD_SAMPLE_BUDGET = 30_000  # image visits of the box head: ~7 crops each, ~1 min on 1 busy core
+
+
+def auto_head_epochs(n: int) -> int:
+    return max(4, min(40, math.ceil(HEAD_SAMPLE_BUDGET / max(1, n))))
 
 
 def one_cycle(total_steps: int, warmup_share: float = 0.15):
@@ -227,6 +239,8 @@ def train(args: dict) -> None:
         summary = " ".join(f"{key}={total / steps_per_epoch:.4f}" for key, total in totals.items())
         script_mode.log(f"epoch {epoch}/{epochs}: {summary} ({timer():.1f}s)")
 
+    head = train_head(args, x_train, b_train, c_train, spec, generator, timer) if args["box_head"] else None
+
     val_loss = None
     if len(x_val):
         net.eval()
@@ -241,6 +255,8 @@ def train(args: dict) -> None:
 
     out = script_mode.model_dir()
     torch.save(net.state_dict(), out / WEIGHTS_FILE)
+    if head is not None:
+        torch.save(head.state_dict(), out / HEAD_FILE)
     config = {
         "format_version": FORMAT_VERSION,
         "task": TASK,
@@ -248,6 +264,7 @@ def train(args: dict) -> None:
         "label_attribute": args["label_attribute"],
         "architecture": arch,
         "input": spec,
+        "box_head": refiner.architecture(channels, k, args["head_width"]) if head is not None else None,
         "decode": {"max_boxes": args["max_boxes"], "min_score": args["min_score"], "nms_iou": args["nms_iou"]},
         "train_box_counts": counts,
         "train_count": n,
@@ -258,6 +275,44 @@ def train(args: dict) -> None:
         "torch_version": torch.__version__,
     }
     script_mode.finish_model(out, CONFIG_FILE, config, timer())
+
+
+def train_head(args, images, boxes, classes, spec, generator, timer):
+    """The second stage (refiner.CropHead), trained on the training images' true boxes, moved at
+    random, and on random boxes that hold no object."""
+    n, k, size = len(images), args["num_classes"], spec["image_size"]
+    rng = np.random.default_rng(args["seed"])
+    head = refiner.build(refiner.architecture(spec["channels"], k, args["head_width"]))
+    batch_size = max(1, min(args["batch_size"], n))
+    steps_per_epoch = max(1, n // batch_size)
+    epochs = args["head_epochs"] or auto_head_epochs(n)
+    optimiser = torch.optim.AdamW(head.parameters(), lr=2e-3, weight_decay=args["weight_decay"])
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, one_cycle(epochs * steps_per_epoch))
+    for epoch in range(1, epochs + 1):
+        head.train()
+        order = torch.randperm(n, generator=generator).numpy()
+        totals = {"head-class": 0.0, "head-edges": 0.0}
+        for step in range(steps_per_epoch):
+            idx = order[step * batch_size : (step + 1) * batch_size]
+            xb = torch.from_numpy(images[idx]).to(torch.float32)
+            bb = [boxes[i].copy() for i in idx]
+            if args["horizontal_flip"]:
+                flip = rng.random(len(idx)) < 0.5
+                xb = torch.where(torch.from_numpy(flip)[:, None, None, None], xb.flip(3), xb)
+                for j in np.nonzero(flip)[0]:
+                    bb[j][:, 0] = size - bb[j][:, 0] - bb[j][:, 2]
+            batch = refiner.samples(bb, [classes[i] for i in idx], size, k, rng)
+            value, parts = refiner.loss(head, centernet.normalise(xb, spec["mean"], spec["std"]), batch)
+            optimiser.zero_grad(set_to_none=True)
+            value.backward()
+            optimiser.step()
+            schedule.step()
+            for key, part in parts.items():
+                totals[key] += part
+        summary = " ".join(f"{key}={total / steps_per_epoch:.4f}" for key, total in totals.items())
+        script_mode.log(f"box head epoch {epoch}/{epochs}: {summary} ({timer():.1f}s)")
+    head.eval()
+    return head
 
 
 def main(argv: list[str] | None = None) -> None:

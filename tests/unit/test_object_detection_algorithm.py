@@ -260,3 +260,30 @@ def test_zoomed_training_batches_keep_boxes_on_their_objects(tmp_path, factor):
     assert out_classes[0][0] == 1
     assert len(out_boxes[0]) == len(out_classes[0]) and np.all(out_boxes[0][:, :2] >= 0)
     assert np.all(out_boxes[0][:, :2] + out_boxes[0][:, 2:] <= 64 + 1e-4)
+
+
+def test_the_box_head_crops_the_box_and_its_edge_targets_lead_back_to_the_true_box():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "algorithms" / "object_detection"))
+    try:
+        import numpy as np
+        import refiner
+        import torch
+    finally:
+        sys.path.pop(0)
+    # A bright 10x20 bar on a dark 64x64 image: its crop shows the bar upright in the middle.
+    image = torch.zeros((1, 1, 64, 64))
+    image[0, 0, 20:40, 30:40] = 1.0
+    box = torch.tensor([[30.0, 20.0, 10.0, 20.0]])
+    crop = refiner.crop(image, torch.tensor([0]), refiner.frames(box))[0, 0]
+    assert crop.shape == (refiner.CROP, refiner.CROP)
+    middle = refiner.CROP // 2
+    assert crop[middle, middle] > 0.9 and crop[middle, 1] < 0.1 and crop[1, middle] < 0.5
+    # Jittered proposals with their edge targets applied land on the true box again.
+    rng = np.random.default_rng(0)
+    truth = np.array([[30.0, 20.0, 10.0, 20.0]], np.float32)
+    owner, props, cls, edges, positive = refiner.samples([truth], [np.array([1])], 64, 3, rng, copies=5)
+    assert cls[positive == 1].tolist() == [1] * 5 and set(cls[positive == 0].tolist()) <= {3}
+    moved = refiner.apply_edges(props, refiner.frames(props), edges)[positive == 1]
+    assert torch.allclose(moved, torch.from_numpy(truth).expand(5, 4), atol=1e-3)
