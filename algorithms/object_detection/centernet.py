@@ -11,6 +11,10 @@ score is its objectness times its class probability, so class doubt lowers it to
 keeps local maxima (3x3 max pooling), the best peaks, and drops a box overlapping a stronger one
 (any class): a duplicate would cost an unmatched box in Ground Truth's per-image IoU.
 
+This is the first stage: `peaks` proposes boxes by objectness, and refiner.py's second look
+names their classes and moves their edges (`decode` is the first stage alone, as trained without
+the box head).
+
 The backbone is a 4-level encoder (strides 2-16) with a two-step top-down path back to stride 4:
 its receptive field spans ~100 px at 128x128, enough for objects up to half the image, and it
 trains on one CPU core in minutes.
