@@ -40,6 +40,7 @@ import hyperparameters as hp  # noqa: E402
 import manifest_channels  # noqa: E402
 import object_loader  # noqa: E402
 import preprocess  # noqa: E402
+import schedule as lr_schedule  # noqa: E402
 import script_mode  # noqa: E402
 import temperature_scaling  # noqa: E402
 from network import architecture, build, normaliser  # noqa: E402
@@ -80,23 +81,8 @@ HEADER_SAMPLE = 512
 
 
 def auto_epochs(n: int, batch_size: int) -> int:
-    steps_per_epoch = max(1, n // batch_size)
-    epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps_per_epoch)))
-    return max(3, min(epochs, math.ceil(SAMPLE_BUDGET / max(1, n))))
-
-
-def one_cycle(total_steps: int, warmup_share: float = 0.25):
-    """Learning-rate factor per step: linear warm-up from 1/25 over the first quarter, then
-    cosine decay to ~0. Works for any number of steps, even 1."""
-    warmup = max(1, int(warmup_share * total_steps))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return 0.04 + 0.96 * step / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return 1e-3 + (1.0 - 1e-3) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
+    return lr_schedule.auto_epochs(n, batch_size, target_steps=TARGET_STEPS, min_epochs=MIN_EPOCHS,
+                                   max_epochs=MAX_EPOCHS, sample_budget=SAMPLE_BUDGET)
 
 
 def effective_batch_size(n: int, batch_size: int) -> int:
@@ -213,7 +199,7 @@ def train(args: dict) -> None:
     net = build(arch).to(device=device, memory_format=torch.channels_last)
     normalise = normaliser(mean, std)
     optimiser = torch.optim.AdamW(net.parameters(), lr=args["learning_rate"], weight_decay=args["weight_decay"])
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, one_cycle(epochs * steps_per_epoch))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_schedule.one_cycle(epochs * steps_per_epoch, 0.25))
     augment = args["augment"] if args["augment"] is not None else epochs >= AUGMENT_MIN_EPOCHS
     # One pixel at 28x28: three (1/8 of the side, as before) cost 0.3-1.7 points on Fashion-MNIST.
     max_shift = max(1, image_size // 28) if augment else 0

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-import box_labels
 import centernet
+import image_input
 import jsonlines_protocol
 import object_loader
 import refiner
@@ -62,7 +62,7 @@ def _load(item: tuple[int, dict[str, Any]], spec: dict) -> tuple[np.ndarray, tup
     if not isinstance(ref, str) or not ref:
         raise ValueError(f"request line {number}: missing 'source-ref' (the image's s3:// URI or file path)")
     try:
-        return box_labels.decode_image(object_loader.read_bytes(ref), spec["image_size"], spec["channels"])
+        return image_input.decode_image(object_loader.read_bytes(ref), spec["image_size"], spec["channels"])
     except (OSError, ValueError) as exc:
         raise ValueError(f"request line {number}: cannot use image {ref}: {exc}") from None
 

@@ -31,9 +31,11 @@ import torch  # noqa: E402
 import box_labels  # noqa: E402
 import centernet  # noqa: E402
 import hyperparameters as hp  # noqa: E402
+import image_input  # noqa: E402
 import manifest_channels  # noqa: E402
 import object_loader  # noqa: E402
 import refiner  # noqa: E402
+import schedule as lr_schedule  # noqa: E402
 import script_mode  # noqa: E402
 
 CONFIG_FILE = "model-config.json"
@@ -69,9 +71,8 @@ SAMPLE_BUDGET = 16_000  # ... while not visiting many more images than this (~3 
 
 
 def auto_epochs(n: int, batch_size: int) -> int:
-    steps_per_epoch = max(1, n // batch_size)
-    epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps_per_epoch)))
-    return max(3, min(epochs, math.ceil(SAMPLE_BUDGET / max(1, n))))
+    return lr_schedule.auto_epochs(n, batch_size, target_steps=TARGET_STEPS, min_epochs=MIN_EPOCHS,
+                                   max_epochs=MAX_EPOCHS, sample_budget=SAMPLE_BUDGET)
 
 
 HEAD_SAMPLE_BUDGET = 30_000  # image visits of the box head: ~7 crops each, ~1 min on 1 busy core
@@ -79,18 +80,6 @@ HEAD_SAMPLE_BUDGET = 30_000  # image visits of the box head: ~7 crops each, ~1 m
 
 def auto_head_epochs(n: int) -> int:
     return max(4, min(40, math.ceil(HEAD_SAMPLE_BUDGET / max(1, n))))
-
-
-def one_cycle(total_steps: int, warmup_share: float = 0.15):
-    warmup = max(1, int(warmup_share * total_steps))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return 0.04 + 0.96 * step / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return 1e-3 + (1.0 - 1e-3) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
 
 
 def image_ref(record: manifest_channels.Record) -> str:
@@ -110,7 +99,7 @@ def load(records: list[manifest_channels.Record], image_size: int, channels: int
     def one(record: manifest_channels.Record):
         ref = image_ref(record)
         try:
-            pixels, (width, height, _) = box_labels.decode_image(object_loader.read_bytes(ref), image_size, channels)
+            pixels, (width, height, _) = image_input.decode_image(object_loader.read_bytes(ref), image_size, channels)
         except (OSError, ValueError) as exc:
             raise record.error(f"cannot use image {ref}: {exc}") from None
         label: box_labels.BoxLabel = record.label
@@ -217,7 +206,7 @@ def train(args: dict) -> None:
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     net = centernet.build(arch).to(device)
     optimiser = torch.optim.AdamW(net.parameters(), lr=args["learning_rate"], weight_decay=args["weight_decay"])
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, one_cycle(epochs * steps_per_epoch))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_schedule.one_cycle(epochs * steps_per_epoch, 0.15))
     script_mode.log(f"training {epochs} epochs of {steps_per_epoch} steps, batch size {batch_size}, {threads} threads, on {device.type}")
     for epoch in range(1, epochs + 1):
         net.train()
@@ -287,7 +276,7 @@ def train_head(args, images, boxes, classes, spec, generator, timer):
     steps_per_epoch = max(1, n // batch_size)
     epochs = args["head_epochs"] or auto_head_epochs(n)
     optimiser = torch.optim.AdamW(head.parameters(), lr=2e-3, weight_decay=args["weight_decay"])
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, one_cycle(epochs * steps_per_epoch))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_schedule.one_cycle(epochs * steps_per_epoch, 0.15))
     for epoch in range(1, epochs + 1):
         head.train()
         order = torch.randperm(n, generator=generator).numpy()
