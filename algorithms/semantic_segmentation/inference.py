@@ -1,0 +1,128 @@
+"""Serve the semantic segmenter (SageMaker PyTorch inference toolkit handlers).
+
+Batch transform posts `application/jsonlines` (SplitType=Line, BatchStrategy=MultiRecord): each
+line an augmented-manifest line whose `source-ref` is `s3://...` or a local path. The answer is
+one line per input line, in order:
+
+    {"mask": "<base64 of a PNG>", "confidence": 0.8731,
+     "confidences": {"foreground-probability": 0.95, "softmin-pixels": 0.41, ...}}
+
+The mask is a one-channel (mode L) PNG at the image's own width x height whose pixel value is the
+class id (0 the background, 1..K the label categories). The network sees the image and its
+horizontal mirror (test-time augmentation); the mask is the argmax of their mean class
+probabilities, upsampled bilinearly to the image's size. `confidence` is the candidate
+`confidence.DEFAULT`; `confidences` holds every candidate (`confidence.NAMES`), rounded to 1e-4.
+
+Size: a mask's PNG grows with its image and the length of its class boundaries, not with K. A
+128x128 mask of a few objects takes a few hundred bytes; `reply_line_bound(width, height)` is the
+most any mask can take (the PNG of incompressible class ids), 22.8 kB for a 128x128 image.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+import confidence
+import image_input
+import jsonlines_protocol
+import object_loader
+import unet
+
+CONFIG_FILE = "model-config.json"
+WEIGHTS_FILE = "model.pt"
+BATCH = 32
+FRAME_BYTES = 400  # the reply line without its mask: the keys, the confidences and the newline
+
+
+def reply_line_bound(width: int, height: int) -> int:
+    """The longest reply line for a width x height image, whatever its mask: deflate stores what
+    it cannot compress, a few bytes a 64 kB block more (zlib's deflateBound), so the PNG is at most
+    its W x H class ids, a filter byte a row, that and its chunk headers (under 1/64 more), base64-encoded."""
+    raw = (width + 1) * height
+    return 4 * math.ceil((raw + raw // 64 + 256) / 3) + FRAME_BYTES
+
+
+def model_fn(model_dir: str) -> dict[str, Any]:
+    folder = Path(model_dir)
+    config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    if config.get("task") != "semantic-segmentation":
+        raise ValueError(f"{folder / CONFIG_FILE} is not a semantic-segmentation model")
+    net = unet.build(config["architecture"])
+    net.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    return {"net": net.to(device).eval(), "input": config["input"], "device": device}
+
+
+def input_fn(request_body: bytes | str, request_content_type: str | None) -> list[dict[str, Any]]:
+    return jsonlines_protocol.parse_request(request_body, request_content_type)
+
+
+def _load(item: tuple[int, dict[str, Any]], spec: dict) -> tuple[np.ndarray, tuple[int, int, int]]:
+    number, record = item
+    ref = record.get("source-ref")
+    if not isinstance(ref, str) or not ref:
+        raise ValueError(f"request line {number}: missing 'source-ref' (the image's s3:// URI or file path)")
+    try:
+        return image_input.decode_image(object_loader.read_bytes(ref), spec["image_size"], spec["channels"])
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"request line {number}: cannot use image {ref}: {exc}") from None
+
+
+def full_size_mask(probs: np.ndarray, width: int, height: int) -> np.ndarray:
+    """argmax over classes of the probabilities upsampled bilinearly to width x height, one class
+    at a time (a large photo's K + 1 full-size maps would not fit in memory together)."""
+    if probs.shape[1:] == (height, width):
+        return probs.argmax(0).astype(np.uint8)
+    best = np.full((height, width), -1.0, np.float32)
+    mask = np.zeros((height, width), np.uint8)
+    for c in range(probs.shape[0]):
+        plane = np.asarray(Image.fromarray(probs[c].astype(np.float32), "F").resize((width, height), Image.Resampling.BILINEAR))
+        better = plane > best
+        best[better], mask[better] = plane[better], c
+    return mask
+
+
+def encode_mask(mask: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(mask, "L").save(buffer, format="PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _answer(plain: np.ndarray, mirrored: np.ndarray, size: tuple[int, int, int]) -> dict[str, Any]:
+    values = {name: round(value, 4) for name, value in confidence.candidates(plain, mirrored).items()}
+    width, height, _ = size
+    mask = encode_mask(full_size_mask((plain + mirrored) / 2, width, height))
+    return {"mask": mask, "confidence": values[confidence.DEFAULT], "confidences": values}
+
+
+def predict_fn(input_object: list[dict[str, Any]], model: dict[str, Any]) -> list[dict[str, Any]]:
+    """One {"mask", "confidence", "confidences"} answer per record, in order."""
+    if not input_object:
+        return []
+    spec, net, device = model["input"], model["net"], model["device"]
+    workers = object_loader.workers_for(record.get("source-ref") for record in input_object)
+    loaded = object_loader.map_ordered(lambda item: _load(item, spec), list(enumerate(input_object, start=1)), workers)
+    answers: list[dict[str, Any]] = []
+    with torch.inference_mode():
+        for start in range(0, len(loaded), BATCH):
+            chunk = loaded[start : start + BATCH]
+            x = unet.normalise(torch.from_numpy(np.stack([pixels for pixels, _ in chunk])).to(device), spec["mean"], spec["std"])
+            plain = torch.softmax(net(x).float(), dim=1)
+            mirrored = torch.softmax(net(x.flip(3)).float(), dim=1).flip(3)
+            for probs, flipped, (_, size) in zip(plain.cpu().numpy(), mirrored.cpu().numpy(), chunk):
+                answers.append(_answer(probs, flipped, size))
+    return answers
+
+
+def output_fn(prediction: list[dict[str, Any]], accept: str | None) -> str:
+    jsonlines_protocol.response_content_type(accept)
+    return "".join(json.dumps(answer, separators=(",", ":")) + "\n" for answer in prediction)

@@ -1,0 +1,282 @@
+"""algorithms/semantic_segmentation, driven the way SageMaker drives it: train.py in a subprocess
+with a script-mode job's SM_* environment on Ground Truth semantic-segmentation labels, then
+inference.py's handlers answering a batch-transform request.
+
+The data: 96x80 grayscale images (not square, so masks must be resized per axis) holding one or
+two bright shapes, solid squares (class 1) and discs (class 2), on noise; the masks are PNGs
+whose pixel value is the class id, some mode L and some mode P (palette), as Ground Truth writes."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+WIDTH, HEIGHT = 96, 80
+COLORS = {"0": {"class-name": "BACKGROUND", "hex-color": "#ffffff"}, "1": {"class-name": "square", "hex-color": "#ff0000"},
+          "2": {"class-name": "disc", "hex-color": "#00ff00"}}
+
+
+def source_dir(workdir: Path) -> Path:
+    """The flattened source dir SageMaker extracts: algorithms/common + algorithms/semantic_segmentation."""
+    src = workdir / "src"
+    src.mkdir(parents=True)
+    for folder in ("common", "semantic_segmentation"):
+        for path in (ROOT / "algorithms" / folder).glob("*.py"):
+            shutil.copyfile(path, src / path.name)
+    return src
+
+
+def save_mask(mask: np.ndarray, path: Path, palette: bool) -> None:
+    image = Image.fromarray(mask, "L")
+    if palette:
+        image = image.convert("P")  # keeps the values as palette indices
+        image.putpalette([255, 255, 255, 255, 0, 0, 0, 255, 0] + [0] * (3 * 253))
+    image.save(path)
+
+
+def shapes(folder: Path, n: int, seed: int) -> list[dict[str, Any]]:
+    """Manifest lines with semantic-segmentation labels in Ground Truth's format."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
+    lines = []
+    for i in range(n):
+        image, mask = rng.normal(60, 20, size=(HEIGHT, WIDTH)), np.zeros((HEIGHT, WIDTH), np.uint8)
+        for _ in range(int(rng.integers(1, 3))):
+            r, cls = int(rng.integers(8, 16)), int(rng.integers(1, 3))
+            cx, cy = int(rng.integers(r, WIDTH - r)), int(rng.integers(r, HEIGHT - r))
+            inside = (abs(xx - cx) < r) & (abs(yy - cy) < r) if cls == 1 else (xx - cx) ** 2 + (yy - cy) ** 2 < r * r
+            image[inside] = rng.normal(200, 20, size=int(inside.sum()))
+            mask[inside] = cls
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "L").save(folder / f"{i}.png")
+        save_mask(mask, folder / f"{i}-mask.png", palette=i % 2 == 1)
+        lines.append({
+            "source-ref": str(folder / f"{i}.png"),
+            "shapes-ref": str(folder / f"{i}-mask.png"),
+            "shapes-metadata": {"internal-color-map": COLORS, "type": "groundtruth/semantic-segmentation", "human-annotated": "yes"},
+        })
+    return lines
+
+
+def write_channel(folder: Path, lines: list[dict[str, Any]]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "data.manifest").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+
+
+def run_training(src: Path, workdir: Path, hps: dict[str, Any]) -> tuple[subprocess.CompletedProcess, Path, Path]:
+    model_dir, failure = workdir / "model", workdir / "output" / "failure"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
+    env.update(
+        SM_MODEL_DIR=str(model_dir), SM_CHANNEL_TRAIN=str(workdir / "train"),
+        SM_CHANNEL_VALIDATION=str(workdir / "validation"), SM_NUM_CPUS="1", SM_OUTPUT_FAILURE=str(failure),
+        # as the orchestrator sends them: every value JSON-encoded into a string
+        SM_HPS=json.dumps({k: json.dumps(v) for k, v in hps.items()}),
+    )
+    proc = subprocess.run([sys.executable, "train.py"], cwd=src, env=env, capture_output=True, text=True, timeout=300)
+    return proc, model_dir, failure
+
+
+def load_module(src: Path, name: str):
+    sys.path.insert(0, str(src))
+    try:
+        spec = importlib.util.spec_from_file_location(f"_segmenter_{name}", src / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(src))
+        for shared in ("confidence", "image_input", "jsonlines_protocol", "object_loader", "unet", "mask_labels"):
+            sys.modules.pop(shared, None)
+
+
+def decode(answer: dict) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(answer["mask"])))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    work = tmp_path_factory.mktemp("segmenter")
+    src = source_dir(work)
+    write_channel(work / "train", shapes(work / "images", 120, seed=0))
+    write_channel(work / "validation", shapes(work / "val-images", 20, seed=1))
+    proc, model_dir, _ = run_training(
+        src, work, {"num-classes": 2, "label-attribute": "shapes", "image-size": 64, "epochs": 14, "seed": 0}
+    )
+    assert proc.returncode == 0, f"train.py failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return work, src, model_dir, proc.stdout
+
+
+def test_training_writes_the_model_its_config_and_the_serving_code(trained):
+    _, _, model_dir, stdout = trained
+    config = json.loads((model_dir / "model-config.json").read_text())
+    assert config["task"] == "semantic-segmentation" and config["num_classes"] == 2
+    assert config["input"]["image_size"] == 64 and config["input"]["channels"] == 1
+    assert len(config["train_pixel_counts"]) == 3 and all(count > 0 for count in config["train_pixel_counts"])
+    assert (model_dir / "model.pt").is_file() and (model_dir / "code" / "inference.py").is_file()
+    assert "validation-loss=" in stdout and config["validation_iou"] > 0.7
+
+
+def test_batch_transform_answers_masks_at_the_images_size_that_find_the_shapes(trained):
+    work, src, model_dir, _ = trained
+    inference = load_module(src, "inference")
+    image_iou = load_module(src, "confidence").image_iou
+    names = load_module(src, "confidence").NAMES
+    model = inference.model_fn(str(model_dir))
+    test = shapes(work / "test-images", 24, seed=2)
+    body = "".join(json.dumps({"source-ref": line["source-ref"], "labelloop-id": i}) + "\n" for i, line in enumerate(test))
+    reply = inference.output_fn(inference.predict_fn(inference.input_fn(body.encode(), "application/jsonlines"), model),
+                                "application/jsonlines")
+    answers = [json.loads(text) for text in reply.splitlines()]
+    assert len(answers) == len(test)
+    ious, square_ious = [], []
+    for answer, line in zip(answers, test):
+        assert set(answer) == {"mask", "confidence", "confidences"}
+        assert tuple(answer["confidences"]) == names
+        assert all(0.0 <= value <= 1.0 for value in answer["confidences"].values())
+        assert answer["confidence"] == answer["confidences"]["expected-iou"]
+        mask = decode(answer)
+        assert mask.format == "PNG" and mask.mode == "L" and mask.size == (WIDTH, HEIGHT)
+        predicted, truth = np.asarray(mask), np.asarray(Image.open(line["shapes-ref"]))
+        assert set(np.unique(predicted)) <= {0, 1, 2}
+        ious.append(image_iou(predicted, truth))
+        if 1 in truth:
+            square_ious.append(np.logical_and(predicted == 1, truth == 1).sum() / np.logical_or(predicted == 1, truth == 1).sum())
+    assert np.mean(ious) > 0.8, f"mean image IoU {np.mean(ious):.3f}"
+    assert np.mean(square_ious) > 0.8, f"squares segmented at IoU {np.mean(square_ious):.3f}"
+    assert max(len(text) + 1 for text in reply.splitlines()) <= inference.reply_line_bound(WIDTH, HEIGHT)
+
+
+def test_a_blank_image_gets_an_empty_mask_and_high_confidence_a_noisy_one_less(trained):
+    work, src, model_dir, _ = trained
+    inference = load_module(src, "inference")
+    model = inference.model_fn(str(model_dir))
+    rng = np.random.default_rng(7)
+    Image.fromarray(np.clip(rng.normal(60, 20, (HEIGHT, WIDTH)), 0, 255).astype(np.uint8)).save(work / "blank.png")
+    Image.fromarray(rng.integers(0, 256, (HEIGHT, WIDTH)).astype(np.uint8)).save(work / "static.png")
+    blank, static = inference.predict_fn([{"source-ref": str(work / "blank.png")}, {"source-ref": str(work / "static.png")}], model)
+    assert not np.asarray(decode(blank)).any()
+    assert blank["confidence"] > 0.8 and blank["confidence"] > static["confidence"]
+
+
+def test_requests_without_an_image_fail_naming_the_line(trained):
+    work, src, model_dir, _ = trained
+    inference = load_module(src, "inference")
+    model = inference.model_fn(str(model_dir))
+    body = json.dumps({"source-ref": str(work / "images" / "0.png")}) + '\n{"x": 1}\n'
+    with pytest.raises(ValueError, match="request line 2: missing 'source-ref'"):
+        inference.predict_fn(inference.input_fn(body, "application/jsonlines"), model)
+    with pytest.raises(ValueError, match="request line 1: cannot use image /nowhere.png"):
+        inference.predict_fn([{"source-ref": "/nowhere.png"}], model)
+
+
+def test_the_reply_line_bound_holds_for_the_least_compressible_mask(tmp_path):
+    src = source_dir(tmp_path)
+    inference, names = load_module(src, "inference"), load_module(src, "confidence").NAMES
+    rng = np.random.default_rng(0)
+    for width, height in ((128, 128), (96, 80), (640, 480)):
+        worst = rng.integers(0, 256, (height, width)).astype(np.uint8)
+        frame = {"confidence": 0.1234, "confidences": {name: 0.1234 for name in names}}
+        line = json.dumps({"mask": inference.encode_mask(worst), **frame}, separators=(",", ":")) + "\n"
+        bound = inference.reply_line_bound(width, height)
+        assert len(line) <= bound < 1.1 * len(line)
+
+
+def test_masks_are_upsampled_to_the_image_class_by_class(tmp_path):
+    inference = load_module(source_dir(tmp_path), "inference")
+    probs = np.zeros((3, 4, 4), np.float32)
+    probs[0], probs[1, :, :2], probs[2, 3, 3] = 0.4, 0.9, 0.95  # left half class 1, one corner pixel class 2
+    mask = inference.full_size_mask(probs, 200, 100)
+    assert mask.shape == (100, 200) and mask.dtype == np.uint8
+    assert (mask[:, :90] == 1).all() and (mask[:60, 110:] == 0).all() and mask[99, 199] == 2
+
+
+def test_gt_image_iou_and_the_confidence_candidates(tmp_path):
+    confidence = load_module(source_dir(tmp_path), "confidence")
+    a = np.zeros((4, 4), np.uint8)
+    b = a.copy()
+    a[:2, :2], b[:2, :1], b[3, 3] = 1, 1, 2  # class 1: IoU 2/4; class 2 only in b: 0; background not counted
+    assert confidence.image_iou(a, b) == pytest.approx(0.25)
+    assert confidence.image_iou(np.zeros((3, 3)), np.zeros((3, 3))) == 1.0
+    sure = np.zeros((3, 8, 8), np.float32)
+    sure[0], sure[1, 2:5, 2:5], sure[0, 2:5, 2:5] = 0.99, 0.99, 0.01
+    sure[2] = 0.01
+    values = confidence.candidates(sure, sure)
+    assert set(values) == set(confidence.NAMES) and confidence.DEFAULT in values
+    assert all(v > 0.9 for v in values.values()), values
+    unsure = sure.copy()
+    unsure[1, 2:5, 2:5], unsure[0, 2:5, 2:5], unsure[2, 2:5, 2:5] = 0.5, 0.1, 0.4
+    mirrored = sure.copy()
+    mirrored[1, 2:5, 2:5], mirrored[0, 2:5, 2:5] = 0.01, 0.99  # the mirror sees nothing there
+    doubtful = confidence.candidates(unsure, mirrored)
+    assert all(doubtful[name] < values[name] for name in confidence.NAMES), doubtful
+    assert doubtful["flip-agreement"] == 0.0
+
+
+def test_rgb_masks_are_read_by_the_color_map_and_unusable_masks_are_explained(tmp_path):
+    mask_labels = load_module(source_dir(tmp_path), "mask_labels")
+    colors = mask_labels.color_map({"internal-color-map": COLORS}, 2)
+    rgb = np.zeros((2, 3, 3), np.uint8) + 255
+    rgb[0, 0], rgb[1, 2] = (255, 0, 0), (0, 255, 0)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buffer, format="PNG")
+    assert mask_labels.decode_mask(buffer.getvalue(), 2, colors).tolist() == [[1, 0, 0], [0, 0, 2]]
+    rgb[0, 1] = (1, 2, 3)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buffer, format="PNG")
+    with pytest.raises(ValueError, match="colours not in the internal-color-map: #010203"):
+        mask_labels.decode_mask(buffer.getvalue(), 2, colors)
+    buffer = io.BytesIO()
+    Image.new("I;16", (2, 2)).save(buffer, format="PNG")
+    with pytest.raises(ValueError, match="expected a one-channel PNG"):
+        mask_labels.decode_mask(buffer.getvalue(), 2, colors)
+    with pytest.raises(ValueError, match="is not a decodable image"):
+        mask_labels.decode_mask(b"not a png", 2, colors)
+    with pytest.raises(ValueError, match="internal-color-map has class 7, out of range for num-classes=2"):
+        mask_labels.color_map({"internal-color-map": {**COLORS, "7": {"class-name": "extra"}}}, 2)
+    assert mask_labels.mask_key("label") == "label-ref" and mask_labels.mask_key("label-ref") == "label-ref"
+
+
+def _break(lines: list[dict], tmp_path: Path, how: str) -> None:
+    line = lines[1]
+    if how == "class id":
+        save_mask(np.full((HEIGHT, WIDTH), 5, np.uint8), Path(line["shapes-ref"]), palette=False)
+    elif how == "size":
+        save_mask(np.zeros((10, 10), np.uint8), Path(line["shapes-ref"]), palette=False)
+    elif how == "missing mask":
+        line["shapes-ref"] = str(tmp_path / "nowhere.png")
+    elif how == "no ref":
+        del line["shapes-ref"]
+
+
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("class id", "has class ids [5] out of range for num-classes=2 (class ids 0..2, 0 the background)"),
+        ("size", "is 10x10 but image"),
+        ("missing mask", "cannot use mask: cannot read"),
+        ("no ref", "missing label attribute 'shapes-ref'"),
+    ],
+)
+def test_bad_labels_fail_the_job_naming_channel_file_and_line(tmp_path, how, message):
+    src = source_dir(tmp_path)
+    lines = shapes(tmp_path / "images", 3, seed=4)
+    _break(lines, tmp_path, how)
+    write_channel(tmp_path / "train", lines)
+    proc, _, failure = run_training(src, tmp_path, {"num-classes": 2, "label-attribute": "shapes", "epochs": 1})
+    assert proc.returncode == 1
+    reason = failure.read_text()
+    assert "train channel file" in reason and "data.manifest line 2" in reason
+    assert message in reason, reason
