@@ -1,12 +1,15 @@
 """Reading an object named by an augmented-manifest reference: `s3://bucket/key` or a local path.
 
 S3 objects are read with boto3 `get_object` (boto3 is imported only when an S3 reference is
-met, and one client is shared by all threads). Anything else is a local file path; a `file://`
-prefix is accepted. `map_ordered` fetches in a thread pool (`workers_for`): S3 reads are latency-bound.
+met, and one client is shared by all threads). A `data:<type>;base64,<data>` URL (RFC 2397)
+holds the object itself: labelloop's training channels carry small label files (masks) that way.
+Anything else is a local file path; a `file://` prefix is accepted. `map_ordered` fetches in a thread pool (`workers_for`): S3 reads are latency-bound.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -39,10 +42,23 @@ def split_s3(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+def short(ref: str) -> str:
+    """`ref` for a message: a data: URL (or any long reference) cut to its start and its length."""
+    return ref if len(ref) <= 200 else f"{ref[:60]}... ({len(ref)} characters)"
+
+
 def read_bytes(ref: str) -> bytes:
     """The content of the object `ref` names. Raises OSError/ValueError with the reference in it."""
     if not isinstance(ref, str) or not ref:
         raise ValueError(f"expected an object reference (s3://bucket/key or a file path), got {ref!r}")
+    if ref.startswith("data:"):
+        header, comma, payload = ref.partition(",")
+        if not comma or not header.endswith(";base64"):
+            raise ValueError(f"{short(ref)} is not a base64 data URL (data:<type>;base64,<data>)")
+        try:
+            return base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"{short(ref)} is not valid base64 ({exc})") from None
     if ref.startswith("s3://"):
         bucket, key = split_s3(ref)
         try:

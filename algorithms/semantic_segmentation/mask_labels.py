@@ -1,11 +1,16 @@
 """Ground Truth semantic-segmentation labels: reading and checking them.
 
-A labeled line names its mask beside its image, and describes the classes:
+A labeled line names its mask beside its image, and may describe the classes:
 
     {"source-ref": "s3://bucket/img.png",
      "label-ref": "s3://bucket/masks/img.png",
-     "label-metadata": {"internal-color-map": {"0": {"class-name": "BACKGROUND", "hex-color": "#ffffff"},
-                                               "1": {"class-name": "shirt", "hex-color": "#2ca02c"}}, ...}}
+     "label-ref-metadata": {"internal-color-map": {"0": {"class-name": "BACKGROUND", "hex-color": "#ffffff"},
+                                                   "1": {"class-name": "shirt", "hex-color": "#2ca02c"}}, ...}}
+
+The mask's reference is an s3:// URI, a file path or a data: URL holding the PNG (labelloop's
+training channels carry masks inline). The label attribute is `label-ref` here, as Ground Truth
+names it; given as `label`, the mask is read from `label` or else `label-ref` (and the metadata
+from `<key>-metadata` or `label-metadata`).
 
 Class ids follow Ground Truth: 0 is the background and the label categories are 1..K, so
 `num-classes` is K (the label category config's length) and the network has K + 1 outputs. The
@@ -26,19 +31,24 @@ from PIL import Image
 Image.MAX_IMAGE_PIXELS = 200_000_000
 
 
-def mask_key(label_attribute: str) -> str:
-    """The line's key naming the mask: `<attr>-ref` (an attribute given with its `-ref` is taken as is)."""
-    return label_attribute if label_attribute.endswith("-ref") else f"{label_attribute}-ref"
+def mask_keys(label_attribute: str) -> tuple[str, ...]:
+    """The keys that may name a line's mask, in order: the attribute itself (Ground Truth's
+    LabelAttributeName of a segmentation job ends in `-ref`) and, when it does not end so, `<attr>-ref`."""
+    return (label_attribute,) if label_attribute.endswith("-ref") else (label_attribute, f"{label_attribute}-ref")
 
 
-def metadata_key(label_attribute: str) -> str:
-    return f"{label_attribute.removesuffix('-ref')}-metadata"
+def metadata_of(line: dict[str, Any], key: str) -> Any:
+    """The metadata beside the mask named by `key`: `<key>-metadata`, else (`<attr>-ref`) `<attr>-metadata`."""
+    for name in (f"{key}-metadata", f"{key.removesuffix('-ref')}-metadata"):
+        if name in line:
+            return line[name]
+    return None
 
 
 def parse_mask_ref(value: Any, num_classes: int) -> str:
-    """The mask's reference (s3:// URI or path), as `manifest_channels.read_channel`'s `parse`."""
+    """The mask's reference, as `manifest_channels.read_channel`'s `parse`."""
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected the mask's s3:// URI or file path, got {str(value)[:80]!r}")
+        raise ValueError(f"expected the mask's s3:// URI, file path or data: URL, got {str(value)[:80]!r}")
     return value
 
 

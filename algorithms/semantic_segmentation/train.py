@@ -4,8 +4,8 @@ enough; CUDA is used when present).
     python train.py --num-classes 10 [--epochs 30 ...]     # hyperparameters also come from SM_HPS
 
 Reads the `train` and (optional) `validation` channels: augmented-manifest JSON Lines whose
-`source-ref` is the image and whose `<label-attribute>-ref` is its Ground Truth mask (`s3://...`
-or a local path; `mask_labels`: class ids 0..K, 0 the background, K = num-classes). Every image
+`source-ref` is the image and whose label attribute names its Ground Truth mask (`s3://...`, a
+local path or a data: URL; `mask_labels`: class ids 0..K, 0 the background, K = num-classes). Every image
 and mask is stretched to a square `image-size` (the mask by nearest neighbour), and
 `unet.UNet` is trained with AdamW on a one-cycle schedule, with random horizontal flips and a
 random zoom of each batch (`scale-jitter`). Writes to SM_MODEL_DIR:
@@ -19,6 +19,7 @@ when there is validation data.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 # OpenMP worker threads that spin while they wait stall badly when the cores are shared.
@@ -44,7 +45,7 @@ FORMAT_VERSION = 1
 TASK = "semantic-segmentation"
 
 SPECS = [
-    hp.Spec("label-attribute", str, "label", "the label attribute: the line's `<attr>-ref` names the mask"),
+    hp.Spec("label-attribute", str, "label-ref", "the attribute naming the mask (`label` also finds `label-ref`)"),
     hp.Spec("num-classes", int, hp.REQUIRED, "foreground classes K; mask class ids are 0..K, 0 the background", minimum=1, maximum=254),
     hp.Spec("seed", int, 0, "seeds shuffling, initialisation and augmentation"),
     hp.Spec("epochs", int, None, "passes over the training set; auto: from the set's size", allow_auto=True, minimum=1),
@@ -68,33 +69,54 @@ def auto_epochs(n: int, batch_size: int) -> int:
                                    max_epochs=MAX_EPOCHS, sample_budget=SAMPLE_BUDGET)
 
 
+def read_masks(name: str, args: dict) -> list[manifest_channels.Record]:
+    """The channel's records, each labeled (key, reference) with the key that names its mask."""
+    keys, k = mask_labels.mask_keys(args["label_attribute"]), args["num_classes"]
+    records = manifest_channels.read_channel(
+        name, manifest_channels.channel_dir(name), label_attribute=keys[0], num_classes=k,
+        parse=mask_labels.parse_mask_ref, require_label=len(keys) == 1,
+    )
+    out = []
+    for record in records:
+        key = keys[0] if record.label is not None else keys[-1]
+        if record.label is None:
+            if key not in record.data:
+                raise record.error(f"missing label attribute {keys[0]!r} (or {key!r})")
+            try:
+                mask_labels.parse_mask_ref(record.data[key], k)
+            except ValueError as exc:
+                raise record.error(f"label attribute {key!r}: {exc}") from None
+        out.append(dataclasses.replace(record, label=(key, record.data[key])))
+    return out
+
+
 def load(records: list[manifest_channels.Record], args: dict, channels: int | None):
     """Images (N, C, S, S) uint8, masks (N, S, S) uint8 of class ids, and the images' depths."""
     size, k = args["image_size"], args["num_classes"]
-    meta = mask_labels.metadata_key(args["label_attribute"])
 
     def one(record: manifest_channels.Record):
         ref = record.data.get("source-ref")
         if not isinstance(ref, str) or not ref:
             raise record.error("missing 'source-ref' (the image's s3:// URI or file path)")
+        key, mask_ref = record.label
         try:
-            colors = mask_labels.color_map(record.data.get(meta), k)
+            colors = mask_labels.color_map(mask_labels.metadata_of(record.data, key), k)
         except ValueError as exc:
-            raise record.error(f"{meta!r}: {exc}") from None
+            raise record.error(f"the mask's metadata: {exc}") from None
         try:
             pixels, (width, height, depth) = image_input.decode_image(object_loader.read_bytes(ref), size, channels or 3)
         except (OSError, ValueError) as exc:
             raise record.error(f"cannot use image {ref}: {exc}") from None
         try:
-            data = object_loader.read_bytes(record.label)
+            data = object_loader.read_bytes(mask_ref)
         except (OSError, ValueError) as exc:
             raise record.error(f"cannot use mask: {exc}") from None
         try:
             ids = mask_labels.decode_mask(data, k, colors)
         except ValueError as exc:
-            raise record.error(f"mask {record.label} {exc}") from None
+            raise record.error(f"mask {object_loader.short(mask_ref)} {exc}") from None
         if ids.shape != (height, width):
-            raise record.error(f"mask {record.label} is {ids.shape[1]}x{ids.shape[0]} but image {ref} is {width}x{height}")
+            raise record.error(f"mask {object_loader.short(mask_ref)} is {ids.shape[1]}x{ids.shape[0]} but image {ref} is {width}x{height}")
         return pixels, mask_labels.resize_mask(ids, size), depth
 
     workers = object_loader.workers_for(r.data.get("source-ref") for r in records)
@@ -148,13 +170,7 @@ def train(args: dict) -> None:
     if args["channels"] not in (None, 1, 3):
         raise ValueError(f"hyperparameter channels must be 1, 3 or auto, got {args['channels']}")
 
-    def read(name: str) -> list[manifest_channels.Record]:
-        return manifest_channels.read_channel(
-            name, manifest_channels.channel_dir(name), label_attribute=mask_labels.mask_key(args["label_attribute"]),
-            num_classes=k, parse=mask_labels.parse_mask_ref,
-        )
-
-    train_records, val_records = read("train"), read("validation")
+    train_records, val_records = read_masks("train", args), read_masks("validation", args)
     if not train_records:
         raise ValueError("the train channel has no items (SM_CHANNEL_TRAIN is unset, missing or empty)")
     x_train, y_train, depths = load(train_records, args, args["channels"])

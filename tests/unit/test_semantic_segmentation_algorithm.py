@@ -4,7 +4,8 @@ inference.py's handlers answering a batch-transform request.
 
 The data: 96x80 grayscale images (not square, so masks must be resized per axis) holding one or
 two bright shapes, solid squares (class 1) and discs (class 2), on noise; the masks are PNGs
-whose pixel value is the class id, some mode L and some mode P (palette), as Ground Truth writes."""
+whose pixel value is the class id, some mode L and some mode P (palette), some files and some
+inline as data: URLs (as labelloop's training channels carry them)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def save_mask(mask: np.ndarray, path: Path, palette: bool) -> None:
     image.save(path)
 
 
-def shapes(folder: Path, n: int, seed: int) -> list[dict[str, Any]]:
+def shapes(folder: Path, n: int, seed: int, attribute: str = "shapes-ref") -> list[dict[str, Any]]:
     """Manifest lines with semantic-segmentation labels in Ground Truth's format."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -63,10 +64,13 @@ def shapes(folder: Path, n: int, seed: int) -> list[dict[str, Any]]:
             mask[inside] = cls
         Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "L").save(folder / f"{i}.png")
         save_mask(mask, folder / f"{i}-mask.png", palette=i % 2 == 1)
+        ref = str(folder / f"{i}-mask.png")
+        if i % 3 == 2:
+            ref = "data:image/png;base64," + base64.b64encode((folder / f"{i}-mask.png").read_bytes()).decode()
         lines.append({
             "source-ref": str(folder / f"{i}.png"),
-            "shapes-ref": str(folder / f"{i}-mask.png"),
-            "shapes-metadata": {"internal-color-map": COLORS, "type": "groundtruth/semantic-segmentation", "human-annotated": "yes"},
+            attribute: ref,
+            f"{attribute}-metadata": {"internal-color-map": COLORS, "type": "groundtruth/semantic-segmentation"},
         })
     return lines
 
@@ -106,6 +110,10 @@ def decode(answer: dict) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(answer["mask"])))
 
 
+def true_mask(ref: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(ref.split(",", 1)[1])) if ref.startswith("data:") else ref))
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     work = tmp_path_factory.mktemp("segmenter")
@@ -113,7 +121,7 @@ def trained(tmp_path_factory):
     write_channel(work / "train", shapes(work / "images", 120, seed=0))
     write_channel(work / "validation", shapes(work / "val-images", 20, seed=1))
     proc, model_dir, _ = run_training(
-        src, work, {"num-classes": 2, "label-attribute": "shapes", "image-size": 64, "epochs": 14, "seed": 0}
+        src, work, {"num-classes": 2, "label-attribute": "shapes-ref", "image-size": 64, "epochs": 14, "seed": 0}
     )
     assert proc.returncode == 0, f"train.py failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return work, src, model_dir, proc.stdout
@@ -149,7 +157,7 @@ def test_batch_transform_answers_masks_at_the_images_size_that_find_the_shapes(t
         assert answer["confidence"] == answer["confidences"]["expected-iou"]
         mask = decode(answer)
         assert mask.format == "PNG" and mask.mode == "L" and mask.size == (WIDTH, HEIGHT)
-        predicted, truth = np.asarray(mask), np.asarray(Image.open(line["shapes-ref"]))
+        predicted, truth = np.asarray(mask), true_mask(line["shapes-ref"])
         assert set(np.unique(predicted)) <= {0, 1, 2}
         ious.append(image_iou(predicted, truth))
         if 1 in truth:
@@ -246,10 +254,17 @@ def test_rgb_masks_are_read_by_the_color_map_and_unusable_masks_are_explained(tm
         mask_labels.decode_mask(b"not a png", 2, colors)
     with pytest.raises(ValueError, match="internal-color-map has class 7, out of range for num-classes=2"):
         mask_labels.color_map({"internal-color-map": {**COLORS, "7": {"class-name": "extra"}}}, 2)
-    assert mask_labels.mask_key("label") == "label-ref" and mask_labels.mask_key("label-ref") == "label-ref"
+    assert mask_labels.mask_keys("label") == ("label", "label-ref") and mask_labels.mask_keys("label-ref") == ("label-ref",)
+    line = {"label-ref": "x.png", "label-ref-metadata": {"a": 1}, "label-metadata": {"b": 2}}
+    assert mask_labels.metadata_of(line, "label-ref") == {"a": 1}
+    del line["label-ref-metadata"]
+    assert mask_labels.metadata_of(line, "label-ref") == {"b": 2}
 
 
 def _break(lines: list[dict], tmp_path: Path, how: str) -> None:
+    """Line 2 of `lines` made wrong in one way; its mask is `shapes-ref`, its metadata `shapes-metadata`."""
+    for line in lines:
+        line["shapes-ref"], line["shapes-metadata"] = line.pop("shapes"), line.pop("shapes-metadata")
     line = lines[1]
     if how == "class id":
         save_mask(np.full((HEIGHT, WIDTH), 5, np.uint8), Path(line["shapes-ref"]), palette=False)
@@ -259,6 +274,10 @@ def _break(lines: list[dict], tmp_path: Path, how: str) -> None:
         line["shapes-ref"] = str(tmp_path / "nowhere.png")
     elif how == "no ref":
         del line["shapes-ref"]
+    elif how == "bad data URL":
+        line["shapes-ref"] = "data:image/png;base64,!!" + "A" * 300
+    elif how == "color map":
+        line["shapes-metadata"]["internal-color-map"] = {**COLORS, "7": {"class-name": "extra"}}
 
 
 @pytest.mark.parametrize(
@@ -267,12 +286,14 @@ def _break(lines: list[dict], tmp_path: Path, how: str) -> None:
         ("class id", "has class ids [5] out of range for num-classes=2 (class ids 0..2, 0 the background)"),
         ("size", "is 10x10 but image"),
         ("missing mask", "cannot use mask: cannot read"),
-        ("no ref", "missing label attribute 'shapes-ref'"),
+        ("no ref", "missing label attribute 'shapes' (or 'shapes-ref')"),
+        ("bad data URL", "cannot use mask: data:image/png;base64,!!AAAA"),
+        ("color map", "the mask's metadata: internal-color-map has class 7, out of range for num-classes=2"),
     ],
 )
 def test_bad_labels_fail_the_job_naming_channel_file_and_line(tmp_path, how, message):
     src = source_dir(tmp_path)
-    lines = shapes(tmp_path / "images", 3, seed=4)
+    lines = shapes(tmp_path / "images", 3, seed=4, attribute="shapes")  # the mask found at `shapes-ref`
     _break(lines, tmp_path, how)
     write_channel(tmp_path / "train", lines)
     proc, _, failure = run_training(src, tmp_path, {"num-classes": 2, "label-attribute": "shapes", "epochs": 1})
