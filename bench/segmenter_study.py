@@ -97,7 +97,7 @@ def source_dir(work: Path) -> Path:
 
 def train(src: Path, work: Path, lines: list[dict], hps: dict) -> tuple[Path, float, float]:
     """The model folder, the training's wall seconds and its CPU seconds (user + system)."""
-    channel, model = work / "train", work / "model"
+    channel, model = work / "train", work / f"model-{len(lines)}"
     for folder in (channel, model):
         shutil.rmtree(folder, ignore_errors=True)
     channel.mkdir(parents=True)
@@ -136,10 +136,12 @@ def predict(inference, model: Path, lines: list[dict]) -> list[dict]:
 
 
 def report(size: int, answers: list[dict], test: list[dict], image_iou, rows: list[dict]) -> None:
-    ious = np.array([
-        image_iou(np.asarray(Image.open(io.BytesIO(base64.b64decode(a["mask"])))), np.asarray(Image.open(line["label-ref"])))
-        for a, line in zip(answers, test)
-    ])
+    pairs = [(np.asarray(Image.open(io.BytesIO(base64.b64decode(a["mask"])))), np.asarray(Image.open(line["label-ref"])))
+             for a, line in zip(answers, test)]
+    ious = np.array([image_iou(predicted, truth) for predicted, truth in pairs])
+    agnostic = np.mean([image_iou(predicted > 0, truth > 0) for predicted, truth in pairs])
+    right = np.mean([(predicted[truth > 0] == truth[truth > 0]).mean() for predicted, truth in pairs])
+    print(f"  class-agnostic mean IoU {agnostic:.3f}; true foreground pixels given their class: {right:.1%}")
     n = len(ious)
     print(f"  mean IoU {ious.mean():.3f}; images at IoU >= 0.7: {np.mean(ious >= 0.7):.1%}; "
           f"longest reply line {max(len(json.dumps(a, separators=(',', ':'))) for a in answers) + 1} bytes")
@@ -150,7 +152,8 @@ def report(size: int, answers: list[dict], test: list[dict], image_iou, rows: li
         rho = float(spearmanr(values, ious)[0])
         print(f"    {name:24s} spearman {rho:+.3f}  top-50% IoU {top50:.3f}  top-25% IoU {top25:.3f}")
         rows.append({"size": size, "signal": name, "spearman": rho, "top50": top50, "top25": top25})
-    rows.append({"size": size, "mean_iou": float(ious.mean()), "share_at_0.7": float(np.mean(ious >= 0.7))})
+    rows.append({"size": size, "mean_iou": float(ious.mean()), "share_at_0.7": float(np.mean(ious >= 0.7)),
+                 "agnostic_iou": float(agnostic), "pixel_class_accuracy": float(right)})
 
 
 def main() -> None:

@@ -5,13 +5,14 @@ Ground Truth scores a semantic-segmentation label by the mean, over the classes 
 mask (background excluded), of each class's IoU (`image_iou`). The candidates estimate that
 number for a prediction without its reference. Each is computed at the network's resolution
 from the class probabilities (K + 1, S, S) of the image (`plain`) and of its horizontal mirror
-(mirrored back, `mirrored`), and their mean (`probs`), whose argmax is the predicted mask:
+(mirrored back, `mirrored`), and their mean (`probs`), from which `regions.decode` makes the
+mask. A pixel's probability below is that of the class the mask gives it:
 
-- `foreground-probability`: the mean top probability over the pixels predicted foreground (over
-  all pixels when none is);
-- `softmin-pixels`: a soft minimum of the top probability over all pixels (temperature
-  `SOFTMIN_T`; Lad & Mueller 2023 found it best at flagging bad segmentation labels);
-- `softmin-classes`: a soft minimum over the predicted classes of their mean top probability;
+- `foreground-probability`: the mean pixel probability over the mask's foreground (over all
+  pixels when it has none);
+- `softmin-pixels`: a soft minimum of the pixel probabilities (temperature `SOFTMIN_T`; Lad &
+  Mueller 2023 found it best at flagging bad segmentation labels);
+- `softmin-classes`: a soft minimum over the mask's classes of their mean pixel probability;
 - `expected-iou`: the per-class IoU the probabilities expect of the prediction (expected
   intersection over expected union), averaged over the predicted classes, and over the classes
   predicted nowhere but probable somewhere (an expected IoU of 0, weighted by how probable);
@@ -25,6 +26,8 @@ from the class probabilities (K + 1, S, S) of the image (`plain`) and of its hor
 from __future__ import annotations
 
 import numpy as np
+
+import regions
 
 DEFAULT = "expected-iou"
 SOFTMIN_T = 0.1
@@ -67,19 +70,24 @@ def _expected_iou(probs: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.dot(scores, weights) / sum(weights))
 
 
-def candidates(plain: np.ndarray, mirrored: np.ndarray) -> dict[str, float]:
-    """Every candidate's value, each in [0, 1], for the mask `((plain + mirrored) / 2).argmax(0)`."""
+def assess(plain: np.ndarray, mirrored: np.ndarray) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """For a batch (N, K + 1, S, S) of both: the masks (uint8 class ids, N x S x S) and, per
+    image, every candidate's value, each in [0, 1]."""
     probs = (plain + mirrored) / 2
-    predicted = probs.argmax(0)
-    top = probs.max(0)
+    masks = regions.decode(probs)
+    flips = [image_iou(a, b) for a, b in zip(regions.decode(plain), regions.decode(mirrored))]
+    return masks, [_candidates(p, m, flip) for p, m, flip in zip(probs, masks, flips)]
+
+
+def _candidates(probs: np.ndarray, predicted: np.ndarray, flip: float) -> dict[str, float]:
+    mine = np.take_along_axis(probs, predicted[None].astype(np.int64), axis=0)[0]
     foreground = predicted > 0
-    per_class = [float(top[predicted == c].mean()) for c in np.unique(predicted[foreground])]
-    flip = image_iou(plain.argmax(0), mirrored.argmax(0))
+    per_class = [float(mine[predicted == c].mean()) for c in np.unique(predicted[foreground])]
     expected = _expected_iou(probs, predicted)
     values = {
-        "foreground-probability": float(top[foreground].mean()) if foreground.any() else float(top.mean()),
-        "softmin-pixels": _softmin(top.ravel().astype(np.float64)),
-        "softmin-classes": _softmin(np.array(per_class)) if per_class else float(top.mean()),
+        "foreground-probability": float(mine[foreground].mean()) if foreground.any() else float(mine.mean()),
+        "softmin-pixels": _softmin(mine.ravel().astype(np.float64)),
+        "softmin-classes": _softmin(np.array(per_class)) if per_class else float(mine.mean()),
         "expected-iou": expected,
         "flip-agreement": flip,
         "expected-iou-x-flip": expected * flip,

@@ -9,8 +9,9 @@ one line per input line, in order:
 
 The mask is a one-channel (mode L) PNG at the image's own width x height whose pixel value is the
 class id (0 the background, 1..K the label categories). The network sees the image and its
-horizontal mirror (test-time augmentation); the mask is the argmax of their mean class
-probabilities, upsampled bilinearly to the image's size. `confidence` is the candidate
+horizontal mirror (test-time augmentation); the mask is made from their mean class
+probabilities (`regions.decode`: foreground where the background is under 0.5, one class an
+object) and upsampled to the image's size. `confidence` is the candidate
 `confidence.DEFAULT`; `confidences` holds every candidate (`confidence.NAMES`), rounded to 1e-4.
 
 Size: a mask's PNG grows with its image and the length of its class boundaries, not with K. A
@@ -77,18 +78,18 @@ def _load(item: tuple[int, dict[str, Any]], spec: dict) -> tuple[np.ndarray, tup
         raise ValueError(f"request line {number}: cannot use image {ref}: {exc}") from None
 
 
-def full_size_mask(probs: np.ndarray, width: int, height: int) -> np.ndarray:
-    """argmax over classes of the probabilities upsampled bilinearly to width x height, one class
-    at a time (a large photo's K + 1 full-size maps would not fit in memory together)."""
-    if probs.shape[1:] == (height, width):
-        return probs.argmax(0).astype(np.uint8)
+def full_size_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The S x S mask at width x height: each class's region upsampled bilinearly (smooth borders,
+    not the staircase of nearest neighbour), the pixel going to the class that covers it most."""
+    if mask.shape == (height, width):
+        return mask
     best = np.full((height, width), -1.0, np.float32)
-    mask = np.zeros((height, width), np.uint8)
-    for c in range(probs.shape[0]):
-        plane = np.asarray(Image.fromarray(probs[c].astype(np.float32), "F").resize((width, height), Image.Resampling.BILINEAR))
+    out = np.zeros((height, width), np.uint8)
+    for c in np.unique(mask):  # one class at a time: a large photo's planes would not fit in memory together
+        plane = np.asarray(Image.fromarray((mask == c).astype(np.float32), "F").resize((width, height), Image.Resampling.BILINEAR))
         better = plane > best
-        best[better], mask[better] = plane[better], c
-    return mask
+        best[better], out[better] = plane[better], c
+    return out
 
 
 def encode_mask(mask: np.ndarray) -> str:
@@ -97,11 +98,10 @@ def encode_mask(mask: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _answer(plain: np.ndarray, mirrored: np.ndarray, size: tuple[int, int, int]) -> dict[str, Any]:
-    values = {name: round(value, 4) for name, value in confidence.candidates(plain, mirrored).items()}
+def _answer(mask: np.ndarray, values: dict[str, float], size: tuple[int, int, int]) -> dict[str, Any]:
+    values = {name: round(value, 4) for name, value in values.items()}
     width, height, _ = size
-    mask = encode_mask(full_size_mask((plain + mirrored) / 2, width, height))
-    return {"mask": mask, "confidence": values[confidence.DEFAULT], "confidences": values}
+    return {"mask": encode_mask(full_size_mask(mask, width, height)), "confidence": values[confidence.DEFAULT], "confidences": values}
 
 
 def predict_fn(input_object: list[dict[str, Any]], model: dict[str, Any]) -> list[dict[str, Any]]:
@@ -118,8 +118,8 @@ def predict_fn(input_object: list[dict[str, Any]], model: dict[str, Any]) -> lis
             x = unet.normalise(torch.from_numpy(np.stack([pixels for pixels, _ in chunk])).to(device), spec["mean"], spec["std"])
             plain = torch.softmax(net(x).float(), dim=1)
             mirrored = torch.softmax(net(x.flip(3)).float(), dim=1).flip(3)
-            for probs, flipped, (_, size) in zip(plain.cpu().numpy(), mirrored.cpu().numpy(), chunk):
-                answers.append(_answer(probs, flipped, size))
+            masks, values = confidence.assess(plain.cpu().numpy(), mirrored.cpu().numpy())
+            answers.extend(_answer(mask, v, size) for mask, v, (_, size) in zip(masks, values, chunk))
     return answers
 
 

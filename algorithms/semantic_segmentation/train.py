@@ -35,6 +35,7 @@ import image_input  # noqa: E402
 import manifest_channels  # noqa: E402
 import mask_labels  # noqa: E402
 import object_loader  # noqa: E402
+import regions  # noqa: E402
 import schedule as lr_schedule  # noqa: E402
 import script_mode  # noqa: E402
 import unet  # noqa: E402
@@ -55,6 +56,7 @@ SPECS = [
     hp.Spec("width", int, 16, "channels of the first level (then 2x, 3x, 4x)", minimum=4, maximum=128),
     hp.Spec("image-size", int, 128, "side of the square network input (a multiple of 16)", minimum=32, maximum=512),
     hp.Spec("channels", int, None, "1 (grayscale) or 3 (RGB); auto: 1 when all images are grayscale", allow_auto=True, minimum=1, maximum=3),
+    hp.Spec("background-weight", float, 1.0, "weight of background pixels in the cross-entropy", minimum=0.01, maximum=1.0),
     hp.Spec("horizontal-flip", bool, True, "random horizontal flips during training"),
     hp.Spec("scale-jitter", float, 0.25, "random zoom of each training batch by up to this share (0: none)", minimum=0.0, maximum=0.5),
 ]
@@ -151,8 +153,8 @@ def evaluate(net, images, masks, spec, device) -> tuple[float, float]:
             yb = torch.from_numpy(masks[start : start + 64]).long().to(device)
             logits = net(unet.normalise(xb, spec["mean"], spec["std"]))
             total += float(unet.loss(logits, yb)[0]) * len(xb)
-            predicted = logits.argmax(1).cpu().numpy()
-            ious.extend(confidence.image_iou(p, r) for p, r in zip(predicted, masks[start : start + 64]))
+            probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+            ious.extend(confidence.image_iou(p, r) for p, r in zip(regions.decode(probs), masks[start : start + 64]))
     return total / len(images), float(np.mean(ious))
 
 
@@ -207,7 +209,7 @@ def train(args: dict) -> None:
                 xb, yb = torch.where(flip[:, None, None, None], xb.flip(3), xb), torch.where(flip[:, None, None], yb.flip(2), yb)
             if args["scale_jitter"]:
                 xb, yb = zoom(xb, yb, 1.0 + args["scale_jitter"] * (2 * float(torch.rand(1, generator=generator)) - 1), generator)
-            value, parts = unet.loss(net(unet.normalise(xb.to(device), mean, std)), yb.to(device))
+            value, parts = unet.loss(net(unet.normalise(xb.to(device), mean, std)), yb.to(device), args["background_weight"])
             optimiser.zero_grad(set_to_none=True)
             value.backward()
             optimiser.step()

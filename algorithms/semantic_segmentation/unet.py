@@ -70,12 +70,18 @@ def normalise(x: torch.Tensor, mean, std) -> torch.Tensor:
     return (x.to(torch.float32) / 255.0 - m) / s
 
 
-def loss(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    """Cross-entropy plus soft Dice (1 - Dice, per foreground class over the batch, averaged)."""
-    ce = F.cross_entropy(logits, target)
+def loss(logits: torch.Tensor, target: torch.Tensor, background_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy plus soft Dice (1 - Dice per foreground class over the batch, averaged over
+    the classes the batch holds: an absent class's Dice would only punish any probability for it,
+    which cross-entropy does already)."""
+    weight = torch.ones(logits.shape[1], device=logits.device)
+    weight[0] = background_weight
+    ce = F.cross_entropy(logits, target, weight=weight)
     probs = torch.softmax(logits.float(), dim=1)[:, 1:]
     onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].float()
     inter = (probs * onehot).sum(dim=(0, 2, 3))
-    total = probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
-    dice = (1.0 - (2.0 * inter + 1.0) / (total + 1.0)).mean() if probs.shape[1] else ce.new_zeros(())
+    truth = onehot.sum(dim=(0, 2, 3))
+    present = truth > 0
+    dice = (1.0 - (2.0 * inter + 1.0) / (probs.sum(dim=(0, 2, 3)) + truth + 1.0))[present]
+    dice = dice.mean() if len(dice) else ce.new_zeros(())
     return ce + dice, {"ce": float(ce.detach()), "dice": float(dice.detach())}

@@ -204,9 +204,9 @@ def test_the_reply_line_bound_holds_for_the_least_compressible_mask(tmp_path):
 
 def test_masks_are_upsampled_to_the_image_class_by_class(tmp_path):
     inference = load_module(source_dir(tmp_path), "inference")
-    probs = np.zeros((3, 4, 4), np.float32)
-    probs[0], probs[1, :, :2], probs[2, 3, 3] = 0.4, 0.9, 0.95  # left half class 1, one corner pixel class 2
-    mask = inference.full_size_mask(probs, 200, 100)
+    small = np.zeros((4, 4), np.uint8)
+    small[:, :2], small[3, 3] = 1, 2  # left half class 1, one corner pixel class 2
+    mask = inference.full_size_mask(small, 200, 100)
     assert mask.shape == (100, 200) and mask.dtype == np.uint8
     assert (mask[:, :90] == 1).all() and (mask[:60, 110:] == 0).all() and mask[99, 199] == 2
 
@@ -221,16 +221,44 @@ def test_gt_image_iou_and_the_confidence_candidates(tmp_path):
     sure = np.zeros((3, 8, 8), np.float32)
     sure[0], sure[1, 2:5, 2:5], sure[0, 2:5, 2:5] = 0.99, 0.99, 0.01
     sure[2] = 0.01
-    values = confidence.candidates(sure, sure)
-    assert set(values) == set(confidence.NAMES) and confidence.DEFAULT in values
+    masks, (values,) = confidence.assess(sure[None], sure[None])
+    assert masks[0].tolist() == (sure.argmax(0)).tolist()
+    assert tuple(values) == confidence.NAMES and confidence.DEFAULT in values
     assert all(v > 0.9 for v in values.values()), values
     unsure = sure.copy()
     unsure[1, 2:5, 2:5], unsure[0, 2:5, 2:5], unsure[2, 2:5, 2:5] = 0.5, 0.1, 0.4
     mirrored = sure.copy()
     mirrored[1, 2:5, 2:5], mirrored[0, 2:5, 2:5] = 0.01, 0.99  # the mirror sees nothing there
-    doubtful = confidence.candidates(unsure, mirrored)
+    _, (doubtful,) = confidence.assess(unsure[None], mirrored[None])
     assert all(doubtful[name] < values[name] for name in confidence.NAMES), doubtful
     assert doubtful["flip-agreement"] == 0.0
+
+
+def test_each_object_gets_the_class_most_probable_over_it(tmp_path):
+    regions = load_module(source_dir(tmp_path), "regions")
+    probs = np.zeros((4, 6, 10), np.float32)
+    probs[0] = 0.9
+    probs[1:, :, :] = 0.1 / 3
+    # an object at columns 0-3 torn between classes 1 and 2 pixel by pixel, 2 ahead in all; a
+    # diagonal neighbour of it at (4, 4) belongs to it; one at columns 7-9 is 3, doubtfully.
+    probs[:, 0:4, 0:4] = np.array([0.1, 0.4, 0.3, 0.2])[:, None, None]
+    probs[:, 0:2, 0:4] = np.array([0.1, 0.3, 0.45, 0.15])[:, None, None]
+    probs[:, 4, 4] = (0.2, 0.1, 0.6, 0.1)
+    probs[:, 2:5, 7:10] = np.array([0.4, 0.2, 0.1, 0.3])[:, None, None]
+    mask = regions.decode(probs[None])[0]
+    assert (mask[0:4, 0:4] == 2).all() and mask[4, 4] == 2
+    assert (mask[2:5, 7:10] == 3).all()
+    assert mask.sum() == 2 * 17 + 3 * 9
+    assert not regions.decode(np.stack([np.full((3, 3), 0.6), np.full((3, 3), 0.4)])[None]).any()
+    touching = np.zeros((4, 2, 6), np.float32)
+    touching[0], touching[1, :, :3], touching[3, :, 3:] = 0.1, 0.85, 0.85  # two objects told apart with confidence
+    touching[2] = 0.05
+    assert regions.decode(touching[None])[0].tolist() == [[1, 1, 1, 3, 3, 3]] * 2
+    labels = regions.components(np.array([[[1, 0, 0, 1], [0, 1, 0, 1], [0, 0, 0, 0], [1, 1, 0, 1]]], bool))[0]
+    assert len(np.unique(labels[labels > 0])) == 4 and labels[0, 0] == labels[1, 1] and labels[3, 0] == labels[3, 1]
+    snake = np.zeros((1, 64, 64), bool)
+    snake[0, ::2], snake[0, :, 0] = True, True  # one region 2,000 pixels long
+    assert len(np.unique(regions.components(snake)[snake])) == 1
 
 
 def test_rgb_masks_are_read_by_the_color_map_and_unusable_masks_are_explained(tmp_path):
