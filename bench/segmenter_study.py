@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--holdout", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hps", default="{}", help="extra hyperparameters, a JSON object")
+    parser.add_argument("--reuse", action="store_true", help="answer with the model-N an earlier run left in --work")
     args = parser.parse_args()
     import torch
 
@@ -177,7 +178,10 @@ def main() -> None:
     rows: list[dict] = []
     for size in sizes:
         hps = {"num-classes": len(CLASS_NAMES), "seed": args.seed, **json.loads(args.hps)}
-        model, seconds, cpu = train(src, work, lines[:size], hps)
+        if args.reuse and (work / f"model-{size}" / "model.pt").is_file():
+            model, seconds, cpu = work / f"model-{size}", float("nan"), float("nan")
+        else:
+            model, seconds, cpu = train(src, work, lines[:size], hps)
         answers = predict(inference, model, test)
         (work / f"answers-{size}.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers), encoding="utf-8")
         print(f"\n{size} training images, trained in {seconds:.0f}s ({cpu:.0f} CPU s)")

@@ -60,7 +60,8 @@ def model_fn(model_dir: str) -> dict[str, Any]:
     net = unet.build(config["architecture"])
     net.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    return {"net": net.to(device).eval(), "input": config["input"], "device": device}
+    return {"net": net.to(device).eval(), "input": config["input"], "device": device,
+            "background_weight": float(config.get("background_weight", 1.0))}
 
 
 def input_fn(request_body: bytes | str, request_content_type: str | None) -> list[dict[str, Any]]:
@@ -116,8 +117,8 @@ def predict_fn(input_object: list[dict[str, Any]], model: dict[str, Any]) -> lis
         for start in range(0, len(loaded), BATCH):
             chunk = loaded[start : start + BATCH]
             x = unet.normalise(torch.from_numpy(np.stack([pixels for pixels, _ in chunk])).to(device), spec["mean"], spec["std"])
-            plain = torch.softmax(net(x).float(), dim=1)
-            mirrored = torch.softmax(net(x.flip(3)).float(), dim=1).flip(3)
+            plain = unet.probabilities(net(x), model["background_weight"])
+            mirrored = unet.probabilities(net(x.flip(3)), model["background_weight"]).flip(3)
             masks, values = confidence.assess(plain.cpu().numpy(), mirrored.cpu().numpy())
             answers.extend(_answer(mask, v, size) for mask, v, (_, size) in zip(masks, values, chunk))
     return answers

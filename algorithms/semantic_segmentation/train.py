@@ -7,8 +7,9 @@ Reads the `train` and (optional) `validation` channels: augmented-manifest JSON 
 `source-ref` is the image and whose label attribute names its Ground Truth mask (`s3://...`, a
 local path or a data: URL; `mask_labels`: class ids 0..K, 0 the background, K = num-classes). Every image
 and mask is stretched to a square `image-size` (the mask by nearest neighbour), and
-`unet.UNet` is trained with AdamW on a one-cycle schedule, with random horizontal flips and a
-random zoom of each batch (`scale-jitter`). Writes to SM_MODEL_DIR:
+`unet.UNet` is trained with AdamW on a one-cycle schedule (cross-entropy with the background
+weighted down, plus Dice), with random horizontal flips and a random zoom of each batch
+(`scale-jitter`). Writes to SM_MODEL_DIR:
 
     model.pt             the network's state dict
     model-config.json    architecture, input geometry and normalisation
@@ -56,7 +57,7 @@ SPECS = [
     hp.Spec("width", int, 16, "channels of the first level (then 2x, 3x, 4x)", minimum=4, maximum=128),
     hp.Spec("image-size", int, 128, "side of the square network input (a multiple of 16)", minimum=32, maximum=512),
     hp.Spec("channels", int, None, "1 (grayscale) or 3 (RGB); auto: 1 when all images are grayscale", allow_auto=True, minimum=1, maximum=3),
-    hp.Spec("background-weight", float, 1.0, "weight of background pixels in the cross-entropy", minimum=0.01, maximum=1.0),
+    hp.Spec("background-weight", float, 0.25, "weight of background pixels in the cross-entropy (objects are a tenth of the pixels)", minimum=0.01, maximum=1.0),
     hp.Spec("horizontal-flip", bool, True, "random horizontal flips during training"),
     hp.Spec("scale-jitter", float, 0.25, "random zoom of each training batch by up to this share (0: none)", minimum=0.0, maximum=0.5),
 ]
@@ -143,7 +144,7 @@ def zoom(xb: torch.Tensor, yb: torch.Tensor, factor: float, generator: torch.Gen
     return F.pad(xb, pad, mode="replicate"), F.pad(yb, pad, mode="replicate")[:, 0].long()
 
 
-def evaluate(net, images, masks, spec, device) -> tuple[float, float]:
+def evaluate(net, images, masks, spec, device, background_weight: float) -> tuple[float, float]:
     """Mean loss and mean image IoU over a labeled set."""
     net.eval()
     total, ious = 0.0, []
@@ -152,8 +153,8 @@ def evaluate(net, images, masks, spec, device) -> tuple[float, float]:
             xb = torch.from_numpy(images[start : start + 64]).to(device)
             yb = torch.from_numpy(masks[start : start + 64]).long().to(device)
             logits = net(unet.normalise(xb, spec["mean"], spec["std"]))
-            total += float(unet.loss(logits, yb)[0]) * len(xb)
-            probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+            total += float(unet.loss(logits, yb, background_weight)[0]) * len(xb)
+            probs = unet.probabilities(logits, background_weight).cpu().numpy()
             ious.extend(confidence.image_iou(p, r) for p, r in zip(regions.decode(probs), masks[start : start + 64]))
     return total / len(images), float(np.mean(ious))
 
@@ -222,7 +223,7 @@ def train(args: dict) -> None:
 
     val_loss = val_iou = None
     if len(x_val):
-        val_loss, val_iou = evaluate(net, x_val, y_val, spec, device)
+        val_loss, val_iou = evaluate(net, x_val, y_val, spec, device, args["background_weight"])
         script_mode.metric("validation-loss", val_loss)
         script_mode.metric("validation-iou", val_iou)
 
@@ -235,6 +236,7 @@ def train(args: dict) -> None:
         "label_attribute": args["label_attribute"],
         "architecture": arch,
         "input": spec,
+        "background_weight": args["background_weight"],
         "train_pixel_counts": pixels,
         "train_count": n,
         "validation_count": int(len(x_val)),

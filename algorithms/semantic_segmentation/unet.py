@@ -6,12 +6,18 @@ field spans most of a 128x128 input; the decoder comes back to stride 2 through 
 connections, and the class logits are upsampled bilinearly to the input's size. About 0.3 M
 parameters at width 16: it trains on one CPU core in minutes on a few hundred images.
 
-The loss is pixel cross-entropy plus a soft Dice term over the foreground classes: Ground Truth
-scores a mask by its per-class IoU, which cross-entropy alone under-weights for small objects
-on a large background.
+The loss is pixel cross-entropy, background pixels weighted down (`background_weight`), plus a
+soft Dice term over the foreground classes: Ground Truth scores a mask by its per-class IoU, and
+on a canvas that is nine tenths background plain cross-entropy mostly teaches what is
+background, not which class an object is (on Fashion-MNIST canvases a weight of 0.25 doubled
+the pixels given their right class: docs/benchmarks.md). `probabilities` undoes the weighting's
+bias toward the foreground, so the answered probabilities, and the confidences made of them,
+estimate the real odds.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +76,15 @@ def normalise(x: torch.Tensor, mean, std) -> torch.Tensor:
     return (x.to(torch.float32) / 255.0 - m) / s
 
 
-def loss(logits: torch.Tensor, target: torch.Tensor, background_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+def probabilities(logits: torch.Tensor, background_weight: float) -> torch.Tensor:
+    """Class probabilities (N, K + 1, H, W), the background's given back the odds that weighting it
+    down in training took away (the prior correction for a weighted loss)."""
+    shift = torch.zeros(logits.shape[1], device=logits.device)
+    shift[0] = -math.log(background_weight)
+    return torch.softmax(logits.float() + shift[None, :, None, None], dim=1)
+
+
+def loss(logits: torch.Tensor, target: torch.Tensor, background_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy plus soft Dice (1 - Dice per foreground class over the batch, averaged over
     the classes the batch holds: an absent class's Dice would only punish any probability for it,
     which cross-entropy does already)."""
