@@ -323,7 +323,9 @@ class _Job:
             votes = [a.label for a in item.answers]
             if len(votes) >= self.workers:
                 winner, confidence = self.task.consolidate(votes, self.workers, rng)
-                line[self.attribute] = self.task.write_value(winner, self.classes)
+                files = str(self.root / "annotations" / "consolidated-annotation" / "output")  # as Ground Truth's
+                line[self.attribute] = self.task.line_value(winner, self.classes, folder=files,
+                                                            name=str(line.get(ID_KEY, item.index)))
                 line[f"{self.attribute}-metadata"] = self.task.human_metadata(winner, confidence, self.classes, self.name)
                 responses.append({"key": item.key, "answers": votes, "workers": [a.worker for a in item.answers]})
                 labeled += 1
