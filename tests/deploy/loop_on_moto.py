@@ -258,7 +258,8 @@ def run_loop(
         lines = [{"source": f"review {i} {CLASSES[i % 2]}"} for i in range(ITEMS)]
         _put(manifest, "".join(json.dumps(x) + "\n" for x in lines).encode())
         # The uploaded algorithm sources the template points at (prepare-deploy's job).
-        for key in ("ImageClassificationSourceDirUri", "TextClassificationSourceDirUri", "ObjectDetectionSourceDirUri"):
+        for key in ("ImageClassificationSourceDirUri", "TextClassificationSourceDirUri", "ObjectDetectionSourceDirUri",
+                    "SemanticSegmentationSourceDirUri"):
             _put(resolver.params[key], gzip.compress(b""))
         initial = dict(settings or []).get("InitialModelArtifacts")
         if initial:
