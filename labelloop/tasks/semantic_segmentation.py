@@ -6,10 +6,12 @@ holds the URI of an RGB PNG painted with the colours of the metadata's `internal
 k at "k+1"). Reading one maps colours to this job's categories *by name*, so a mask from another
 job is read right or refused, never renumbered.
 
-Everywhere else (ledger, channels, transform replies, worker answers) a label value is a class
-map: the base64 text of a greyscale (mode L) PNG, pixel = class id (0 background, k + 1 the job's
-category k), at the image's size. JSON carries it as a string; a canvas of blobs takes a few
-hundred bytes.
+Everywhere else (ledger, training channels, worker answers) a label value is a class map: a
+greyscale (mode L) PNG, pixel = class id (0 background, k + 1 the job's category k), at the
+image's size, inline as a `data:image/png;base64,` URL. JSON carries it as a string, a canvas of
+blobs in a few hundred bytes, and as a URL it is still a reference: a training channel's
+`<attribute>` (`...-ref`) names its mask as Ground Truth's does, only inline. The segmenter's
+reply carries the same PNG as bare base64 (`parse_output`).
 
 Quality is Ground Truth's: per image, the mean over the classes present in either mask
 (background excluded) of their IoU; an image both call all background scores 1. The auto-labels
@@ -56,6 +58,16 @@ def encode_mask(mask: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint8), mode="L").save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def mask_value(mask: np.ndarray) -> str:
+    """A class map as a label value: its PNG as a data: URL."""
+    return DATA_URL + encode_mask(mask)
+
+
+def _as_value(text: str) -> str:
+    """A checked PNG, bare base64 or a data: URL, as a label value."""
+    return text if text.startswith(DATA_URL) else DATA_URL + text
 
 
 def _image(data: bytes, what: str):
@@ -260,9 +272,9 @@ class SemanticSegmentation(TaskType):
     # ------------------------------------------------------------ labels in manifests
 
     def read_value(self, value: Any, class_names: list[str]) -> str:
-        """A class map (base64 PNG text or a data: URL, as a worker page answers), checked; its base64 text."""
-        mask = decode_mask(value, len(class_names))
-        return value if not value.startswith(DATA_URL) else encode_mask(mask)
+        """A class map (a data: URL, as a browser makes one, or bare base64 PNG text), checked; as a data: URL."""
+        decode_mask(value, len(class_names))
+        return _as_value(value)
 
     def line_label(self, line: dict[str, Any], attribute: str, class_names: list[str]) -> str:
         """The mask file `<attribute>` names, its colours read with the line's internal-color-map."""
@@ -271,7 +283,7 @@ class SemanticSegmentation(TaskType):
             raise ValueError(f"expected the URI of a mask PNG, got {str(ref)[:80]!r}")
         meta = line.get(f"{attribute}-metadata")
         colors = meta.get("internal-color-map") if isinstance(meta, dict) else None
-        return encode_mask(unpaint(self._read(ref), colors, class_names, f"mask {ref[:200]}"))
+        return mask_value(unpaint(self._read(ref), colors, class_names, f"mask {ref[:200]}"))
 
     @staticmethod
     def _read(ref: str) -> bytes:
@@ -312,22 +324,22 @@ class SemanticSegmentation(TaskType):
         if len({m.shape for m in masks}) > 1:
             raise ValueError(f"workers' masks of one image differ in size: {sorted({m.shape for m in masks})}")
         if len(masks) == 1:
-            return answers[0], 1.0
+            return _as_value(answers[0]), 1.0
         winner, confidence = vote(masks)
-        return encode_mask(winner), confidence
+        return mask_value(winner), confidence
 
     def simulated_answer(self, true: str, class_names: list[str], accuracy: float, rng: np.random.Generator) -> str:
         """The true mask with its boundaries made ragged (`ragged`) with probability 1 − accuracy."""
         if accuracy >= 1:
             return true
-        return encode_mask(ragged(decode_mask(true), 1.0 - accuracy, rng))
+        return mask_value(ragged(decode_mask(true), 1.0 - accuracy, rng))
 
     def truth_value(self, truth: Any, class_names: list[str]) -> str | None:
         """A true mask: a mask file with its colour map (`labelloop.truth`), or already a value of this job."""
         try:
             if isinstance(truth, dict) and isinstance(truth.get("mask-ref"), str):
                 data = self._read(truth["mask-ref"])
-                return encode_mask(unpaint(data, truth.get("internal-color-map"), class_names, "true mask"))
+                return mask_value(unpaint(data, truth.get("internal-color-map"), class_names, "true mask"))
             return self.read_value(truth, class_names)
         except ValueError:
             return None
@@ -360,7 +372,7 @@ class SemanticSegmentation(TaskType):
     def predicted(self, outputs: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         """(masks, the segmenter's image confidences)."""
         values = np.empty(len(outputs), dtype=object)
-        values[:] = [record["mask"] for record in outputs]
+        values[:] = [DATA_URL + record["mask"] for record in outputs]  # a label value, as every other
         return values, np.array([record["confidence"] for record in outputs], dtype=float)
 
     def quality(self, value: str, reference: str) -> float:

@@ -20,7 +20,7 @@ from labelloop.evaluation import evaluate
 from labelloop.local.workforce import SimulatedWorkforce
 from labelloop.manifest import Label, ManifestError
 from labelloop.report import example_view
-from labelloop.tasks.semantic_segmentation import decode_mask, encode_mask, hex_colors, paint
+from labelloop.tasks.semantic_segmentation import decode_mask, encode_mask, hex_colors, mask_value, paint
 from labelloop.truth import TruthError, check_truth, names_in, read_truth
 
 TASK = tasks.get("semantic-segmentation")
@@ -57,7 +57,7 @@ def gt_line(tmp_path, mask=MASK, colors=None, name="m.png") -> dict:
 
 
 def test_an_output_line_is_ground_truths_a_painted_png_beside_the_manifest_and_reads_back(tmp_path):
-    auto = Label(class_id=encode_mask(MASK), confidence=0.8123456, human=False, job_name="labelloop/j-auto",
+    auto = Label(class_id=mask_value(MASK), confidence=0.8123456, human=False, job_name="labelloop/j-auto",
                  created="2026-01-02T00:00:00.000000", iteration=2, threshold=0.6, lower_bound=0.71, support=80)
     line = TASK.output_line({"source-ref": "/data/x.png", "labelloop-id": 4}, auto, attribute=ATTR, class_names=CLASSES,
                             folder=str(tmp_path / "annotations"), name="4")
@@ -79,7 +79,7 @@ def test_on_s3_the_mask_is_an_object_beside_the_output_manifest(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
         boto3.client("s3").create_bucket(Bucket="seg-bucket")
-        line = TASK.output_line({"source-ref": "s3://seg-bucket/x.png"}, human(encode_mask(MASK)), attribute=ATTR,
+        line = TASK.output_line({"source-ref": "s3://seg-bucket/x.png"}, human(mask_value(MASK)), attribute=ATTR,
                                 class_names=CLASSES, folder="s3://seg-bucket/out/output/annotations", name="7")
         assert line[ATTR] == "s3://seg-bucket/out/output/annotations/7.png"
         assert storage.read_bytes(line[ATTR])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -103,11 +103,11 @@ def test_colour_maps_have_distinct_colours_never_the_backgrounds():
 
 
 def test_the_ledger_value_is_compact_json_text_and_read_value_checks_a_worker_answer():
-    value = encode_mask(MASK)
-    assert isinstance(json.loads(json.dumps(value)), str) and len(value) < 400
-    assert TASK.read_value(value, CLASSES) == value
-    data_url = "data:image/png;base64," + value  # what a browser hands over
-    assert np.array_equal(decode_mask(TASK.read_value(data_url, CLASSES)), MASK)
+    value = mask_value(MASK)  # a data: URL, as a browser's canvas hands one over
+    assert value.startswith("data:image/png;base64,") and len(value) < 400
+    assert json.loads(json.dumps(value)) == value and TASK.read_value(value, CLASSES) == value
+    assert TASK.read_value(encode_mask(MASK), CLASSES) == value  # bare base64 is read the same
+    assert np.array_equal(decode_mask(value), MASK)
 
     def png(image: Image.Image, format: str = "PNG") -> str:
         buffer = io.BytesIO()
@@ -115,7 +115,7 @@ def test_the_ledger_value_is_compact_json_text_and_read_value_checks_a_worker_an
         return base64.b64encode(buffer.getvalue()).decode()
 
     bad = {
-        "class id 4; this job's ids are 0 \\(background\\) to 3": encode_mask(mask_of((4, slice(0, 2), slice(0, 2)))),
+        "class id 4; this job's ids are 0 \\(background\\) to 3": mask_value(mask_of((4, slice(0, 2), slice(0, 2)))),
         "must be a greyscale \\(mode L\\) PNG": png(Image.new("RGB", (4, 4))),
         "not base64": "%%%",
         "not a PNG image": base64.b64encode(b"hello").decode(),
@@ -172,17 +172,17 @@ def test_ground_truths_rule_a_mask_attribute_ends_in_ref_and_no_other_does():
 def test_quality_is_ground_truths_mean_iou_over_the_classes_either_mask_has_background_excluded():
     reference = mask_of((1, slice(0, 10), slice(0, 10)))
     half = mask_of((1, slice(0, 10), slice(0, 5)))
-    assert TASK.quality(encode_mask(half), encode_mask(reference)) == pytest.approx(0.5)
+    assert TASK.quality(mask_value(half), mask_value(reference)) == pytest.approx(0.5)
     # A class only the prediction has scores 0 and counts: (0.5 + 0) / 2.
     extra = mask_of((1, slice(0, 10), slice(0, 5)), (2, slice(15, 20), slice(20, 30)))
-    assert TASK.quality(encode_mask(extra), encode_mask(reference)) == pytest.approx(0.25)
+    assert TASK.quality(mask_value(extra), mask_value(reference)) == pytest.approx(0.25)
     # Background agreement earns nothing: a missed object scores 0 however much background matches.
-    assert TASK.quality(encode_mask(mask_of()), encode_mask(reference)) == 0.0
-    assert TASK.quality(encode_mask(mask_of()), encode_mask(mask_of())) == 1.0  # both only background
+    assert TASK.quality(mask_value(mask_of()), mask_value(reference)) == 0.0
+    assert TASK.quality(mask_value(mask_of()), mask_value(mask_of())) == 1.0  # both only background
     shifted = mask_of((1, slice(0, 10), slice(2, 12)))  # 80 shared of 120 pixels in either
-    assert TASK.quality(encode_mask(shifted), encode_mask(reference)) == pytest.approx(80 / 120)
+    assert TASK.quality(mask_value(shifted), mask_value(reference)) == pytest.approx(80 / 120)
     with pytest.raises(ValueError, match="masks of different sizes: 30 x 20 against 10 x 10"):
-        TASK.quality(encode_mask(reference), encode_mask(np.zeros((10, 10), np.uint8)))
+        TASK.quality(mask_value(reference), mask_value(np.zeros((10, 10), np.uint8)))
 
 
 # ---------------------------------------------------------------- consolidation and simulated painters
@@ -192,22 +192,22 @@ def test_workers_masks_are_voted_per_pixel_ties_going_to_the_lowest_class():
     a = mask_of((1, slice(0, 10), slice(0, 10)))
     b = mask_of((1, slice(0, 10), slice(0, 8)))
     c = mask_of((2, slice(0, 10), slice(0, 10)))
-    winner, confidence = TASK.consolidate([encode_mask(m) for m in (a, b, c)], 3, np.random.default_rng(0))
+    winner, confidence = TASK.consolidate([mask_value(m) for m in (a, b, c)], 3, np.random.default_rng(0))
     voted = decode_mask(winner)
     assert (voted[:10, :8] == 1).all()  # two of three say 1
     assert (voted[:10, 8:10] == 0).all()  # one each for 0, 1 and 2: the lowest, background, wins
     assert confidence == round((80 * 2 / 3 + 20 * 1 / 3) / 100, 2)  # mean winning share where anyone painted
-    tie, _ = TASK.consolidate([encode_mask(c), encode_mask(a)], 2, np.random.default_rng(0))
+    tie, _ = TASK.consolidate([mask_value(c), mask_value(a)], 2, np.random.default_rng(0))
     assert (decode_mask(tie)[:10, :10] == 1).all()  # 1 against 2: 1, whatever the order
-    same, confidence = TASK.consolidate([encode_mask(MASK)] * 3, 3, np.random.default_rng(0))
+    same, confidence = TASK.consolidate([mask_value(MASK)] * 3, 3, np.random.default_rng(0))
     assert np.array_equal(decode_mask(same), MASK) and confidence == 1.0
-    assert TASK.consolidate([encode_mask(mask_of())] * 2, 2, np.random.default_rng(0))[1] == 1.0
+    assert TASK.consolidate([mask_value(mask_of())] * 2, 2, np.random.default_rng(0))[1] == 1.0
     with pytest.raises(ValueError, match="differ in size"):
-        TASK.consolidate([encode_mask(MASK), encode_mask(MASK[:10])], 2, np.random.default_rng(0))
+        TASK.consolidate([mask_value(MASK), mask_value(MASK[:10])], 2, np.random.default_rng(0))
 
 
 def test_a_simulated_painter_makes_boundaries_ragged_as_often_as_it_errs():
-    true = encode_mask(MASK)
+    true = mask_value(MASK)
     assert TASK.simulated_answer(true, CLASSES, 1.0, np.random.default_rng(0)) == true
     answer = decode_mask(TASK.simulated_answer(true, CLASSES, 0.7, np.random.default_rng(1)))
     changed = answer != MASK
@@ -267,7 +267,7 @@ def test_a_truth_line_with_a_broken_colour_map_is_refused_naming_the_line(tmp_pa
     with pytest.raises(TruthError, match="line 1: its internal-color-map must map indices"):
         read_truth(tmp_path / "t.manifest")
     assert TASK.truth_value({"mask-ref": str(tmp_path / "none.png"), "internal-color-map": {}}, CLASSES) is None
-    assert TASK.truth_value(encode_mask(MASK), CLASSES) == encode_mask(MASK)  # already a value of this job
+    assert TASK.truth_value(mask_value(MASK), CLASSES) == mask_value(MASK)  # already a value of this job
 
 
 # ---------------------------------------------------------------- the model's answers
@@ -277,7 +277,7 @@ def test_the_segmenters_reply_is_read_and_checked():
     reply = {"mask": encode_mask(MASK), "confidence": 0.83, "confidences": {"mean-max-prob": 0.9, "soft-min": 0.4}}
     parsed = TASK.parse_output(reply, len(CLASSES))
     values, confidence = TASK.predicted([parsed, {**parsed, "confidence": 0.1}])
-    assert values[0] == reply["mask"] and confidence.tolist() == [0.83, 0.1]
+    assert values[0] == "data:image/png;base64," + reply["mask"] and confidence.tolist() == [0.83, 0.1]
     assert TASK.parse_output({"mask": encode_mask(MASK), "confidence": 1}, 3)["confidences"] == {}
     bad = {
         "expected SageMakerOutput.mask": {"probabilities": [0.5]},
@@ -306,7 +306,7 @@ def test_the_report_lays_the_mask_over_the_image(tmp_path):
         data = base64.b64decode(html.split("base64,")[1].split('"')[0])
         return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
-    plain, from_ledger = drawn(None), drawn(encode_mask(MASK))
+    plain, from_ledger = drawn(None), drawn(mask_value(MASK))
     from_manifest = drawn(gt_line(tmp_path)[ATTR])
     assert plain.max() == 0 and from_ledger.max() > 0
     assert np.array_equal(from_ledger, from_manifest)  # the ledger's class map and Ground Truth's painted file alike
