@@ -142,7 +142,8 @@ class JobSettings:
             p.append(f"LabelAttributeName {self.label_attribute!r} may not end in '-metadata'")
         elif not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,126}$", self.label_attribute):
             p.append(f"LabelAttributeName {self.label_attribute!r} must be letters, digits or hyphens")
-        elif self.task_type in tasks.names() and tasks.get(self.task_type).label_in_file != self.label_attribute.endswith("-ref"):
+        elif self.task_type in tasks.names() and (
+                tasks.get(self.task_type).label_in_file != self.label_attribute.endswith("-ref")):
             # Ground Truth's rule (CreateLabelingJob): a label kept in a file (a mask) is named by an
             # attribute ending in "-ref"; any other label's attribute may not end so.
             must = "must" if tasks.get(self.task_type).label_in_file else "may not"

@@ -114,7 +114,8 @@ def prepare_fashion_mnist_segmentation(
     mask_paths = write_images(out, colours[masks], folder=MASKS_DIR)  # painted as Ground Truth paints them
     lines = [{"source-ref": str(path)} for path in paths]
     truth = out / TRUTH_NAME
-    atomic_write_lines(truth, (json.dumps(truth_line(line["source-ref"], str(m))) for line, m in zip(lines, mask_paths)))
+    atomic_write_lines(truth, (json.dumps(truth_line(line["source-ref"], str(mask)))
+                               for line, mask in zip(lines, mask_paths)))
     atomic_write_lines(out / LABELS_NAME, [json.dumps(label_config_json(CLASS_NAMES), indent=2)])
     # The manifest goes last: it is what a run reads, and it only appears once its truth does.
     atomic_write_lines(out / MANIFEST_NAME, (json.dumps(line) for line in lines))

@@ -243,8 +243,8 @@ def run_loop(
         def substitutions(self) -> dict[str, str]:
             return resolver.substitutions()
 
-        def algorithms(self) -> dict[str, dict[str, str]]:
-            return json.loads(resolver.function_environment()["LABELLOOP_ALGORITHMS"])
+        def algorithms(self, task_type: str | None = None) -> dict[str, dict[str, str]]:
+            return json.loads(resolver.function_environment()["LABELLOOP_ALGORITHMS"])  # the stack's: every type
 
         def _run_sagemaker(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
             return fake(action, params)
