@@ -198,6 +198,18 @@ class TaskType:
         """A truth file's entry as a label value; None when it is not a valid label."""
         raise NotImplementedError
 
+    def value_size(self, value: Any) -> tuple[int, int] | None:
+        """(width, height) a checked label value is drawn at when it fixes one (a mask), else None.
+
+        The worker page refuses an answer whose size is not its image's: `read_value` cannot
+        know the image, the page's job does.
+        """
+        return None
+
+    def widget_options(self, class_names: list[str]) -> dict[str, Any]:
+        """What the worker page's widget needs beyond the categories (a mask's class colours)."""
+        return {}
+
     # ------------------------------------------------------------ quality and confidence
 
     def output_buffer(self, expected: int, n_classes: int) -> np.ndarray:

@@ -344,6 +344,14 @@ class SemanticSegmentation(TaskType):
         except ValueError:
             return None
 
+    def value_size(self, value: str) -> tuple[int, int]:
+        height, width = decode_mask(value).shape
+        return width, height
+
+    def widget_options(self, class_names: list[str]) -> dict[str, Any]:
+        """The overlay paints each class in its `internal-color-map` colour (index = class id)."""
+        return {"colors": hex_colors(len(class_names))}
+
     # ------------------------------------------------------------ quality and confidence
 
     def reply_line_bytes(self, n_classes: int) -> int:
