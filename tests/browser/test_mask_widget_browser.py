@@ -122,6 +122,12 @@ def test_masks_painted_filled_erased_and_undone_with_the_mouse(tmp_path, open_br
             assert painted_pixels(driver) == 40 * 40
             press(driver, "3")
             drag(driver, (100.5, 80.5), (100.5, 80.5))
+            press(driver, "p")  # a triangle closed with Enter, then taken back whole with Ctrl+Z
+            click_at(driver, (100, 10), (124, 10), (124, 34))
+            press(driver, "\ue007")
+            assert shown(driver, 120, 14) == [*rgb(colors[3]), 255]
+            ctrl_z(driver)
+            assert shown(driver, 120, 14)[3] == 0 and shown(driver, 100, 80)[3] == 255
             press(driver, "\ue007")
             s = wait_item(driver, other_than=(s["job"], 1))
             wait_for(lambda: ready(driver), 10, "the mask widget")

@@ -51,14 +51,10 @@
     s.ids = new Uint8Array(s.W * s.H);
     s.size = Math.max(1, Math.round(Math.min(s.W, s.H) / 25));
     if (s.guess) {
-      try {
-        const ids = await decodeMask(s.guess.class, s.W, s.H, s.ctx.categories.length);
-        if (s !== mine) return;  // the person moved on meanwhile
-        s.ids = ids;
-      } catch (err) {
-        if (s !== mine) return;
-        s.note = "the model's mask cannot be shown (" + err.message + "): paint from scratch";
-      }
+      const ids = await decodeMask(s.guess.class, s.W, s.H, s.ctx.categories.length).catch((err) => err);
+      if (s !== mine) return;  // the person moved on meanwhile
+      if (ids instanceof Error) s.note = "the model's mask cannot be shown (" + ids.message + "): paint from scratch";
+      else s.ids = ids;
     }
     s.ready = true;
     show();
@@ -128,11 +124,7 @@
 
   // ------------------------------------------------------------ the model's mask, the answer's PNG
 
-  function fromBase64(text) {
-    const bin = atob(text), out = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-    return out;
-  }
+  const fromBase64 = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
   function toBase64(bytes) {
     let bin = "";
     for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
@@ -143,7 +135,7 @@
   async function decodeMask(url, W, H, maxId) {
     const blob = new Blob([fromBase64(url.slice(url.indexOf(",") + 1))], {type: "image/png"});
     const bitmap = await createImageBitmap(blob, {colorSpaceConversion: "none", premultiplyAlpha: "none"});
-    if (bitmap.width !== W || bitmap.height !== H) throw new Error(bitmap.width + " x " + bitmap.height + " pixels, not the image's " + W + " x " + H);
+    if (bitmap.width !== W || bitmap.height !== H) throw new Error(`${bitmap.width} x ${bitmap.height} pixels, not the image's ${W} x ${H}`);
     const c = document.createElement("canvas");
     c.width = W; c.height = H;
     const g = c.getContext("2d", {willReadFrequently: true});
@@ -205,9 +197,7 @@
     header[8] = 8;  // bits a pixel; colour type 0 (greyscale), deflate, no interlace: the zeros after it
     const parts = [new Uint8Array([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", header),
                    chunk("IDAT", await zlib(raw)), chunk("IEND", new Uint8Array(0))];
-    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    parts.reduce((o, p) => (out.set(p, o), o + p.length), 0);
-    return out;
+    return new Uint8Array(await new Blob(parts).arrayBuffer());
   }
 
   // ------------------------------------------------------------ tools
@@ -229,9 +219,7 @@
     if (s.last) { line(s.last, p, paintValue()); s.last = p; }
     marks();
   }
-  function onUp() {
-    if (s && s.last) { s.last = null; controls(); }
-  }
+  function onUp() { if (s && s.last) { s.last = null; controls(); } }  // the stroke ends
   function corner(p) {
     const first = s.poly[0];
     if (s.poly.length >= 3 && Math.hypot(p.x - first.x, p.y - first.y) * scale() <= CLOSE_PX) { closePolygon(); return; }
@@ -277,14 +265,18 @@
 
   // ------------------------------------------------------------ controls
 
-  function pick(i) { s.cls = i; if (s.tool === "eraser") s.tool = "brush"; controls(); }
+  function pick(i) {  // picking a class means painting with it: the eraser gives way to the brush
+    s.cls = i;
+    if (s.tool === "eraser") s.tool = "brush";
+    controls();
+  }
   function setTool(name) { s.tool = name; if (name !== "polygon") s.poly = []; marks(); controls(); }
   function resize(direction) {
-    const max = Math.max(16, Math.round(Math.max(s.W, s.H) / 4));
-    s.size = Math.max(1, Math.min(max, s.size + direction * Math.max(1, Math.round(s.size / 8))));
+    s.size = Math.max(1, Math.min(maxSize(), s.size + direction * Math.max(1, Math.round(s.size / 8))));
     marks();
     controls();
   }
+  const maxSize = () => Math.max(16, Math.round(Math.max(s.W, s.H) / 4));  // a quarter of the image
   function toolKey(tool) {  // a category's key always wins
     const ctx = s.ctx;
     return ctx.categories.some((_, i) => ctx.keyFor(i) === tool.key) ? null : tool.key;
@@ -297,9 +289,7 @@
     if (!$("mask-tools")) return;
     document.querySelectorAll("#mask-classes button").forEach((b) => b.classList.toggle("current", Number(b.dataset.class) === s.cls));
     document.querySelectorAll("#mask-tools button[data-tool]").forEach((b) => b.classList.toggle("current", b.dataset.tool === s.tool));
-    const size = $("mask-size");
-    size.max = String(Math.max(16, Math.round(Math.max(s.W, s.H) / 4)));
-    size.value = String(s.size);
+    Object.assign($("mask-size"), {max: String(maxSize()), value: String(s.size)});
     $("mask-size-label").textContent = s.size + " px";
     $("mask-undo").disabled = !s.history.length && !s.poly.length;
     let text = s.note;
@@ -380,18 +370,15 @@
       size.addEventListener("keydown", (e) => { if (e.key.startsWith("Arrow")) e.stopPropagation(); });
       const sizeLabel = el("label", {className: "size"});
       sizeLabel.append("size ", size, el("span", {id: "mask-size-label"}));
-      tools.append(sizeLabel);
-      tools.append(button(el, {id: "mask-undo"}, "Undo stroke", "Ctrl+Z", () => undoStep()));
-      tools.append(button(el, {id: "mask-clear"}, "Clear", "", () => {
-        if (!s.ready) return;
-        checkpoint(); s.ids.fill(0); show(); controls();
-      }));
+      const clear = () => { if (s.ready) { checkpoint(); s.ids.fill(0); show(); controls(); } };
+      tools.append(sizeLabel, button(el, {id: "mask-undo"}, "Undo stroke", "Ctrl+Z", undoStep),
+                   button(el, {id: "mask-clear"}, "Clear", "", clear));
       const done = el("div", {id: "mask-submit-row"});
       done.append(button(el, {id: "mask-submit"}, "Submit mask", "Enter", () => submit()), el("span", {id: "mask-status"}));
       slots.answer.replaceChildren(classes, tools, done);
       slots.hint.replaceChildren("drag to paint · ", el("kbd", {textContent: "["}), el("kbd", {textContent: "]"}),
         "brush size · number/letter: class");
-      if (s.ready) controls(); else document.getElementById("mask-status").textContent = "loading…";
+      controls();
     },
     key(e) {
       if (!s) return;
