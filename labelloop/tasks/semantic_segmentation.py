@@ -183,15 +183,20 @@ def unpaint(data: bytes, colors: Any, class_names: Sequence[str], what: str) -> 
 # ---------------------------------------------------------------- quality, votes, noise
 
 
-def mean_iou(predicted: np.ndarray, reference: np.ndarray) -> float:
-    """Ground Truth's image quality: mean IoU over the classes either mask has, background (0)
-    excluded; 1 when both are all background."""
+def class_ious(predicted: np.ndarray, reference: np.ndarray) -> dict[int, float]:
+    """IoU per class id either mask has, background (0) excluded."""
     if predicted.shape != reference.shape:
         raise ValueError(f"masks of different sizes: {predicted.shape[1]} x {predicted.shape[0]} "
                          f"against {reference.shape[1]} x {reference.shape[0]}")
     classes = np.union1d(np.unique(predicted), np.unique(reference))
-    ious = [np.logical_and(predicted == c, reference == c).sum() / np.logical_or(predicted == c, reference == c).sum()
-            for c in classes if c != 0]
+    return {int(c): float(np.logical_and(predicted == c, reference == c).sum()
+                          / np.logical_or(predicted == c, reference == c).sum()) for c in classes if c != 0}
+
+
+def mean_iou(predicted: np.ndarray, reference: np.ndarray) -> float:
+    """Ground Truth's image quality: mean IoU over the classes either mask has, background (0)
+    excluded; 1 when both are all background."""
+    ious = list(class_ious(predicted, reference).values())
     return float(np.mean(ious)) if ious else 1.0
 
 
@@ -385,6 +390,10 @@ class SemanticSegmentation(TaskType):
 
     def quality(self, value: str, reference: str) -> float:
         return mean_iou(decode_mask(value), decode_mask(reference))
+
+    def class_qualities(self, value: str, reference: str) -> dict[int, float]:
+        """IoU per category index (class id − 1) either mask has."""
+        return {c - 1: q for c, q in class_ious(decode_mask(value), decode_mask(reference)).items()}
 
 
 TASK = register(SemanticSegmentation())

@@ -176,6 +176,8 @@ def test_quality_is_ground_truths_mean_iou_over_the_classes_either_mask_has_back
     # A class only the prediction has scores 0 and counts: (0.5 + 0) / 2.
     extra = mask_of((1, slice(0, 10), slice(0, 5)), (2, slice(15, 20), slice(20, 30)))
     assert TASK.quality(mask_value(extra), mask_value(reference)) == pytest.approx(0.25)
+    # Per class, by category index (class id - 1), as scoring reports them.
+    assert TASK.class_qualities(mask_value(extra), mask_value(reference)) == {0: pytest.approx(0.5), 1: 0.0}
     # Background agreement earns nothing: a missed object scores 0 however much background matches.
     assert TASK.quality(mask_value(mask_of()), mask_value(reference)) == 0.0
     assert TASK.quality(mask_value(mask_of()), mask_value(mask_of())) == 1.0  # both only background
