@@ -142,6 +142,12 @@ class JobSettings:
             p.append(f"LabelAttributeName {self.label_attribute!r} may not end in '-metadata'")
         elif not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,126}$", self.label_attribute):
             p.append(f"LabelAttributeName {self.label_attribute!r} must be letters, digits or hyphens")
+        elif self.task_type in tasks.names() and (
+                tasks.get(self.task_type).label_in_file != self.label_attribute.endswith("-ref")):
+            # Ground Truth's rule (CreateLabelingJob): a label kept in a file (a mask) is named by an
+            # attribute ending in "-ref"; any other label's attribute may not end so.
+            must = "must" if tasks.get(self.task_type).label_in_file else "may not"
+            p.append(f"LabelAttributeName {self.label_attribute!r} {must} end in '-ref' for task type {self.task_type}")
         if bool(self.label_categories) == bool(self.label_category_config_uri):
             p.append("give exactly one of LabelCategories or LabelCategoryConfigUri")
         if self.label_categories:

@@ -75,7 +75,7 @@ def evaluate(lines: Iterable[str], attribute: str, truth: dict[str, Any], task: 
             reference = task.truth_value(true, names) if true is not None else None
             right = 0.0
             if reference is not None:
-                value = task.read_value(line[attribute], names)
+                value = task.line_label(line, attribute, names)
                 right = task.quality(value, reference)
                 parts = {names[c]: q for c, q in task.class_qualities(value, reference).items()}
         else:

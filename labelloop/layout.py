@@ -109,6 +109,11 @@ def output_manifest_uri(output_uri: str) -> str:
     return join(output_uri, "output", "output.manifest")
 
 
+def output_files_uri(output_uri: str) -> str:
+    """Where label files the output manifest names go (a mask PNG an item), beside the manifest."""
+    return join(output_uri, "output", "annotations")
+
+
 def summary_uri(output_uri: str) -> str:
     return join(output_uri, "output", "summary.json")
 

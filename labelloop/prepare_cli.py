@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DATASETS = ["digits", "fashion-mnist", "fashion-mnist-detection", "spamassassin"]
+DATASETS = ["digits", "fashion-mnist", "fashion-mnist-detection", "fashion-mnist-segmentation", "spamassassin"]
 LABEL_ATTRIBUTE = "label"  # what the next command suggests for the user's own data
 
 
@@ -92,7 +92,7 @@ def add_prepare_command(subparsers: Any) -> argparse.ArgumentParser:
         "prepare",
         help="make an input manifest (+ label config, + hidden true labels) from a public dataset or your own data",
         description="Write OUT/manifest.jsonl (the items, unlabeled), OUT/labels.json (the classes) and, when the "
-        "labels are known, OUT/truth.jsonl (boxes: OUT/truth.manifest, a Ground Truth output manifest), read only by simulated annotators and the evaluation.\n\n"
+        "labels are known, OUT/truth.jsonl (boxes, masks: OUT/truth.manifest, a Ground Truth output manifest), read only by simulated annotators and the evaluation.\n\n"
         "  labelloop prepare digits --out data/digits\n"
         "  labelloop prepare --from-folder pets/ --out data/pets          (pets/cat/*.jpg, pets/dog/*.jpg, ...)\n"
         "  labelloop prepare --from-folder photos/ --classes cat,dog --out data/photos   (unlabeled images)\n"
@@ -114,7 +114,7 @@ def add_prepare_command(subparsers: Any) -> argparse.ArgumentParser:
     prep.add_argument("--limit", type=int, help="a seeded random subset of this many items (default: all)")
     prep.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
     prep.add_argument("--source",
-                      help="public datasets: where the raw dataset is (fashion-mnist, fashion-mnist-detection: the IDX folder; "
+                      help="public datasets: where the raw dataset is (fashion-mnist and its -detection, -segmentation: the IDX folder; "
                       "spamassassin: "
                       "the package's data folder)")
     prep.set_defaults(func=cmd_prepare)

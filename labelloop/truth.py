@@ -7,12 +7,14 @@ Two formats, told apart per file by its first record:
   `labelloop.manifest.item_key`);
 - a labeled Ground Truth manifest (an output manifest, or any manifest labeled the same way):
   `source` or `source-ref` lines whose label attribute's `<attribute>-metadata` holds the
-  `class-name` (classification) or a `class-map` (bounding boxes: the label is then the boxes,
-  each named by its class). Lines without the attribute (objects Ground Truth failed to label)
-  are skipped.
+  `class-name` (classification), a `class-map` (bounding boxes: the label is then the boxes,
+  each named by its class) or an `internal-color-map` (semantic segmentation: the attribute,
+  `<name>-ref`, names a mask PNG painted in the map's colours). Lines without the attribute
+  (objects Ground Truth failed to label) are skipped.
 
-A true label is a class name, or for boxes `{"image_size": [...], "annotations": [{"class-name",
-"left", "top", "width", "height"}, ...]}`; the task type turns it into its label value
+A true label is a class name; for boxes `{"image_size": [...], "annotations": [{"class-name",
+"left", "top", "width", "height"}, ...]}`; for a mask `{"mask-ref": uri, "internal-color-map":
+{...}}`, read only when an item's answer is wanted. The task type turns it into its label value
 (`TaskType.truth_value`).
 
 `check_truth` compares the truth with the run's manifest and categories before the run starts,
@@ -40,7 +42,7 @@ class TruthError(ManifestError):
 
 @dataclass
 class Truth:
-    labels: dict[str, Any]  # item key -> class name, or named boxes
+    labels: dict[str, Any]  # item key -> class name, named boxes, or a mask file and its colours
     lines: dict[str, int]  # item key -> line number in the file (for errors)
     format: str
     attribute: str | None = None  # the label attribute read, for a Ground Truth manifest
@@ -68,13 +70,17 @@ def _records(path: Path) -> Iterator[tuple[int, Any]]:
             raise TruthError(f"--truth {path}: not UTF-8 text") from None
 
 
+# The metadata keys that name a label's classes: classification, bounding boxes, semantic segmentation.
+NAMING_KEYS = ("class-name", "class-map", "internal-color-map")
+
+
 def _manifest_attribute(line: dict[str, Any], preferred: str | None) -> str | None:
     """The label attribute of a labeled manifest line: `preferred` if it has it, else the one
     whose metadata names a class."""
     if preferred and isinstance(line.get(f"{preferred}-metadata"), dict) and preferred in line:
         return preferred
     found = [k[: -len("-metadata")] for k, v in line.items()
-             if k.endswith("-metadata") and isinstance(v, dict) and ("class-name" in v or "class-map" in v)
+             if k.endswith("-metadata") and isinstance(v, dict) and any(n in v for n in NAMING_KEYS)
              and k[: -len("-metadata")] in line]
     return found[0] if len(found) == 1 else None
 
@@ -114,7 +120,10 @@ def read_truth(path: Path | str, attribute: str | None = None) -> Truth:
             if truth.attribute is None:
                 truth.attribute = name
             meta = value[f"{name}-metadata"]
-            label = meta.get("class-name") if "class-map" not in meta else _named_boxes(value[name], meta["class-map"], where)
+            if "internal-color-map" in meta:
+                label = _named_mask(value[name], meta["internal-color-map"], where)
+            else:
+                label = meta.get("class-name") if "class-map" not in meta else _named_boxes(value[name], meta["class-map"], where)
             if not isinstance(label, (str, dict)) or not label:
                 raise TruthError(f"{where}: '{name}-metadata' has no 'class-name'")
         if key in truth.labels:
@@ -140,8 +149,20 @@ def _named_boxes(value: Any, class_map: Any, where: str) -> dict[str, Any]:
     return {"image_size": value.get("image_size"), "annotations": named}
 
 
+def _named_mask(ref: Any, colors: Any, where: str) -> dict[str, Any]:
+    """A mask file and the colour map that names its classes (the file is read when it is needed)."""
+    if not isinstance(ref, str) or not ref:
+        raise TruthError(f"{where}: a mask label is the URI of its PNG, got {str(ref)[:80]!r}")
+    if not isinstance(colors, dict) or not all(isinstance(e, dict) and isinstance(e.get("class-name"), str)
+                                               for e in colors.values()):
+        raise TruthError(f"{where}: its internal-color-map must map indices to {{class-name, hex-color}}")
+    return {"mask-ref": ref, "internal-color-map": colors}
+
+
 def names_in(label: Any) -> list[str]:
-    """The class names a true label uses."""
+    """The class names a true label uses (for a mask, those its colour map names but background)."""
+    if isinstance(label, dict) and "internal-color-map" in label:
+        return [e["class-name"] for e in label["internal-color-map"].values() if e["class-name"] != "BACKGROUND"]
     if isinstance(label, dict):
         return [a["class-name"] for a in label.get("annotations", [])]
     return [label]

@@ -224,25 +224,26 @@ def _write_pngs(root: str, relpaths: Sequence[str], images: np.ndarray) -> None:
         Image.fromarray(pixels).save(os.path.join(root, rel), format="PNG")
 
 
-def write_images(out: Path, images: np.ndarray, workers: int | None = None) -> list[Path]:
-    """Write grayscale uint8 images (n, height, width) as PNGs under out/images/.
+def write_images(out: Path, images: np.ndarray, workers: int | None = None, folder: str = IMAGES_DIR) -> list[Path]:
+    """Write uint8 images, grayscale (n, height, width) or RGB (n, height, width, 3), as PNGs under
+    out/<folder>/ (images/; masks are images too).
 
-    The PNGs are written into a temp folder that then replaces out/images, so a re-run never
+    The PNGs are written into a temp folder that then replaces out/<folder>, so a re-run never
     leaves images of an earlier run behind. Returns the absolute paths, in order.
     """
-    if images.ndim != 3 or images.dtype != np.uint8:
-        raise ValueError(f"expected uint8 images of shape (n, height, width), got {images.dtype} {images.shape}")
+    if images.dtype != np.uint8 or not (images.ndim == 3 or (images.ndim == 4 and images.shape[3] == 3)):
+        raise ValueError(f"expected uint8 images of shape (n, height, width[, 3]), got {images.dtype} {images.shape}")
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()
-    final = out / IMAGES_DIR
-    tmp = out / f".{IMAGES_DIR}.tmp-{os.getpid()}"
-    old = out / f".{IMAGES_DIR}.old-{os.getpid()}"
+    final = out / folder
+    tmp = out / f".{folder}.tmp-{os.getpid()}"
+    old = out / f".{folder}.old-{os.getpid()}"
     relpaths = image_relpaths(len(images))
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        for folder in sorted({os.path.dirname(rel) for rel in relpaths} - {""}):
-            (tmp / folder).mkdir()
+        for shard in sorted({os.path.dirname(rel) for rel in relpaths} - {""}):
+            (tmp / shard).mkdir()
         if workers is None:
             workers = min(os.cpu_count() or 1, 8)
         if workers > 1 and len(images) >= _POOL_THRESHOLD:

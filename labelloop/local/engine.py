@@ -105,16 +105,20 @@ class LocalEngine:
         )
         return values
 
-    def algorithms(self) -> dict[str, dict[str, str]]:
-        """Each registered task type's algorithm: its source dir packaged here, run in a subprocess.
+    def algorithms(self, task_type: str | None = None) -> dict[str, dict[str, str]]:
+        """The run's task type's algorithm (every registered one's without `task_type`): its source
+        dir packaged here, run in a subprocess.
 
         On AWS the stack gives Bootstrap the same document (LABELLOOP_ALGORITHMS) for the
-        framework images and the uploaded source dirs.
+        framework images and the uploaded source dirs. Locally a run packages only what it uses:
+        packaging costs time, and a task type's sources need not be here to run another's.
         """
         from labelloop.algorithm_source import package_source
 
         out = {}
         for task in tasks.all_types():
+            if task_type is not None and task.name != task_type:
+                continue
             source = package_source(task.name, self.workdir / "source" / task.name)
             image = f"labelloop-local/{task.framework.name}"
             out[task.name] = {
@@ -301,7 +305,7 @@ class LocalEngine:
         from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
 
         definition = substitute(DEFINITION.read_text(), self.substitutions())
-        env = {"AWS_DEFAULT_REGION": REGION, "LABELLOOP_ALGORITHMS": json.dumps(self.algorithms())}
+        env = {"AWS_DEFAULT_REGION": REGION, "LABELLOOP_ALGORITHMS": json.dumps(self.algorithms(str(execution_input.get("TaskType"))))}
         started = time.monotonic()
         engine = self
 

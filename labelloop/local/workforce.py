@@ -21,7 +21,7 @@ import numpy as np
 from labelloop.config import parse_label_category_config
 from labelloop.local.sagemaker_jobs import LocalJobError
 from labelloop import tasks
-from labelloop.manifest import item_key
+from labelloop.manifest import ID_KEY, item_key
 from labelloop.storage import atomic_file, json_lines
 
 ACCOUNT = "123456789012"
@@ -59,8 +59,9 @@ class SimulatedWorkforce:
         started = datetime.now(timezone.utc)
         labeled = failed = 0
         responses = []
+        files = str(job_root / "annotations" / "consolidated-annotation" / "output")  # label files, as Ground Truth's
         with atomic_file(out_path, "w") as out:  # a crash never leaves half a manifest
-            for _, line in json_lines(manifest.read_text(encoding="utf-8").splitlines(), str(manifest)):
+            for number, line in json_lines(manifest.read_text(encoding="utf-8").splitlines(), str(manifest)):
                 true = self.truth.get(item_key(line))
                 true = task.truth_value(true, classes) if true is not None else None
                 if true is None:
@@ -73,7 +74,7 @@ class SimulatedWorkforce:
                 votes = [task.simulated_answer(true, classes, self.accuracy, rng) for _ in range(workers)]
                 winner, confidence = task.consolidate(votes, workers, rng)
                 responses.append({"key": item_key(line), "answers": votes})
-                line[attribute] = task.write_value(winner, classes)
+                line[attribute] = task.line_value(winner, classes, folder=files, name=str(line.get(ID_KEY, number)))
                 line[f"{attribute}-metadata"] = task.human_metadata(winner, confidence, classes, name)
                 out.write(json.dumps(line) + "\n")
                 labeled += 1

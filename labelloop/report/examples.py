@@ -20,6 +20,7 @@ THUMB_PX = 96
 BOX_PX = 384  # boxes are drawn on a copy about this large, then shrunk with the image
 BOX_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#fabed4", "#469990"]
 EXCERPT_CHARS = 180
+MASK_ALPHA = 150  # a mask's classes show over the image, which still shows through
 
 # An item's source (its manifest line, label removed) and, for labels that are not one class
 # (boxes), the label value -> HTML.
@@ -30,9 +31,10 @@ def _macros():
     return environment().get_template("examples.html").module
 
 
-def thumbnail(ref: str, boxes: list[dict[str, Any]] | None = None) -> str | None:
+def thumbnail(ref: str, boxes: list[dict[str, Any]] | None = None, overlay: Any = None) -> str | None:
     """A data: URI of a small PNG of a local image, or None; `boxes` (Ground Truth annotations,
-    in the image's pixels) drawn on it, a colour per class."""
+    in the image's pixels) drawn on it, a colour per class; `overlay` (an RGBA image of its size,
+    a mask) laid over it."""
     if ref.startswith("s3://"):
         return None
     try:
@@ -44,6 +46,8 @@ def thumbnail(ref: str, boxes: list[dict[str, Any]] | None = None) -> str | None
         return None
     if boxes:
         image = _with_boxes(image.convert("RGB"), boxes)
+    if overlay is not None and overlay.size == image.size:
+        image = Image.alpha_composite(image.convert("RGBA"), overlay).convert("RGB")
     if max(image.size) < THUMB_PX:  # small images (8x8 digits): scale up, keep the pixels sharp
         factor = max(1, THUMB_PX // max(image.size))
         image = image.resize((image.width * factor, image.height * factor), Image.NEAREST)
@@ -86,6 +90,40 @@ def image_boxes_example(source: dict[str, Any], value: Any = None) -> Markup:
     return _macros().image(uri, ref) if uri else _macros().missing(ref)
 
 
+def _mask_overlay(value: Any) -> Any:
+    """A mask label as a see-through RGBA image, each class in its colour; None if it is no mask.
+
+    The value is a class map (a ledger's base64 PNG) or the path of a painted mask (an output
+    manifest's, background white).
+    """
+    import numpy as np
+    from PIL import Image
+
+    from labelloop.tasks.semantic_segmentation import BACKGROUND_HEX, decode_mask, hex_colors
+
+    try:
+        mask = decode_mask(value)
+        rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in hex_colors(int(mask.max()))], np.uint8)[mask]
+        painted = mask != 0
+    except ValueError:
+        try:
+            with Image.open(str(value)) as image:
+                rgb = np.asarray(image.convert("RGB"))
+        except Exception:  # not a readable image: the example is drawn without its mask
+            return None
+        painted = (rgb != [int(BACKGROUND_HEX[i:i + 2], 16) for i in (1, 3, 5)]).any(axis=2)
+    alpha = np.where(painted, MASK_ALPHA, 0).astype(np.uint8)
+    return Image.fromarray(np.dstack([rgb, alpha]), mode="RGBA")
+
+
+def image_mask_example(source: dict[str, Any], value: Any = None) -> Markup:
+    """The image with the label's mask laid over it (none for an item not labeled yet)."""
+    ref = source.get("source-ref")
+    ref = ref if isinstance(ref, str) else ""
+    uri = thumbnail(ref, overlay=_mask_overlay(value) if value is not None else None) if ref else None
+    return _macros().image(uri, ref) if uri else _macros().missing(ref)
+
+
 def text_example(source: dict[str, Any], value: Any = None) -> Markup:
     """The item's text: whole when short, else its start with the whole text folded beneath (never
     clipped); a placeholder for text kept elsewhere."""
@@ -98,7 +136,8 @@ def text_example(source: dict[str, Any], value: Any = None) -> Markup:
     return _macros().folded(text[:EXCERPT_CHARS] + "…", text)
 
 
-VIEWS: dict[str, ExampleView] = {"image": image_example, "image-boxes": image_boxes_example, "text": text_example}
+VIEWS: dict[str, ExampleView] = {"image": image_example, "image-boxes": image_boxes_example,
+                                  "image-mask": image_mask_example, "text": text_example}
 
 
 def example_view(task_type: str | None) -> ExampleView:
@@ -167,7 +206,7 @@ def example_groups(data: RunData) -> list[ExampleGroup]:
 def _example(view: ExampleView, item: Item, note: str, truth: dict[str, str]) -> Example:
     true = true_class(truth, item) if item.class_id is not None else None  # boxes: scored by IoU, not marked
     wrong = true if true is not None and true != item.class_name else None
-    name = item.class_name or (_box_count(item.value) if item.value is not None else "")
+    name = item.class_name or (_box_count(item.value) if isinstance(item.value, dict) else "")
     return Example(view(item.source, item.value), name, note, wrong)
 
 

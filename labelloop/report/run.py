@@ -27,7 +27,7 @@ class Item:
     human: bool = False
     iteration: int | None = None  # 0: labeled in the input manifest; None: not known
     tail: bool = False  # an auto-label of the worst-case tail: below the threshold, paid for by the bound's slack
-    value: Any = None  # a label that is not one class (boxes): the value itself, drawn by the example view
+    value: Any = None  # a label that is not one class (boxes, a mask): the value itself, drawn by the example view
 
     @property
     def labeled(self) -> bool:
@@ -200,7 +200,7 @@ def _items_from_manifest(path: Path, settings: dict[str, Any], classes: list[str
                 iteration=_label_iteration(meta.get("job-name")),
                 tail=(meta.get("labelloop-calibration") or {}).get("basis") == "worst-case tail",
             )
-        elif isinstance(value, dict) and isinstance(meta, dict):
+        elif isinstance(value, (dict, str)) and isinstance(meta, dict):  # boxes; a mask file's URI
             yield Item(source=source, value=value, confidence=number(meta.get("confidence")),
                        human=meta.get("human-annotated") == "yes", iteration=_label_iteration(meta.get("job-name")),
                        tail=(meta.get("labelloop-calibration") or {}).get("basis") == "worst-case tail")
@@ -223,7 +223,7 @@ def _items_from_ledger(path: Path, classes: list[str]) -> Iterator[Item]:
                 iteration=label.get("iteration") if isinstance(label.get("iteration"), int) else None,
                 tail=not label.get("human") and label.get("threshold") is None and label.get("lower-bound") is not None,
             )
-        elif isinstance(label, dict) and isinstance(label.get("class"), dict):
+        elif isinstance(label, dict) and isinstance(label.get("class"), (dict, str)):  # boxes; a mask
             yield Item(source=source, value=label["class"], confidence=number(label.get("confidence")),
                        human=bool(label.get("human")),
                        iteration=label.get("iteration") if isinstance(label.get("iteration"), int) else None,

@@ -34,6 +34,8 @@ def export_output(event: dict[str, Any]) -> dict[str, Any]:
                     class_names=config["ClassNames"],
                     unlabeled_reason=f"not labeled: the loop stopped ({reason})",
                     job_name=settings.job_name,
+                    folder=layout.output_files_uri(out),
+                    name=str(record["id"]),
                 )
             )
     final = _final_human_batch(settings, state, counts["auto"], reason)

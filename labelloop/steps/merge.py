@@ -42,7 +42,7 @@ def merge_answers(config: dict[str, Any], state: dict[str, Any], output_uri: str
             continue  # Ground Truth lists objects it failed to label without the attribute
         meta = line.get(f"{attribute}-metadata") or {}
         try:
-            value = task.read_value(line[attribute], config["ClassNames"])
+            value = task.line_label(line, attribute, config["ClassNames"])
         except ValueError as exc:
             raise LabelingOutputError(f"{where}: {exc}") from None
         answers[item_id] = Label(

@@ -54,6 +54,7 @@ def by_pre_lambda(arn: str) -> TaskType:
 # The product's task types register themselves on import.
 from labelloop.tasks import image_classification as _image  # noqa: E402,F401
 from labelloop.tasks import object_detection as _boxes  # noqa: E402,F401
+from labelloop.tasks import semantic_segmentation as _masks  # noqa: E402,F401
 from labelloop.tasks import text_classification as _text  # noqa: E402,F401
 
 __all__ = ["Framework", "TaskType", "register", "unregister", "get", "names", "all_types", "by_pre_lambda"]

@@ -55,6 +55,9 @@ class TaskType:
     default_target: ClassVar[float]  # the auto-labels' default quality target
     bound: ClassVar[str]  # the statistical bound that certifies the target
     bounded_mean: ClassVar[bool] = False  # quality is any number in [0, 1] (an IoU), not pass/fail
+    # The line's `<attribute>` names a file that holds the label (a mask PNG) rather than holding it;
+    # Ground Truth then wants the attribute name to end in "-ref", and every other one not to.
+    label_in_file: ClassVar[bool] = False
 
     def built_in_lambda_arns(self, region: str) -> tuple[str, str]:
         """(PreHumanTaskLambdaArn, AnnotationConsolidationLambdaArn) for a region."""
@@ -80,7 +83,7 @@ class TaskType:
         if attribute not in line:
             return None
         try:
-            value = self.read_value(line[attribute], class_names)
+            value = self.line_label(line, attribute, class_names)
         except ValueError as exc:
             raise ManifestError(f"line {number}: existing label {attribute}: {exc}") from None
         meta = line.get(f"{attribute}-metadata") or {}
@@ -109,11 +112,12 @@ class TaskType:
         raise NotImplementedError
 
     def output_line(self, source: dict[str, Any], label: Label | None, *, attribute: str, class_names: list[str],
-                    unlabeled_reason: str = "", job_name: str = "") -> dict[str, Any]:
+                    unlabeled_reason: str = "", job_name: str = "", folder: str = "", name: str = "") -> dict[str, Any]:
         """The Ground Truth augmented-manifest line for one item.
 
         Unlabeled items keep their input line and get a metadata block with `failure-reason`,
-        as Ground Truth writes for objects it could not label.
+        as Ground Truth writes for objects it could not label. `folder` and `name`: where a label
+        kept in a file of its own goes (`line_value`).
         """
         line = {k: v for k, v in source.items() if k != ID_KEY}
         if label is None:
@@ -139,13 +143,31 @@ class TaskType:
             }
             if label.threshold is None:  # below the threshold, paid for by the bound's slack
                 metadata["labelloop-calibration"]["basis"] = "worst-case tail"
-        line[attribute] = self.write_value(label.class_id, class_names)
+        line[attribute] = self.line_value(label.class_id, class_names, folder=folder, name=name)
         line[f"{attribute}-metadata"] = metadata
         return line
 
     def write_value(self, value: Any, class_names: list[str]) -> Any:
         """The label value as a manifest's attribute holds it (what `read_value` reads back)."""
         return value
+
+    def line_label(self, line: dict[str, Any], attribute: str, class_names: list[str]) -> Any:
+        """The label value a labeled manifest line carries, checked; ValueError says what is wrong.
+
+        Every reader of a labeled line (input labels, a labeling job's output, an output manifest
+        being scored) asks here, so a task type whose label is a file the line names (`label_in_file`)
+        reads that file, with the line's metadata, instead of the attribute's value.
+        """
+        return self.read_value(line[attribute], class_names)
+
+    def line_value(self, value: Any, class_names: list[str], *, folder: str, name: str) -> Any:
+        """What a manifest line's `<attribute>` holds for a label value (what `line_label` reads back).
+
+        By default the value itself (`write_value`). A task type whose label is a file writes it
+        under `folder` (a local path or s3:// prefix beside the manifest being written) as `name`
+        plus its own extension, and answers the file's URI.
+        """
+        return self.write_value(value, class_names)
 
     def human_metadata(self, value: Any, confidence: float, class_names: list[str], job_name: str) -> dict[str, Any]:
         """The `<attribute>-metadata` Ground Truth writes beside a consolidated human label."""
@@ -175,6 +197,18 @@ class TaskType:
     def truth_value(self, truth: Any, class_names: list[str]) -> Any:
         """A truth file's entry as a label value; None when it is not a valid label."""
         raise NotImplementedError
+
+    def value_size(self, value: Any) -> tuple[int, int] | None:
+        """(width, height) a checked label value is drawn at when it fixes one (a mask), else None.
+
+        The worker page refuses an answer whose size is not its image's: `read_value` cannot
+        know the image, the page's job does.
+        """
+        return None
+
+    def widget_options(self, class_names: list[str]) -> dict[str, Any]:
+        """What the worker page's widget needs beyond the categories (a mask's class colours)."""
+        return {}
 
     # ------------------------------------------------------------ quality and confidence
 

@@ -243,8 +243,8 @@ def run_loop(
         def substitutions(self) -> dict[str, str]:
             return resolver.substitutions()
 
-        def algorithms(self) -> dict[str, dict[str, str]]:
-            return json.loads(resolver.function_environment()["LABELLOOP_ALGORITHMS"])
+        def algorithms(self, task_type: str | None = None) -> dict[str, dict[str, str]]:
+            return json.loads(resolver.function_environment()["LABELLOOP_ALGORITHMS"])  # the stack's: every type
 
         def _run_sagemaker(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
             return fake(action, params)
@@ -258,7 +258,8 @@ def run_loop(
         lines = [{"source": f"review {i} {CLASSES[i % 2]}"} for i in range(ITEMS)]
         _put(manifest, "".join(json.dumps(x) + "\n" for x in lines).encode())
         # The uploaded algorithm sources the template points at (prepare-deploy's job).
-        for key in ("ImageClassificationSourceDirUri", "TextClassificationSourceDirUri", "ObjectDetectionSourceDirUri"):
+        for key in ("ImageClassificationSourceDirUri", "TextClassificationSourceDirUri", "ObjectDetectionSourceDirUri",
+                    "SemanticSegmentationSourceDirUri"):
             _put(resolver.params[key], gzip.compress(b""))
         initial = dict(settings or []).get("InitialModelArtifacts")
         if initial:

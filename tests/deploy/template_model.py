@@ -67,6 +67,8 @@ def default_parameters(**overrides: str) -> dict[str, str]:
         "ImageClassificationSourceDirUri": "s3://BUCKET/labelloop/source/image-classification/0123456789abcdef/sourcedir.tar.gz",
         "TextClassificationSourceDirUri": "s3://BUCKET/labelloop/source/text-classification/0123456789abcdef/sourcedir.tar.gz",
         "ObjectDetectionSourceDirUri": "s3://BUCKET/labelloop/source/object-detection/0123456789abcdef/sourcedir.tar.gz",
+        "SemanticSegmentationSourceDirUri":
+            "s3://BUCKET/labelloop/source/semantic-segmentation/0123456789abcdef/sourcedir.tar.gz",
         # distinct per framework, so a request that takes another framework's type is caught
         "TextClassificationTrainingInstanceType": "ml.c5.2xlarge",
         "TextClassificationTransformInstanceType": "ml.c5.xlarge",
@@ -96,7 +98,8 @@ class Resolver:
             "AWS::NoValue": NO_VALUE,
         }
         bucket = self.data_bucket()
-        for key in ("ImageClassificationSourceDirUri", "TextClassificationSourceDirUri", "ObjectDetectionSourceDirUri"):
+        for key in ("ImageClassificationSourceDirUri", "TextClassificationSourceDirUri", "ObjectDetectionSourceDirUri",
+                    "SemanticSegmentationSourceDirUri"):
             self.params[key] = self.params[key].replace("s3://BUCKET/", f"s3://{bucket}/")
 
     # ------------------------------------------------------------ names

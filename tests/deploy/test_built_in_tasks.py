@@ -30,7 +30,7 @@ def test_a_labeling_job_request_with_the_task_types_pieces_is_valid(task):
     pre, acs = t.built_in_lambda_arns("us-east-1")
     body = {
         "LabelingJobName": "labelloop-x-001-label",
-        "LabelAttributeName": "label",
+        "LabelAttributeName": "label-ref" if t.label_in_file else "label",  # Ground Truth's -ref rule
         "InputConfig": {"DataSource": {"S3DataSource": {"ManifestS3Uri": "s3://b/in.manifest"}}},
         "OutputConfig": {"S3OutputPath": "s3://b/out/"},
         "RoleArn": "arn:aws:iam::123456789012:role/r",
@@ -49,5 +49,5 @@ def test_a_labeling_job_request_with_the_task_types_pieces_is_valid(task):
     report = ParamValidator().validate(body, SAGEMAKER.operation_model("CreateLabelingJob").input_shape)
     assert not report.has_errors(), report.generate_report()
     element = re.search(r"<(crowd-[a-z-]+)\s", t.ui_template).group(1)
-    assert element in {"crowd-image-classifier", "crowd-classifier", "crowd-bounding-box"}
+    assert element in {"crowd-image-classifier", "crowd-classifier", "crowd-bounding-box", "crowd-semantic-segmentation"}
     assert "task.input.taskObject" in t.ui_template and "task.input.labels" in t.ui_template

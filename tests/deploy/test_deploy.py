@@ -60,6 +60,8 @@ def test_images_for_us_east_1_are_the_pinned_framework_versions():
         "TextClassificationInferenceImage": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
         "ObjectDetectionTrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-cpu-py312",
         "ObjectDetectionInferenceImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6.0-cpu-py312",
+        "SemanticSegmentationTrainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-cpu-py312",
+        "SemanticSegmentationInferenceImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6.0-cpu-py312",
     }
 
 

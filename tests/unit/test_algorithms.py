@@ -200,8 +200,8 @@ def test_package_source_is_flat_and_deterministic(tmp_path, task_type, own):
 
 
 def test_package_source_rejects_unknown_task_type(tmp_path):
-    with pytest.raises(ValueError, match="semantic-segmentation"):
-        package_source("semantic-segmentation", tmp_path)
+    with pytest.raises(ValueError, match="video-tracking"):
+        package_source("video-tracking", tmp_path)
 
 
 # ---------------------------------------------------------------- image classification

@@ -20,6 +20,7 @@ from labelloop.datasets import (
     prepare_digits,
     prepare_fashion_mnist,
     prepare_fashion_mnist_detection,
+    prepare_fashion_mnist_segmentation,
     prepare_spamassassin,
     read_label_config,
 )
@@ -135,6 +136,7 @@ def test_preparers_registry():
         "digits": prepare_digits,
         "fashion-mnist": prepare_fashion_mnist,
         "fashion-mnist-detection": prepare_fashion_mnist_detection,
+        "fashion-mnist-segmentation": prepare_fashion_mnist_segmentation,
         "spamassassin": prepare_spamassassin,
     }
 

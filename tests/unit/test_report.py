@@ -227,7 +227,8 @@ def test_every_task_type_draws_its_examples_and_an_unknown_one_gets_text(tmp_pat
     for task in tasks.all_types():
         drawn = str(example_view(task.name)(source))
         image = '<img src="data:image/png;base64,'
-        expected = {"image": image, "image-boxes": image, "text": "&lt;b&gt;hi&lt;/b&gt;</div>"}[task.report_example]
+        expected = {"image": image, "image-boxes": image, "image-mask": image,
+                    "text": "&lt;b&gt;hi&lt;/b&gt;</div>"}[task.report_example]
         assert drawn.startswith(expected) if task.report_example != "text" else drawn.endswith(expected), task.name
     assert str(example_view("no-such-task")({"source": "x"})) == '<div class="snippet" title="x">x</div>'
 

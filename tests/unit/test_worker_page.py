@@ -652,6 +652,48 @@ def test_a_validation_item_never_shows_the_models_guess(tmp_path, workforce):
     assert [line["animal"] for line in job.output()] == [1, 2]
 
 
+# ---------------------------------------------------------------- masks
+
+
+def test_a_mask_answer_is_its_images_size_and_a_validation_image_gets_no_model_mask(tmp_path, workforce):
+    from PIL import Image
+
+    from labelloop.tasks.semantic_segmentation import decode_mask, hex_colors, mask_value
+
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (6, 4), (90, 90, 90)).save(tmp_path / name)
+    model = np.zeros((4, 6), dtype=np.uint8)
+    model[1:3, 2:5] = 3
+    guess = {"class": mask_value(model), "confidence": 0.5}
+    lines = [{"source-ref": str(tmp_path / "a.png"), "labelloop-role": "validation", "labelloop-guess": guess},
+             {"source-ref": str(tmp_path / "b.png"), "labelloop-role": "train", "labelloop-guess": guess}]
+    arn = "arn:aws:lambda:us-east-1:432418664414:function:PRE-SemanticSegmentation"
+    job = Job(workforce, make_params(tmp_path, lines, PreHumanTaskLambdaArn=arn))
+    item = job.next()["item"]
+    assert item["widget"] == "masks" and item["widget_options"] == {"colors": hex_colors(len(CLASSES))}
+    assert item["index"] == 0 and item["guess"] is None, "a validation image is painted blind"
+    painted = np.zeros((4, 6), dtype=np.uint8)
+    painted[0, 0] = 1
+    refused = [
+        (mask_value(painted.T), "the answer is 4 x 6 pixels, but item 0's image is 6 x 4"),
+        (mask_value(np.zeros((4, 5), dtype=np.uint8)), "the answer is 5 x 4 pixels"),
+        (mask_value(painted * 4), "class id 4; this job's ids are 0 (background) to 3"),
+        ("data:image/png;base64,iVBORw0KGgo=", "not a PNG image"),
+    ]
+    for label, message in refused:
+        status, body, _ = job.answer(0, label)
+        assert status == 400 and message in body["error"], (message, body)
+    assert job.journal_bytes() == b"", "a refused answer is never recorded"
+    assert job.answer(0, mask_value(painted))[0] == 200
+    shown = job.next()["item"]
+    assert shown["index"] == 1 and shown["guess"]["class"] == mask_value(model) and shown["guess"]["confidence"] == 0.5
+    assert job.answer(1, mask_value(model))[0] == 200
+    job.result()
+    task = tasks.get("semantic-segmentation")
+    masks = [decode_mask(task.line_label(line, "animal", CLASSES)) for line in job.output()]
+    assert (masks[0] == painted).all() and (masks[1] == model).all()
+
+
 # ---------------------------------------------------------------- widgets
 
 

@@ -7,6 +7,7 @@ process loses nothing: a new process replays the journal (`replay_journal`) and 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -20,7 +21,7 @@ import numpy as np
 from labelloop import ledger, tasks
 from labelloop.config import parse_label_category_config
 from labelloop.local.worker_page.errors import PageError
-from labelloop.local.worker_page.files import Pinned, pin
+from labelloop.local.worker_page.files import Pinned, pin, read_pinned
 from labelloop.local.worker_page.widgets import widget_for
 from labelloop.local.workforce import (
     WorkforceError,
@@ -58,6 +59,7 @@ class _Item:
     answers: list[_Answer] = field(default_factory=list)
     leases: dict[str, float] = field(default_factory=dict)  # worker -> monotonic expiry
     image: Pinned | str | None = None  # an image item's file as the job started, or why it cannot be shown
+    size: tuple[int, int] | None = None  # the image's (width, height), once an answer needed it
 
     def answered_by(self, worker: str) -> bool:
         return any(a.worker == worker for a in self.answers)
@@ -174,6 +176,21 @@ class _Job:
         return {"class": self.task.write_value(value, self.classes), "name": name,
                 "confidence": None if conf is None else float(conf)}
 
+    def image_size(self, item: _Item) -> tuple[int, int]:
+        """(width, height) of the item's image as the job started (read once, from its header)."""
+        if item.size is None:
+            if not isinstance(item.image, Pinned):
+                raise PageError(400, f"item {item.index} has no image to size an answer by ({item.image or 'text'})")
+            from PIL import Image
+
+            data = read_pinned(item.line["source-ref"], item.image)  # 404 when it changed since the start
+            try:
+                with Image.open(io.BytesIO(data)) as image:
+                    item.size = image.size
+            except Exception:  # PIL raises several kinds for bytes that are no image
+                raise PageError(400, f"item {item.index}'s image cannot be read to check the answer's size") from None
+        return item.size
+
     def progress(self, worker: str) -> dict[str, int]:
         return {
             "done": self.done(),
@@ -187,9 +204,13 @@ class _Job:
 
     def check_answer(self, worker: str, item: _Item, label: Any, answer_id: str, now: float) -> None:
         try:
-            self.task.read_value(label, self.classes)
+            value = self.task.read_value(label, self.classes)
         except ValueError as exc:
             raise PageError(400, f"label: {exc}") from None
+        size = self.task.value_size(value)
+        if size is not None and size != (expected := self.image_size(item)):
+            raise PageError(400, f"label: the answer is {size[0]} x {size[1]} pixels, but item {item.index}'s image is "
+                                 f"{expected[0]} x {expected[1]}")
         if answer_id in self.answer_ids:
             raise PageError(409, f"answer {answer_id} was already recorded (replayed request); nothing changed")
         if item.answered_by(worker):
@@ -323,7 +344,9 @@ class _Job:
             votes = [a.label for a in item.answers]
             if len(votes) >= self.workers:
                 winner, confidence = self.task.consolidate(votes, self.workers, rng)
-                line[self.attribute] = self.task.write_value(winner, self.classes)
+                files = str(self.root / "annotations" / "consolidated-annotation" / "output")  # as Ground Truth's
+                line[self.attribute] = self.task.line_value(winner, self.classes, folder=files,
+                                                            name=str(line.get(ID_KEY, item.index)))
                 line[f"{self.attribute}-metadata"] = self.task.human_metadata(winner, confidence, self.classes, self.name)
                 responses.append({"key": item.key, "answers": votes, "workers": [a.worker for a in item.answers]})
                 labeled += 1

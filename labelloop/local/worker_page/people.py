@@ -239,6 +239,7 @@ class PeopleWorkforce:
             "skipped_before": item.index in job.skips.get(worker, {}),
             "lease_seconds": job.lease_seconds,
             "widget": job.widget,
+            "widget_options": job.task.widget_options(job.classes),
         }
         if "source-ref" in item.line:
             view["kind"] = "image"

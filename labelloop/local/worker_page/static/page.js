@@ -3,8 +3,11 @@
 // widget's business (static/widgets/NAME.js registers itself in window.labelloopWidgets):
 //   widget.render(slots, item, ctx)  draws into slots.stage / .guess / .answer / .hint;
 //                                    ctx = {categories, fresh (a new item), answer(label), keyFor(i), el(tag, props)};
-//                                    label: what the task type's read_value accepts
+//                                    label: what the task type's read_value accepts;
+//                                    item.widget_options: what else the task type gives it (a mask's colours)
 //   widget.key(event, item, ctx)     a key press not taken by the page (skip, undo)
+//   widget.undo(item, ctx)           optional: Ctrl+Z asks it first; true when it took back a step
+//                                    of its own (a painted stroke), else Ctrl+Z undoes the last answer
 (() => {
   "use strict";
   const params = new URLSearchParams(location.search);
@@ -152,7 +155,12 @@
 
   document.addEventListener("keydown", (e) => {
     if (e.repeat || e.altKey) return;
-    if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "z") { e.preventDefault(); undo(); return; }
+    if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === "z") {
+      e.preventDefault();
+      if (view && view.state === "item" && widget && widget.undo && widget.undo(view.item, ctx)) return;
+      undo();
+      return;
+    }
     if (e.ctrlKey || e.metaKey) return;
     if (e.key === "Backspace" || e.key === "ArrowLeft") { e.preventDefault(); undo(); return; }
     if (!view || view.state !== "item" || !widget) return;
