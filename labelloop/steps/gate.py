@@ -22,6 +22,7 @@ from labelloop.manifest import creation_date
 from labelloop.steps.auto_labels import AutoLabels, confident_mask, plain, retire_confident_validation, worst_case_tail_mask
 from labelloop.steps.human_batch import human_batch_limit, human_candidates, write_human_batch
 from labelloop.steps.ledger_files import rewrite_ledger
+from labelloop.steps.oracle import oracle_pool_threshold
 from labelloop.steps.predictions import predictions
 
 
@@ -46,6 +47,10 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     draws_validation = settings.validation.draws_validation and iteration["ValidationCount"] > 0
     pool, _ = predictions(iteration["UnlabeledTransform"]["OutputUri"], task, n_classes, iteration["UnlabeledCount"])
     ids, p, pred, conf = pool.ids, pool.probs, pool.values, pool.confidence
+    if cal["Method"] == "oracle":  # benchmarks only: the threshold is chosen on this pool's hidden truth
+        cal = {**cal, "Threshold": oracle_pool_threshold(settings, task, config["ClassNames"],
+                                                         iteration["UnlabeledTransform"]["OutputUri"], pool,
+                                                         cal["WorkingTarget"])}
     confident = confident_mask(p, cal)
     if draws_validation:
         val, _ = predictions(iteration["ValidationTransform"]["OutputUri"], task, n_classes, iteration["ValidationCount"])
