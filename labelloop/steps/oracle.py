@@ -32,10 +32,10 @@ def pool_keys(prefix: str) -> list[str]:
     return keys
 
 
-def oracle_pool_threshold(settings: JobSettings, task: TaskType, class_names: list[str], prefix: str,
-                          pool: Predictions, target: float) -> float | None:
-    """The oracle's threshold over this gate's pool (`pool`, read from the transform output under
-    `prefix`); an item without a true label counts as wrong."""
+def oracle_quality(settings: JobSettings, task: TaskType, class_names: list[str], prefix: str,
+                   pool: Predictions) -> np.ndarray:
+    """Each pool item's true quality (`pool`, read from the transform output under `prefix`): 1/0
+    for a right/wrong class, the IoU for boxes; an item without a true label counts as wrong."""
     if not settings.oracle_truth_uri:  # JobSettings refuses this; a second lock on the product path
         raise ValueError("the oracle calibration needs OracleTruthUri")
     truth = read_truth(settings.oracle_truth_uri, settings.label_attribute).labels
@@ -44,4 +44,15 @@ def oracle_pool_threshold(settings: JobSettings, task: TaskType, class_names: li
     for k, (key, value) in enumerate(zip(keys, pool.values.tolist())):
         reference = task.truth_value(truth[key], class_names) if key in truth else None
         quality[k] = 0.0 if reference is None else task.quality(value, reference)
-    return oracle_threshold(pool.confidence, quality, target=target)
+    return quality
+
+
+def still_meeting(confidence: np.ndarray, quality: np.ndarray, confident: np.ndarray, target: float) -> np.ndarray:
+    """`confident` less its least confident items, as few as it takes for the rest to meet the target.
+
+    Job scope draws validation items at random from every item the gate judged, auto-labeled
+    ones too, after the threshold is chosen; what the draws leave may fall a hair below the
+    target. The items dropped stay open for the next gate.
+    """
+    threshold = oracle_threshold(confidence[confident], quality[confident], target=target)
+    return confident & (confidence >= threshold) if threshold is not None else np.zeros_like(confident)

@@ -110,3 +110,16 @@ def test_the_cli_does_not_offer_the_benchmark_rules():
         with pytest.raises(SystemExit):
             build_parser().parse_args(run + [method])
 
+
+
+def test_what_the_validation_draws_leave_of_an_oracle_gate_still_meets_the_target():
+    from labelloop.steps.oracle import still_meeting
+
+    # 20 items meet 95 % with their one error (rank 19); the draws take two right ones (ranks 3, 4),
+    # leaving 17 of 18: the least confident item goes back to the pool, the rest are all right.
+    quality = right_but(19)[:20]
+    confident = np.ones(20, bool)
+    confident[[3, 4]] = False
+    kept = still_meeting(CONF[:20], quality, confident, 0.95)
+    assert kept.tolist() == [i not in (3, 4, 19) for i in range(20)]
+    assert quality[kept].mean() >= 0.95
