@@ -9,6 +9,15 @@ Policies (classification):
   labelloop-cumulative
               the same with the cumulative calibration scope, the default until 2026-11-29
               (docs/promise.md: not covered by the promise); only when asked for by --policies
+  tbal        labelloop's loop, models and routing with the published TBAL threshold rule
+              (Vishwakarma et al., NeurIPS 2023; labelloop.threshold_rules) on the same validation
+  oracle      labelloop's loop, models, routing and validation draws, each gate's threshold the
+              lowest whose auto-labels meet the target on the hidden truth of the pool: the best
+              any calibrator could do with these models (CalibrationMethod "oracle", which runs
+              only with a truth file: OracleTruthUri)
+  oracle-no-validation
+              the same with one validation label (ValidationSize 1, the fewest the settings allow)
+Every table shows each policy's human labels as a ratio to the oracle's ("× oracle").
 
 Policies (object detection, the fashion-mnist-detection-* datasets):
   all-human   every image boxed by humans
@@ -90,9 +99,14 @@ POLICIES = {
     },
     "labelloop": {},
     "labelloop-cumulative": {"CalibrationScope": "cumulative"},
+    "tbal": {"CalibrationMethod": "tbal"},
+    "oracle": {"CalibrationMethod": "oracle"},
+    "oracle-no-validation": {"CalibrationMethod": "oracle", "ValidationSize": 1},
 }
-DEFAULT_POLICIES = ("all-human", "sample", "labelloop")
-DETECTION_POLICIES = ("all-human", "fixed-score", "labelloop")
+LOOP_POLICIES = ("labelloop", "labelloop-cumulative", "tbal", "oracle", "oracle-no-validation")  # --setting applies
+ORACLE = "oracle"  # the row the "× oracle" column divides by
+DEFAULT_POLICIES = ("all-human", "sample", "tbal", "oracle", "labelloop")
+DETECTION_POLICIES = ("all-human", "fixed-score", "oracle", "labelloop")
 
 
 def task_of(dataset: str) -> tasks.TaskType:
@@ -172,6 +186,8 @@ def run_policy(name, policy, dataset, args, workdir: Path):
         **({"MaxIterations": args.max_iterations} if getattr(args, "max_iterations", None) else {}),
         **policy,
     }
+    if settings.get("CalibrationMethod") == "oracle":
+        settings["OracleTruthUri"] = str(truth_path)
     started = time.monotonic()
     result = engine.run(settings, name=f"{name}-{args.seed}")
     seconds = time.monotonic() - started
@@ -203,6 +219,14 @@ def run_policy(name, policy, dataset, args, workdir: Path):
     }
 
 
+def times_oracle(row, rows) -> str:
+    """The row's human labels as a ratio to the oracle's on the same seed ("—" without an oracle row)."""
+    oracle = next((r for r in rows if r["policy"] == ORACLE and r.get("seed") == row.get("seed")), None)
+    if oracle is None or not oracle["human"]:
+        return "—"
+    return f"{row['human'] / oracle['human']:.2f}×"
+
+
 def markdown(rows, dataset: str, target: float) -> str:
     pct = lambda x: "—" if x is None else f"{100 * x:.1f} %"  # noqa: E731
     if task_of(dataset).bounded_mean:
@@ -210,13 +234,13 @@ def markdown(rows, dataset: str, target: float) -> str:
     out = [
         f"**{dataset}** ({rows[0]['items']:,} items, target {100 * target:.0f} %)",
         "",
-        "| policy | human labels | % auto-labeled | auto-label accuracy | dataset accuracy | human cost | iterations | wall time |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| policy | human labels | × oracle | % auto-labeled | auto-label accuracy | dataset accuracy | human cost | iterations | wall time |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         flag = "" if r["auto_accuracy"] is None or r["auto_accuracy"] >= target else " ⚠ below target"
         out.append(
-            f"| {r['policy']} | {r['human']:,} ({pct(r['human'] / r['items'])}) | {pct(r['auto_share'])} | "
+            f"| {r['policy']} | {r['human']:,} ({pct(r['human'] / r['items'])}) | {times_oracle(r, rows)} | {pct(r['auto_share'])} | "
             f"{pct(r['auto_accuracy'])}{flag} | {pct(r['dataset_accuracy'])} | ${r['cost']:,.2f} | {r['iterations']} | "
             f"{r['seconds'] / 60:.1f} min |"
         )
@@ -228,15 +252,16 @@ def detection_markdown(rows, dataset: str, target: float) -> str:
     out = [
         f"**{dataset}** ({rows[0]['items']:,} images, target: mean IoU of the auto-labels ≥ {target:g}, 95 % confidence)",
         "",
-        "| policy | human labels (adjusted: shown the model's boxes) | % auto-labeled | auto-labels' mean IoU | target holds "
-        "| human cost | iterations | wall time |",
-        "|---|---:|---:|---:|:---:|---:|---:|---:|",
+        "| policy | human labels (adjusted: shown the model's boxes) | × oracle | % auto-labeled | auto-labels' mean IoU "
+        "| target holds | human cost | iterations | wall time |",
+        "|---|---:|---:|---:|---:|:---:|---:|---:|---:|",
     ]
     for r in rows:
         iou = "—" if r["auto_accuracy"] is None else f"{r['auto_accuracy']:.3f}"
         holds = "—" if r["auto_accuracy"] is None else ("yes" if r["auto_accuracy"] >= target else "**no**")
         out.append(
             f"| {r['policy']} | {r['human']:,} ({pct(r['human'] / r['items'])}; {r.get('adjusted', 0):,} adjusted) | "
+            f"{times_oracle(r, rows)} | "
             f"{pct(r['auto_share'])} | {iou} | {holds} | "
             f"${r['cost']:,.2f} | {r['iterations']} | {r['seconds'] / 60:.1f} min |"
         )
@@ -296,7 +321,7 @@ def main(argv=None) -> int:
             overrides[key] = json.loads(value)
         except json.JSONDecodeError:
             overrides[key] = value
-    for name in ("labelloop", "labelloop-cumulative"):
+    for name in LOOP_POLICIES:
         POLICIES[name] = {**POLICIES[name], **overrides}
     dataset = prepare(args.dataset, Path(args.data), args.seed)
     workdir = Path(args.work) / args.dataset

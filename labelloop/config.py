@@ -24,6 +24,12 @@ CALIBRATION_METHODS = {
     "fixed-margin": "top-1 minus top-2 probability above MarginThreshold (the public sample)",
     "none": "never auto-label (all-human labeling)",
 }
+# Rules the benchmark compares with, selectable in the execution input but kept out of the CLI's
+# choices; neither states a confidence. The oracle reads the hidden truth, so it runs only with one.
+BENCHMARK_METHODS = {
+    "tbal": "TBAL's class-wise rule (Vishwakarma et al., NeurIPS 2023; labelloop.threshold_rules)",
+    "oracle": "lowest threshold meeting the target on the hidden truth (OracleTruthUri); benchmarks only",
+}
 
 CALIBRATION_SCOPES = {name: scope.description for name, scope in _SCOPES.items()}
 
@@ -58,6 +64,7 @@ class JobSettings:
     retrain_growth: float | None = 0.5  # cumulative scope: see retrains_before_routing; None: never
     worst_case_tail: bool = True  # cumulative scope: spend the bound's slack on items counted as errors
     margin_threshold: float = 0.5  # fixed-margin method only
+    oracle_truth_uri: str = ""  # oracle method only (benchmarks): the truth file it chooses thresholds by
     selection_strategy: str = "least-confidence"
     random_fraction: float = 0.1
     class_balance: bool = True
@@ -96,6 +103,7 @@ class JobSettings:
         "RetrainBeforeRoutingGrowth": "retrain_growth",
         "WorstCaseTail": "worst_case_tail",
         "MarginThreshold": "margin_threshold",
+        "OracleTruthUri": "oracle_truth_uri",
         "SelectionStrategy": "selection_strategy",
         "RandomFraction": "random_fraction",
         "ClassBalance": "class_balance",
@@ -174,8 +182,9 @@ class JobSettings:
                 p.append(f"{name} must be a number in (0, 1), got {value!r}")
         if self.validation_policy not in VALIDATION_POLICIES:
             p.append(f"ValidationPolicy {self.validation_policy!r} is not one of {sorted(VALIDATION_POLICIES)}")
-        if self.calibration_method not in CALIBRATION_METHODS:
+        if self.calibration_method not in CALIBRATION_METHODS and self.calibration_method not in BENCHMARK_METHODS:
             p.append(f"CalibrationMethod {self.calibration_method!r} is not one of {sorted(CALIBRATION_METHODS)}")
+        p += self._oracle_problems()
         if not _is_number(self.reserve) or not 0.0 <= float(self.reserve) < 1.0:
             p.append(f"SlackReserve must be a number in [0, 1), got {self.reserve!r}")
         if self.retrain_growth is not None and (not _is_number(self.retrain_growth) or self.retrain_growth <= 0):
@@ -209,6 +218,17 @@ class JobSettings:
             p.append(f"Seed must be an integer in 0..4294967295, got {self.seed!r}")
         if p:
             raise ConfigurationError("; ".join(p))
+
+    def _oracle_problems(self) -> list[str]:
+        """The oracle sees the truth: it must never run by accident, nor a truth file be given for nothing."""
+        if not isinstance(self.oracle_truth_uri, str):
+            return [f"OracleTruthUri must be a path to a truth file, got {self.oracle_truth_uri!r}"]
+        if self.calibration_method == "oracle" and not self.oracle_truth_uri:
+            return ["CalibrationMethod 'oracle' chooses thresholds by the hidden true labels and exists for "
+                    "benchmarks only: it needs OracleTruthUri, the truth file of the items"]
+        if self.oracle_truth_uri and self.calibration_method != "oracle":
+            return [f"OracleTruthUri is read only by CalibrationMethod 'oracle', not {self.calibration_method!r}"]
+        return []
 
     @property
     def validation(self) -> ValidationPolicy:

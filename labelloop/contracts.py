@@ -136,6 +136,7 @@ class IterationPlan(Contract):
 class CalibrationResult(Contract):
     """CalibrateThreshold's `calibration`."""
 
+    optional_keys = ("ClassThresholds",)
     method: str = Field(alias="Method")
     threshold: Optional[float] = Field(alias="Threshold")
     lower_bound: Optional[float] = Field(alias="LowerBound")
@@ -147,6 +148,8 @@ class CalibrationResult(Contract):
     working_target: float = Field(alias="WorkingTarget")
     carried_support: int = Field(alias="CarriedSupport")
     pool_lower_bound: Optional[float] = Field(alias="PoolLowerBound")
+    # A threshold per predicted class (TBAL's class-wise rule); `Threshold` is then the lowest.
+    class_thresholds: Optional[list[Optional[float]]] = Field(default=None, alias="ClassThresholds")
 
 
 class TrainingResult(Contract):

@@ -130,9 +130,12 @@ def why_nothing_auto_labeled(settings_json: dict[str, Any], metrics: list[dict[s
         return []
     if settings.calibration_method == "none":
         return ["nothing was auto-labeled: --calibration none labels everything by hand"]
-    if settings.calibration_method != "lower-bound":
+    if settings.calibration_method == "fixed-margin":
         return ["nothing was auto-labeled: no item's margin passed --margin-threshold "
                 f"{settings.margin_threshold:g}; a lower margin would auto-label more"]
+    if settings.calibration_method != "lower-bound":  # a benchmark's rule (tbal, oracle)
+        return [f"nothing was auto-labeled: the {settings.calibration_method} rule found no threshold that meets "
+                f"the target {settings.target_accuracy:g}"]
     need = labels_needed(settings)
     held = max([(m.get("ValidationCount") or 0) + (m.get("CarriedSupport") or 0) for m in metrics], default=0)
     accuracy = [m.get("ValidationAccuracy") for m in metrics if isinstance(m.get("ValidationAccuracy"), (int, float))]

@@ -51,6 +51,10 @@ def confident_mask(probs: np.ndarray, calibration: dict[str, Any]) -> np.ndarray
     if calibration["Method"] == "fixed-margin":
         top2 = np.sort(probs, axis=1)[:, -2:]
         return (top2[:, 1] - top2[:, 0]) > threshold
+    per_class = calibration.get("ClassThresholds")
+    if per_class is not None:  # each item gated by the threshold of the class the model gives it
+        limits = np.array([np.inf if t is None else t for t in per_class], dtype=float)
+        return probs.max(axis=1) >= limits[probs.argmax(axis=1)]
     return probs.max(axis=1) >= threshold
 
 

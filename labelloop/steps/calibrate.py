@@ -11,6 +11,7 @@ from labelloop.calibration import calibrate_threshold as calibrate
 from labelloop.config import JobSettings
 from labelloop.contracts import CalibrationResult
 from labelloop.steps.predictions import predictions
+from labelloop.threshold_rules import tbal_class_thresholds, tbal_threshold
 
 
 def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
@@ -40,7 +41,11 @@ def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
         bounded_mean=task.bounded_mean,
     )
     bound_chose = method == "lower-bound"
-    threshold = {"lower-bound": result.threshold, "fixed-margin": settings.margin_threshold, "none": None}[method]
+    class_thresholds = None
+    if method == "tbal":
+        threshold, class_thresholds = _tbal(task, val, quality, n_classes, target)
+    else:  # the oracle's threshold is chosen by GateAndRoute, on the pool's predictions
+        threshold = {"lower-bound": result.threshold, "fixed-margin": settings.margin_threshold}.get(method)
     out = CalibrationResult.model_validate({
         "Method": method,
         "Threshold": threshold,
@@ -54,6 +59,18 @@ def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
         "WorkingTarget": target,
         "CarriedSupport": result.carried_support if bound_chose else 0,
         "PoolLowerBound": result.pool_bound if bound_chose else None,
+        "ClassThresholds": class_thresholds,
     }).dump()
     storage.write_json(layout.calibration_uri(settings.output_uri, state["Iteration"]), out)
     return out
+
+
+def _tbal(task: tasks.TaskType, val: Any, quality: list[float], n_classes: int,
+          target: float) -> tuple[float | None, list[float | None] | None]:
+    """(threshold, class thresholds): TBAL's class-wise rule for classes, the lowest class threshold
+    standing for them all; one threshold over the image qualities for boxes."""
+    ok = np.asarray(quality, dtype=float)
+    if task.bounded_mean:
+        return tbal_threshold(val.confidence, ok, target=target), None
+    per_class = tbal_class_thresholds(val.confidence, ok >= 1.0, val.values, n_classes, target=target)
+    return min((t for t in per_class if t is not None), default=None), per_class

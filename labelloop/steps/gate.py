@@ -22,7 +22,9 @@ from labelloop.manifest import creation_date
 from labelloop.steps.auto_labels import AutoLabels, confident_mask, plain, retire_confident_validation, worst_case_tail_mask
 from labelloop.steps.human_batch import human_batch_limit, human_candidates, write_human_batch
 from labelloop.steps.ledger_files import rewrite_ledger
+from labelloop.steps.oracle import oracle_quality, still_meeting
 from labelloop.steps.predictions import predictions
+from labelloop.threshold_rules import oracle_threshold
 
 
 def _limit_reached(settings: JobSettings, it: int, progress: int, labeled_share: float) -> str | None:
@@ -46,6 +48,10 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     draws_validation = settings.validation.draws_validation and iteration["ValidationCount"] > 0
     pool, _ = predictions(iteration["UnlabeledTransform"]["OutputUri"], task, n_classes, iteration["UnlabeledCount"])
     ids, p, pred, conf = pool.ids, pool.probs, pool.values, pool.confidence
+    oracle = cal["Method"] == "oracle"  # benchmarks only: the threshold is chosen on this pool's hidden truth
+    if oracle:
+        truth_quality = oracle_quality(settings, task, config["ClassNames"], iteration["UnlabeledTransform"]["OutputUri"], pool)
+        cal = {**cal, "Threshold": oracle_threshold(conf, truth_quality, target=cal["WorkingTarget"])}
     confident = confident_mask(p, cal)
     if draws_validation:
         val, _ = predictions(iteration["ValidationTransform"]["OutputUri"], task, n_classes, iteration["ValidationCount"])
@@ -87,6 +93,8 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         draw = np.random.default_rng([settings.seed, it, 2]).choice(len(ids), size=min(n_validation, len(ids)), replace=False)
         validation_pick = np.sort(draw)
         confident[validation_pick] = False  # humans will label these; no auto-label meanwhile
+        if oracle:
+            confident = still_meeting(conf, truth_quality, confident, cal["WorkingTarget"])
         rest = np.setdiff1d(rest, validation_pick)
         want, n_validation = min(want - len(validation_pick), len(rest)), 0
     n_random = routing.random_count(want, n_validation)

@@ -1,5 +1,6 @@
 """GateAndRoute's routing: what the next human batch is made of (steps called directly)."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -278,3 +279,24 @@ def test_a_money_budget_sizes_batches_at_the_dearer_price_and_is_never_overrun(t
     assert spent == round(4.0 + (22 - len(guessed)) * 0.1 + len(guessed) * 0.04, 2) <= 6.2
     # What the adjustments saved buys more labels later, never past the budget.
     assert state["HumanBatch"]["Count"] == int(round((6.2 - spent) / 0.1, 6))
+
+
+def test_an_oracle_gate_auto_labels_down_to_the_lowest_threshold_the_truth_allows(tmp_path):
+    # The model says "a" for every item, surer the higher its id; the truth says "b" below id 100.
+    truth = tmp_path / "truth.jsonl"
+    keys = {i: "sha256:" + hashlib.sha256(f"text {i}".encode()).hexdigest() for i in range(300)}
+    truth.write_text("".join(json.dumps({"key": keys[i], "label": "a" if i >= 100 else "b"}) + "\n" for i in range(300)))
+    config, state = start_job(tmp_path / "job", CalibrationMethod="oracle", OracleTruthUri=str(truth))
+    by_id = lambda line: [0.5 + 0.49 * line["labelloop-id"] / 300, 0.5 - 0.49 * line["labelloop-id"] / 300]  # noqa: E731
+    state = model_judges(config, humans_answer(config, state), by_id)
+    records = ledger_records(state)
+    # The gate judged every item no human labeled (job scope); some of them it then drew for validation.
+    judged = sorted(r["id"] for r in records if not (r["label"] and r["label"]["human"]))
+    threshold = state["LastMetrics"]["Threshold"]
+    above = [i for i in judged if by_id({"labelloop-id": i})[0] >= threshold]
+    right = lambda ids: sum(i >= 100 for i in ids) / len(ids)  # noqa: E731
+    assert right(above) >= 0.95  # the target holds on the truth ...
+    assert right(above + [max(i for i in judged if i < above[0])]) < 0.95  # ... and one more item would break it
+    assert any(i < 100 for i in above)  # so wrong labels come in, as far as the target allows
+    auto = {r["id"] for r in records if r["label"] and not r["label"]["human"]}
+    assert auto and auto <= set(above)
