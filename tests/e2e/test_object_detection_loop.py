@@ -3,13 +3,10 @@
 annotators answering from a Ground Truth output manifest; the detector trains and serves in
 subprocesses, and every auto-label must be certified on its mean IoU."""
 
-import gzip
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from labelloop.datasets.fashion_mnist_detection import prepare_fashion_mnist_detection
 from labelloop.evaluation import evaluate
@@ -21,25 +18,10 @@ from labelloop.truth import read_truth
 CANVASES = 120
 
 
-def _idx(path: Path, array: np.ndarray, magic: int) -> None:
-    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as handle:
-        handle.write(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture(scope="module")
-def boxes_run(tmp_path_factory):
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    # 8x8 digits grown to Fashion-MNIST's 28x28 (centred, 20 px tall), as IDX files the preparer reads
-    items = np.stack([np.pad(np.asarray(Image.fromarray((img * 255 / 16).astype(np.uint8)).resize((20, 20))), 4)
-                      for img in digits.images])
-    source = tmp_path_factory.mktemp("idx")
-    for split, part in (("train", slice(0, 1500)), ("t10k", slice(1500, None))):
-        _idx(source / f"{split}-images-idx3-ubyte.gz", items[part], 0x803)
-        _idx(source / f"{split}-labels-idx1-ubyte.gz", digits.target[part], 0x801)
-    data = prepare_fashion_mnist_detection(tmp_path_factory.mktemp("canvases"), source=source, limit=CANVASES, seed=0)
+def boxes_run(tmp_path_factory, digits_as_fashion_mnist):
+    data = prepare_fashion_mnist_detection(tmp_path_factory.mktemp("canvases"), source=digits_as_fashion_mnist,
+                                           limit=CANVASES, seed=0)
     truth = read_truth(data.truth)
     workforce = SimulatedWorkforce(truth.labels, seed=0)
     out = tmp_path_factory.mktemp("run")
