@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, TextIO
 
 from labelloop import metrics_table, tasks
+from labelloop.cli_help import LABEL_ATTRIBUTE_HELP, TASK_TYPE_HELP
 from labelloop.config import ConfigurationError, JobSettings
 from labelloop.deploy import CPU_INSTANCE, DeployError, parameter_overrides, prepare_deploy, stack_outputs
 
@@ -362,8 +363,8 @@ def add_aws_commands(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument("--stack", required=True, help="the deployed stack's name")
     start.add_argument("--region", help="AWS region (default: your AWS configuration's)")
     start.add_argument("--manifest", required=True, help="input manifest, s3:// URI in the stack's data bucket")
-    start.add_argument("--task-type", required=True, choices=tasks.names())
-    start.add_argument("--label-attribute", required=True, help="name of the label key in the output manifest")
+    start.add_argument("--task-type", required=True, choices=tasks.names(), help=TASK_TYPE_HELP)
+    start.add_argument("--label-attribute", required=True, help=LABEL_ATTRIBUTE_HELP)
     labels = start.add_mutually_exclusive_group(required=True)
     labels.add_argument("--labels", help="label categories, comma-separated, in class-index order")
     labels.add_argument("--label-config", help="Ground Truth label category config, s3:// URI in the data bucket")
@@ -372,7 +373,7 @@ def add_aws_commands(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument("--human-batch-size", type=int, help="items sent to humans per iteration")
     start.add_argument("--human-budget", type=int, help="most items humans may label (MaxHumanLabeledObjectCount)")
     start.add_argument("--max-human-cost", type=float, help="money budget in dollars (price x workers x labels)")
-    start.add_argument("--target-accuracy", type=float, help="accuracy the auto-labels must meet")
+    start.add_argument("--target-accuracy", type=float, help="what the auto-labels must meet: an accuracy, or for boxes and masks a mean IoU")
     start.add_argument("--confidence", type=float, help="confidence with which the threshold meets the target")
     start.add_argument("--workers-per-object", type=int, help="annotators per item")
     start.add_argument(

@@ -38,3 +38,10 @@ def use_everywhere(parser: argparse.ArgumentParser) -> None:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 use_everywhere(sub)
+
+
+# Shared by `labelloop run` and `labelloop start`.
+TASK_TYPE_HELP = ("what a label is: a class (image-classification, text-classification), boxes (object-detection) "
+                  "or a class for every pixel, a mask (semantic-segmentation)")
+LABEL_ATTRIBUTE_HELP = ("name of the label key in the output manifest; semantic-segmentation: it ends in -ref "
+                        "(Ground Truth's rule: the key names the mask's PNG)")
