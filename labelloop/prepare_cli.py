@@ -111,7 +111,8 @@ def add_prepare_command(subparsers: Any) -> argparse.ArgumentParser:
     prep.add_argument("--classes", help="the class names, comma-separated, in class-index order "
                       "(needed for unlabeled data; with labels, their order)")
     prep.add_argument("--out", required=True, help="folder to write manifest.jsonl, labels.json, the true labels (and images/)")
-    prep.add_argument("--limit", type=int, help="a seeded random subset of this many items (default: all)")
+    prep.add_argument("--limit", type=int, help="a seeded random subset of this many items (default: all; "
+                      "fashion-mnist-detection, -segmentation: this many canvases, 5,000)")
     prep.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
     prep.add_argument("--source",
                       help="public datasets: where the raw dataset is (fashion-mnist and its -detection, -segmentation: the IDX folder; "
