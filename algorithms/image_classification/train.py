@@ -43,6 +43,7 @@ import preprocess  # noqa: E402
 import schedule as lr_schedule  # noqa: E402
 import script_mode  # noqa: E402
 import temperature_scaling  # noqa: E402
+import torch_training  # noqa: E402
 from network import architecture, build, normaliser  # noqa: E402
 
 CONFIG_FILE = "model-config.json"
@@ -156,16 +157,9 @@ def predict_logits(net: torch.nn.Module, images: np.ndarray, normalise, batch_si
 
 
 def train(args: dict) -> None:
-    timer = script_mode.Timer()
-    threads = script_mode.num_cpus()
-    torch.set_num_threads(threads)
-    seed = args["seed"]
-    script_mode.seed_python(seed)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
+    timer, threads, generator = torch_training.start(args)
     k = args["num_classes"]
     attribute = args["label_attribute"]
-    script_mode.log(hp.describe(args))
 
     train_records = manifest_channels.read_channel(
         "train", manifest_channels.channel_dir("train"), label_attribute=attribute, num_classes=k
@@ -262,9 +256,7 @@ def train(args: dict) -> None:
         "train_class_counts": counts,
         "validation_count": int(len(x_val)),
         "validation_accuracy": val_accuracy,
-        "hyperparameters": {key.replace("_", "-"): value for key, value in args.items()},
-        "epochs": epochs,
-        "torch_version": torch.__version__,
+        **torch_training.run_facts(args, epochs),
     }
     script_mode.finish_model(out, CONFIG_FILE, config, timer())
 

@@ -17,8 +17,6 @@ are rounded to 0.01 px and scores to 1e-4 to keep replies small (under 2 kB a li
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,44 +25,27 @@ import torch
 import centernet
 import image_input
 import jsonlines_protocol
-import object_loader
+import model_serving
 import refiner
 
-CONFIG_FILE = "model-config.json"
 WEIGHTS_FILE = "model.pt"
 HEAD_FILE = "box-head.pt"
 BATCH = 64
 
 
 def model_fn(model_dir: str) -> dict[str, Any]:
-    folder = Path(model_dir)
-    config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    if config.get("task") != "object-detection":
-        raise ValueError(f"{folder / CONFIG_FILE} is not an object-detection model")
-    net = centernet.build(config["architecture"])
-    net.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    folder, config = model_serving.read_config(model_dir, "object-detection")
+    net = model_serving.load_weights(centernet.build(config["architecture"]), folder / WEIGHTS_FILE)
     net.eval()
     head = None
     if config.get("box_head"):
-        head = refiner.build(config["box_head"])
-        head.load_state_dict(torch.load(folder / HEAD_FILE, map_location="cpu", weights_only=True))
+        head = model_serving.load_weights(refiner.build(config["box_head"]), folder / HEAD_FILE)
         head.eval()
     return {"net": net, "head": head, "num_classes": int(config["num_classes"]), "input": config["input"], "decode": config["decode"]}
 
 
 def input_fn(request_body: bytes | str, request_content_type: str | None) -> list[dict[str, Any]]:
     return jsonlines_protocol.parse_request(request_body, request_content_type)
-
-
-def _load(item: tuple[int, dict[str, Any]], spec: dict) -> tuple[np.ndarray, tuple[int, int, int]]:
-    number, record = item
-    ref = record.get("source-ref")
-    if not isinstance(ref, str) or not ref:
-        raise ValueError(f"request line {number}: missing 'source-ref' (the image's s3:// URI or file path)")
-    try:
-        return image_input.decode_image(object_loader.read_bytes(ref), spec["image_size"], spec["channels"])
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"request line {number}: cannot use image {ref}: {exc}") from None
 
 
 def _answer(boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray, size: tuple[int, int, int], side: int) -> dict:
@@ -104,8 +85,8 @@ def predict_fn(input_object: list[dict[str, Any]], model: dict[str, Any]) -> lis
     if not input_object:
         return []
     spec, settings = model["input"], model["decode"]
-    workers = object_loader.workers_for(record.get("source-ref") for record in input_object)
-    loaded = object_loader.map_ordered(lambda item: _load(item, spec), list(enumerate(input_object, start=1)), workers)
+    loaded = model_serving.request_images(
+        input_object, lambda data: image_input.decode_image(data, spec["image_size"], spec["channels"]))
     answers: list[dict[str, Any]] = []
     with torch.inference_mode():
         for start in range(0, len(loaded), BATCH):
@@ -119,5 +100,4 @@ def predict_fn(input_object: list[dict[str, Any]], model: dict[str, Any]) -> lis
 
 
 def output_fn(prediction: list[dict[str, Any]], accept: str | None) -> str:
-    jsonlines_protocol.response_content_type(accept)
-    return "".join(json.dumps(answer, separators=(",", ":")) + "\n" for answer in prediction)
+    return model_serving.json_lines(prediction, accept)

@@ -37,6 +37,7 @@ import object_loader  # noqa: E402
 import refiner  # noqa: E402
 import schedule as lr_schedule  # noqa: E402
 import script_mode  # noqa: E402
+import torch_training  # noqa: E402
 
 CONFIG_FILE = "model-config.json"
 WEIGHTS_FILE = "model.pt"
@@ -160,19 +161,9 @@ def batch_loss(net, images, boxes, classes, idx, spec, device, flip=None, factor
 
 
 def train(args: dict) -> None:
-    timer = script_mode.Timer()
-    threads = script_mode.num_cpus()
-    torch.set_num_threads(threads)
-    seed = args["seed"]
-    script_mode.seed_python(seed)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
+    timer, threads, generator = torch_training.start(args)
     k = args["num_classes"]
-    script_mode.log(hp.describe(args))
-    if args["image_size"] % 16:
-        raise ValueError(f"hyperparameter image-size must be a multiple of 16, got {args['image_size']}")
-    if args["channels"] not in (None, 1, 3):
-        raise ValueError(f"hyperparameter channels must be 1, 3 or auto, got {args['channels']}")
+    torch_training.check_square_input(args)
 
     def read(name: str) -> list[manifest_channels.Record]:
         return manifest_channels.read_channel(
@@ -187,10 +178,7 @@ def train(args: dict) -> None:
     channels = args["channels"] or (1 if grayscale_only(train_records) else 3)
     x_train, b_train, c_train = load(train_records, size, channels)
     x_val, b_val, c_val = load(val_records, size, channels)
-    scaled = x_train.astype(np.float32) / 255.0
-    mean = [float(scaled[:, c].mean()) for c in range(channels)]
-    std = [float(max(scaled[:, c].std(), 1e-3)) for c in range(channels)]
-    spec = {"image_size": size, "channels": channels, "num_classes": k, "mean": mean, "std": std}
+    spec = torch_training.input_spec(x_train, size, channels, k)
     counts = np.bincount(np.concatenate(c_train), minlength=k).tolist() if c_train else [0] * k
     empty = sum(1 for c in c_train if len(c) == 0)
     script_mode.log(
@@ -201,32 +189,19 @@ def train(args: dict) -> None:
     n = len(x_train)
     batch_size = max(1, min(args["batch_size"], n))
     epochs = args["epochs"] or auto_epochs(n, batch_size)
-    steps_per_epoch = max(1, n // batch_size)
     arch = centernet.architecture(channels, k, size, args["width"])
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     net = centernet.build(arch).to(device)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=args["learning_rate"], weight_decay=args["weight_decay"])
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_schedule.one_cycle(epochs * steps_per_epoch, 0.15))
-    script_mode.log(f"training {epochs} epochs of {steps_per_epoch} steps, batch size {batch_size}, {threads} threads, on {device.type}")
-    for epoch in range(1, epochs + 1):
-        net.train()
-        order = torch.randperm(n, generator=generator)
-        totals = {"loss": 0.0, "focal": 0.0, "class": 0.0, "size": 0.0, "offset": 0.0}
-        for step in range(steps_per_epoch):
-            idx = order[step * batch_size : (step + 1) * batch_size].numpy()
-            flip = torch.rand(len(idx), generator=generator) < 0.5 if args["horizontal_flip"] else None
-            jitter = args["scale_jitter"]
-            factor = 1.0 + jitter * (2 * float(torch.rand(1, generator=generator)) - 1) if jitter else 1.0
-            value, parts = batch_loss(net, x_train, b_train, c_train, idx, spec, device, flip, factor, generator)
-            optimiser.zero_grad(set_to_none=True)
-            value.backward()
-            optimiser.step()
-            schedule.step()
-            totals["loss"] += float(value.detach())
-            for key, part in parts.items():
-                totals[key] += part
-        summary = " ".join(f"{key}={total / steps_per_epoch:.4f}" for key, total in totals.items())
-        script_mode.log(f"epoch {epoch}/{epochs}: {summary} ({timer():.1f}s)")
+    script_mode.log(f"training {epochs} epochs of {max(1, n // batch_size)} steps, batch size {batch_size}, {threads} threads, on {device.type}")
+
+    def train_batch_loss(idx: np.ndarray):
+        flip = torch.rand(len(idx), generator=generator) < 0.5 if args["horizontal_flip"] else None
+        jitter = args["scale_jitter"]
+        factor = 1.0 + jitter * (2 * float(torch.rand(1, generator=generator)) - 1) if jitter else 1.0
+        return batch_loss(net, x_train, b_train, c_train, idx, spec, device, flip, factor, generator)
+
+    torch_training.fit(net, train_batch_loss, ["focal", "class", "size", "offset"], args, n=n, batch_size=batch_size,
+                       epochs=epochs, generator=generator, timer=timer)
 
     head = train_head(args, x_train, b_train, c_train, spec, generator, timer) if args["box_head"] else None
 
@@ -259,9 +234,7 @@ def train(args: dict) -> None:
         "train_count": n,
         "validation_count": int(len(x_val)),
         "validation_loss": val_loss,
-        "hyperparameters": {key.replace("_", "-"): value for key, value in args.items()},
-        "epochs": epochs,
-        "torch_version": torch.__version__,
+        **torch_training.run_facts(args, epochs),
     }
     script_mode.finish_model(out, CONFIG_FILE, config, timer())
 

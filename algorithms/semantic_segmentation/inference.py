@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,10 +33,9 @@ from PIL import Image
 import confidence
 import image_input
 import jsonlines_protocol
-import object_loader
+import model_serving
 import unet
 
-CONFIG_FILE = "model-config.json"
 WEIGHTS_FILE = "model.pt"
 BATCH = 32
 FRAME_BYTES = 400  # the reply line without its mask: the keys, the confidences and the newline
@@ -53,12 +50,8 @@ def reply_line_bound(width: int, height: int) -> int:
 
 
 def model_fn(model_dir: str) -> dict[str, Any]:
-    folder = Path(model_dir)
-    config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    if config.get("task") != "semantic-segmentation":
-        raise ValueError(f"{folder / CONFIG_FILE} is not a semantic-segmentation model")
-    net = unet.build(config["architecture"])
-    net.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    folder, config = model_serving.read_config(model_dir, "semantic-segmentation")
+    net = model_serving.load_weights(unet.build(config["architecture"]), folder / WEIGHTS_FILE)
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     return {"net": net.to(device).eval(), "input": config["input"], "device": device,
             "background_weight": float(config.get("background_weight", 1.0))}
@@ -66,17 +59,6 @@ def model_fn(model_dir: str) -> dict[str, Any]:
 
 def input_fn(request_body: bytes | str, request_content_type: str | None) -> list[dict[str, Any]]:
     return jsonlines_protocol.parse_request(request_body, request_content_type)
-
-
-def _load(item: tuple[int, dict[str, Any]], spec: dict) -> tuple[np.ndarray, tuple[int, int, int]]:
-    number, record = item
-    ref = record.get("source-ref")
-    if not isinstance(ref, str) or not ref:
-        raise ValueError(f"request line {number}: missing 'source-ref' (the image's s3:// URI or file path)")
-    try:
-        return image_input.decode_image(object_loader.read_bytes(ref), spec["image_size"], spec["channels"])
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"request line {number}: cannot use image {ref}: {exc}") from None
 
 
 def full_size_mask(mask: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -110,8 +92,8 @@ def predict_fn(input_object: list[dict[str, Any]], model: dict[str, Any]) -> lis
     if not input_object:
         return []
     spec, net, device = model["input"], model["net"], model["device"]
-    workers = object_loader.workers_for(record.get("source-ref") for record in input_object)
-    loaded = object_loader.map_ordered(lambda item: _load(item, spec), list(enumerate(input_object, start=1)), workers)
+    loaded = model_serving.request_images(
+        input_object, lambda data: image_input.decode_image(data, spec["image_size"], spec["channels"]))
     answers: list[dict[str, Any]] = []
     with torch.inference_mode():
         for start in range(0, len(loaded), BATCH):
@@ -125,5 +107,4 @@ def predict_fn(input_object: list[dict[str, Any]], model: dict[str, Any]) -> lis
 
 
 def output_fn(prediction: list[dict[str, Any]], accept: str | None) -> str:
-    jsonlines_protocol.response_content_type(accept)
-    return "".join(json.dumps(answer, separators=(",", ":")) + "\n" for answer in prediction)
+    return model_serving.json_lines(prediction, accept)

@@ -39,6 +39,7 @@ import object_loader  # noqa: E402
 import regions  # noqa: E402
 import schedule as lr_schedule  # noqa: E402
 import script_mode  # noqa: E402
+import torch_training  # noqa: E402
 import unet  # noqa: E402
 
 CONFIG_FILE = "model-config.json"
@@ -160,18 +161,9 @@ def evaluate(net, images, masks, spec, device, background_weight: float) -> tupl
 
 
 def train(args: dict) -> None:
-    timer = script_mode.Timer()
-    threads = script_mode.num_cpus()
-    torch.set_num_threads(threads)
-    seed, k, size = args["seed"], args["num_classes"], args["image_size"]
-    script_mode.seed_python(seed)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    script_mode.log(hp.describe(args))
-    if size % 16:
-        raise ValueError(f"hyperparameter image-size must be a multiple of 16, got {size}")
-    if args["channels"] not in (None, 1, 3):
-        raise ValueError(f"hyperparameter channels must be 1, 3 or auto, got {args['channels']}")
+    timer, threads, generator = torch_training.start(args)
+    k, size = args["num_classes"], args["image_size"]
+    torch_training.check_square_input(args)
 
     train_records, val_records = read_masks("train", args), read_masks("validation", args)
     if not train_records:
@@ -180,10 +172,7 @@ def train(args: dict) -> None:
     channels = args["channels"] or (1 if all(d == 1 for d in depths) else 3)
     x_train = x_train[:, :1] if channels == 1 and args["channels"] is None else x_train  # grayscale read as RGB: equal planes
     x_val, y_val, _ = load(val_records, args, channels)
-    scaled = x_train.astype(np.float32) / 255.0
-    mean = [float(scaled[:, c].mean()) for c in range(channels)]
-    std = [float(max(scaled[:, c].std(), 1e-3)) for c in range(channels)]
-    spec = {"image_size": size, "channels": channels, "num_classes": k, "mean": mean, "std": std}
+    spec = torch_training.input_spec(x_train, size, channels, k)
     pixels = np.bincount(y_train.ravel(), minlength=k + 1).tolist()
     script_mode.log(f"loaded {len(x_train)} training and {len(x_val)} validation images as {channels}x{size}x{size} "
                     f"in {timer():.1f}s; training pixels per class id 0..{k}: {pixels}")
@@ -191,35 +180,22 @@ def train(args: dict) -> None:
     n = len(x_train)
     batch_size = max(1, min(args["batch_size"], n))
     epochs = args["epochs"] or auto_epochs(n, batch_size)
-    steps_per_epoch = max(1, n // batch_size)
     arch = unet.architecture(channels, k, size, args["width"])
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     net = unet.build(arch).to(device)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=args["learning_rate"], weight_decay=args["weight_decay"])
-    sched = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_schedule.one_cycle(epochs * steps_per_epoch, 0.15))
-    script_mode.log(f"training {epochs} epochs of {steps_per_epoch} steps, batch size {batch_size}, {threads} threads, on {device.type}")
-    for epoch in range(1, epochs + 1):
-        net.train()
-        order = torch.randperm(n, generator=generator)
-        totals = {"loss": 0.0, "ce": 0.0, "dice": 0.0}
-        for step in range(steps_per_epoch):
-            idx = order[step * batch_size : (step + 1) * batch_size].numpy()
-            xb, yb = torch.from_numpy(x_train[idx]).float(), torch.from_numpy(y_train[idx]).long()
-            if args["horizontal_flip"]:
-                flip = torch.rand(len(idx), generator=generator) < 0.5
-                xb, yb = torch.where(flip[:, None, None, None], xb.flip(3), xb), torch.where(flip[:, None, None], yb.flip(2), yb)
-            if args["scale_jitter"]:
-                xb, yb = zoom(xb, yb, 1.0 + args["scale_jitter"] * (2 * float(torch.rand(1, generator=generator)) - 1), generator)
-            value, parts = unet.loss(net(unet.normalise(xb.to(device), mean, std)), yb.to(device), args["background_weight"])
-            optimiser.zero_grad(set_to_none=True)
-            value.backward()
-            optimiser.step()
-            sched.step()
-            totals["loss"] += float(value.detach())
-            for key, part in parts.items():
-                totals[key] += part
-        summary = " ".join(f"{key}={total / steps_per_epoch:.4f}" for key, total in totals.items())
-        script_mode.log(f"epoch {epoch}/{epochs}: {summary} ({timer():.1f}s)")
+    script_mode.log(f"training {epochs} epochs of {max(1, n // batch_size)} steps, batch size {batch_size}, {threads} threads, on {device.type}")
+
+    def batch_loss(idx: np.ndarray):
+        xb, yb = torch.from_numpy(x_train[idx]).float(), torch.from_numpy(y_train[idx]).long()
+        if args["horizontal_flip"]:
+            flip = torch.rand(len(idx), generator=generator) < 0.5
+            xb, yb = torch.where(flip[:, None, None, None], xb.flip(3), xb), torch.where(flip[:, None, None], yb.flip(2), yb)
+        if args["scale_jitter"]:
+            xb, yb = zoom(xb, yb, 1.0 + args["scale_jitter"] * (2 * float(torch.rand(1, generator=generator)) - 1), generator)
+        return unet.loss(net(unet.normalise(xb.to(device), spec["mean"], spec["std"])), yb.to(device), args["background_weight"])
+
+    torch_training.fit(net, batch_loss, ["ce", "dice"], args, n=n, batch_size=batch_size, epochs=epochs,
+                       generator=generator, timer=timer)
 
     val_loss = val_iou = None
     if len(x_val):
@@ -242,9 +218,7 @@ def train(args: dict) -> None:
         "validation_count": int(len(x_val)),
         "validation_loss": val_loss,
         "validation_iou": val_iou,
-        "hyperparameters": {key.replace("_", "-"): value for key, value in args.items()},
-        "epochs": epochs,
-        "torch_version": torch.__version__,
+        **torch_training.run_facts(args, epochs),
     }
     script_mode.finish_model(out, CONFIG_FILE, config, timer())
 

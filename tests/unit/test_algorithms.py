@@ -290,7 +290,7 @@ def test_image_inference_reads_s3_references(digits_model, image_src, digits, mo
     ids = test_ids[:30]
     local = transform(inference, model, digit_lines(paths, labels, ids, with_label=False))
     with moto.mock_aws():
-        inference.object_loader._client = None  # a client made inside the mock
+        inference.model_serving.object_loader._client = None  # a client made inside the mock
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="images")
         lines = []
@@ -300,7 +300,7 @@ def test_image_inference_reads_s3_references(digits_model, image_src, digits, mo
         remote = transform(inference, model, lines)
         with pytest.raises(ValueError, match=r"request line 2: cannot use image s3://images/missing.png"):
             transform(inference, model, lines[:1] + [{"source-ref": "s3://images/missing.png"}])
-    inference.object_loader._client = None
+    inference.model_serving.object_loader._client = None
     np.testing.assert_allclose(remote, local, rtol=1e-6, atol=1e-9)
 
 

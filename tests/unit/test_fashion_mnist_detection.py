@@ -16,6 +16,7 @@ from PIL import Image
 
 from labelloop import cli
 from labelloop.datasets import PREPARERS, read_label_config
+from labelloop.datasets import canvases
 from labelloop.datasets import fashion_mnist_detection as fmd
 from labelloop.datasets.fashion_mnist import CLASS_NAMES
 
@@ -85,12 +86,12 @@ def test_canvases_hold_one_to_four_objects_inside_the_image_overlapping_at_most_
         for left, top, width, height in boxes:
             assert left >= 0 and top >= 0 and width >= 1 and height >= 1
             assert left + width <= 128 and top + height <= 128
-        assert all(fmd.box_iou(a, b) <= fmd.MAX_IOU for a, b in combinations(boxes, 2))
+        assert all(canvases.box_iou(a, b) <= canvases.MAX_IOU for a, b in combinations(boxes, 2))
         image = np.asarray(Image.open(line["source-ref"]))
         assert image.shape == (128, 128) and image.dtype == np.uint8
         # Tight: every edge row and column of a box holds a pixel of its object's ink.
         for left, top, width, height in boxes:
-            patch = image[top : top + height, left : left + width] >= fmd.INK
+            patch = image[top : top + height, left : left + width] >= canvases.INK
             assert patch[0].any() and patch[-1].any() and patch[:, 0].any() and patch[:, -1].any()
     assert min(counts) >= 1 and max(counts) <= 4
     assert len(set(counts)) >= 3  # counts vary
@@ -99,10 +100,10 @@ def test_canvases_hold_one_to_four_objects_inside_the_image_overlapping_at_most_
 
 
 def test_without_clutter_a_box_is_exactly_the_extent_of_the_objects_pixels(source, tmp_path, monkeypatch):
-    monkeypatch.setattr(fmd, "FRAGMENTS", (0, 0))
-    monkeypatch.setattr(fmd, "BACKGROUND_LEVEL", (0, 0))
-    monkeypatch.setattr(fmd, "NOISE_SD", (0.0, 0.0))
-    monkeypatch.setattr(fmd, "MAX_OBJECTS", 1)
+    monkeypatch.setattr(canvases, "FRAGMENTS", (0, 0))
+    monkeypatch.setattr(canvases, "BACKGROUND_LEVEL", (0, 0))
+    monkeypatch.setattr(canvases, "NOISE_SD", (0.0, 0.0))
+    monkeypatch.setattr(canvases, "MAX_OBJECTS", 1)
     fmd.prepare_fashion_mnist_detection(tmp_path, source=source, limit=10, seed=1)
     for line in truth_lines(tmp_path):
         (box,) = line["label"]["annotations"]

@@ -17,7 +17,7 @@ from labelloop import cli, tasks
 from labelloop.datasets import PREPARERS, read_label_config
 from labelloop.datasets import fashion_mnist_segmentation as fms
 from labelloop.datasets.fashion_mnist import CLASS_NAMES
-from labelloop.datasets.fashion_mnist_detection import INK
+from labelloop.datasets.canvases import INK
 from labelloop.tasks.semantic_segmentation import decode_mask
 from labelloop.truth import check_truth, read_truth
 
@@ -93,11 +93,11 @@ def test_a_mask_is_exactly_the_items_drawn_pixels_one_to_four_items_a_canvas(pre
 
 
 def test_without_clutter_the_mask_is_every_non_background_pixel(source, tmp_path, monkeypatch):
-    from labelloop.datasets import fashion_mnist_detection as fmd
+    from labelloop.datasets import canvases
 
-    monkeypatch.setattr(fmd, "FRAGMENTS", (0, 0))
-    monkeypatch.setattr(fmd, "BACKGROUND_LEVEL", (0, 0))
-    monkeypatch.setattr(fmd, "NOISE_SD", (0.0, 0.0))
+    monkeypatch.setattr(canvases, "FRAGMENTS", (0, 0))
+    monkeypatch.setattr(canvases, "BACKGROUND_LEVEL", (0, 0))
+    monkeypatch.setattr(canvases, "NOISE_SD", (0.0, 0.0))
     fms.prepare_fashion_mnist_segmentation(tmp_path, source=source, limit=6, seed=1)
     for line in truth_lines(tmp_path):
         assert np.array_equal(true_mask(line) > 0, np.asarray(Image.open(line["source-ref"])) > 0)
