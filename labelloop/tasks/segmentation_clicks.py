@@ -176,8 +176,7 @@ def _watershed(image: np.ndarray, box: tuple, fg: np.ndarray, bg: np.ndarray) ->
     import cv2
 
     x0, y0, x1, y1 = box
-    markers = np.zeros(image.shape[:2], np.int32)
-    markers[:, :] = 1
+    markers = np.ones(image.shape[:2], np.int32)  # 1: background, 2: the object, 0: to be flooded
     markers[y0:y1, x0:x1] = 0  # the box is flooded from the seeds; outside it is background
     markers[bg] = 1
     markers[fg] = 2
@@ -200,11 +199,12 @@ DEFAULT_PROPOSER = "grabcut"
 def _drop_denied(found: np.ndarray, fg: np.ndarray, bg: np.ndarray, negatives: list[tuple[int, int]]) -> np.ndarray:
     """`found` less each of its pieces that a negative click lands on and no certain object pixel
     holds: "not the object" said of a blob means all of it, not only the disc under the click."""
-    from scipy import ndimage
+    import cv2
 
     if not negatives:
         return found
-    pieces, _ = ndimage.label(found | bg)  # a click's own disc is background already: it joins its piece
+    # A click's own disc is background already: with it, the click joins its piece.
+    _, pieces = cv2.connectedComponents((found | bg).astype(np.uint8), connectivity=4)
     kept = set(np.unique(pieces[fg]).tolist())
     denied = {int(pieces[y, x]) for x, y in negatives} - kept - {0}
     return found & ~np.isin(pieces, list(denied)) if denied else found
