@@ -34,7 +34,7 @@ from labelloop.manifest import Label
 from labelloop.tasks import register
 from labelloop.tasks import segmentation_clicks
 from labelloop.tasks.base import Framework, TaskType
-from labelloop.tasks.segmentation_people import ragged, vote  # noqa: F401 (here since masks were first painted)
+from labelloop.tasks.segmentation_people import ragged, vote
 
 BACKGROUND = "BACKGROUND"
 BACKGROUND_HEX = "#ffffff"
