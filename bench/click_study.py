@@ -10,7 +10,8 @@ truth mask). For every object a simulated person clicks as the original tool was
 four extreme points of the true object mask, then up to --clicks corrective clicks, each at the
 centre of the largest wrong region (`segmentation_clicks.corrective_click`). Prints, for each
 proposer, the mean object IoU after 0..N corrective clicks and the median and 95th-percentile
-seconds one proposal (a click's refinement) took.
+seconds one proposal (a click's refinement) took; then what labeling the canvases costs in
+clicks when the person stops correcting an object once it reaches --target IoU.
 
 Measured: docs/few-clicks.md.
 """
@@ -64,6 +65,8 @@ def main() -> None:
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
     parser.add_argument("--upscale", type=int, default=1,
                         help="enlarge each canvas and its objects this many times (nearest pixel): a large image's seconds a click")
+    parser.add_argument("--target", type=float, default=0.85,
+                        help="the person stops correcting an object at this IoU: what the clicks a canvas costs are counted at")
     parser.add_argument("--work", type=Path, default=None, help="where the canvases are prepared (default: a temp folder)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -79,11 +82,14 @@ def main() -> None:
     big = lambda a: np.repeat(np.repeat(a, args.upscale, axis=0), args.upscale, axis=1)  # noqa: E731
     cases = [(big(image), big(instances == k)) for image, instances in zip(images, instance_maps)
              for k in range(1, int(instances.max()) + 1) if (instances == k).any()]
+    canvases = len(images)
     print(f"{prepared.count} canvases of {cases[0][0].shape[1]} x {cases[0][0].shape[0]} px, {len(cases)} objects (median {np.median([m.sum() for _, m in cases]):.0f} px); "
           f"prepared in {work}")
     names = [n for n in args.proposers.split(",") if n]
     header = "| proposer | " + " | ".join(f"{k} clicks" for k in range(args.clicks + 1)) + " | s/click median | s/click p95 |"
     rows = [header, "|" + " --- |" * (args.clicks + 4)]
+    costs = [f"| proposer | objects at IoU >= {args.target:.2f} within 4 + {args.clicks} clicks | clicks an object | "
+             "clicks a canvas | mean IoU where the person stops |", "| --- | --- | --- | --- | --- |"]
     for name in names:
         ious = np.zeros((len(cases), args.clicks + 1))
         seconds = []
@@ -101,10 +107,17 @@ def main() -> None:
                 seconds.append(time.perf_counter() - start)
                 ious[n, k] = iou(predicted, truth)
         mean = ious.mean(axis=0)
+        # The person stops at the first proposal at or above the target, else after the last click.
+        reached = ious >= args.target
+        stop = np.where(reached.any(axis=1), reached.argmax(axis=1), args.clicks)
+        spent = 4 + stop
+        costs.append(f"| {name} | {100 * reached.any(axis=1).mean():.1f} % | {spent.mean():.2f} | "
+                     f"{spent.sum() / canvases:.2f} | {100 * ious[np.arange(len(cases)), stop].mean():.1f} % |")
         rows.append(f"| {name} | " + " | ".join(f"{100 * v:.1f} %" for v in mean)
                     + f" | {np.median(seconds):.3f} | {np.percentile(seconds, 95):.3f} |")
         print(rows[-1], flush=True)
     print("\n".join(rows))
+    print("\n".join(costs))
 
 
 if __name__ == "__main__":
