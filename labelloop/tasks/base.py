@@ -210,6 +210,15 @@ class TaskType:
         """What the worker page's widget needs beyond the categories (a mask's class colours)."""
         return {}
 
+    # A task type whose widget proposes an object from a person's clicks sets this and `propose_object`.
+    proposes_objects: ClassVar[bool] = False
+
+    def propose_object(self, image: bytes, request: dict[str, Any]) -> dict[str, Any]:
+        """The worker page's reply (`POST /api/propose`) to a person's clicks on an item's image
+        (`image`: its file's bytes): what the widget draws. It sees the image and the clicks only,
+        never a model's guess, so it serves validation items too. ValueError: a bad request."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------ quality and confidence
 
     def output_buffer(self, expected: int, n_classes: int) -> np.ndarray:

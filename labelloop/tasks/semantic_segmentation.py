@@ -32,7 +32,9 @@ import numpy as np
 from labelloop import storage
 from labelloop.manifest import Label
 from labelloop.tasks import register
+from labelloop.tasks import segmentation_clicks
 from labelloop.tasks.base import Framework, TaskType
+from labelloop.tasks.segmentation_people import ragged, vote
 
 BACKGROUND = "BACKGROUND"
 BACKGROUND_HEX = "#ffffff"
@@ -200,37 +202,6 @@ def mean_iou(predicted: np.ndarray, reference: np.ndarray) -> float:
     return float(np.mean(ious)) if ious else 1.0
 
 
-def vote(masks: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
-    """Per-pixel majority of several workers' masks, ties to the lowest class id (background first:
-    a pixel half the workers leave out stays out). Confidence: the winners' mean share of the votes
-    over the pixels any worker gave a class (1 when none did)."""
-    stack = np.stack(masks)
-    classes = np.unique(stack)
-    counts = np.stack([(stack == c).sum(axis=0) for c in classes])
-    winner = classes[counts.argmax(axis=0)]  # argmax takes the first, lowest, class of a tie
-    painted = (stack != 0).any(axis=0)
-    if not painted.any():
-        return winner.astype(np.uint8), 1.0
-    share = counts.max(axis=0)[painted] / len(masks)
-    return winner.astype(np.uint8), round(float(share.mean()), 2)
-
-
-def ragged(mask: np.ndarray, flip: float, rng: np.random.Generator) -> np.ndarray:
-    """A careless painter's mask: each pixel on a class boundary takes its neighbour's class with
-    probability `flip`, so regions erode and dilate at random by about a pixel."""
-    out = mask.copy()
-    if flip <= 0:
-        return out
-    padded = np.pad(mask, 1, mode="edge")
-    h, w = mask.shape
-    for n in rng.permutation(4):
-        dy, dx = ((-1, 0), (1, 0), (0, -1), (0, 1))[n]
-        neighbour = padded[1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]
-        change = (neighbour != mask) & (out == mask) & (rng.random(mask.shape) < flip)
-        out[change] = neighbour[change]
-    return out
-
-
 def _probability(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
         raise ValueError(f"{what} must be a number in [0, 1], got {str(value)[:40]!r}")
@@ -354,8 +325,15 @@ class SemanticSegmentation(TaskType):
         return width, height
 
     def widget_options(self, class_names: list[str]) -> dict[str, Any]:
-        """The overlay paints each class in its `internal-color-map` colour (index = class id)."""
-        return {"colors": hex_colors(len(class_names))}
+        """The overlay paints each class in its `internal-color-map` colour (index = class id); the
+        widget offers the click tool (`propose_object`)."""
+        return {"colors": hex_colors(len(class_names)), "clicks": True}
+
+    proposes_objects = True
+
+    def propose_object(self, image: bytes, request: dict[str, Any]) -> dict[str, Any]:
+        """An object's mask from its four extreme points and corrective clicks (`segmentation_clicks`)."""
+        return segmentation_clicks.answer(image, request)
 
     # ------------------------------------------------------------ quality and confidence
 

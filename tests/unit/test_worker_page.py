@@ -670,7 +670,7 @@ def test_a_mask_answer_is_its_images_size_and_a_validation_image_gets_no_model_m
     arn = "arn:aws:lambda:us-east-1:432418664414:function:PRE-SemanticSegmentation"
     job = Job(workforce, make_params(tmp_path, lines, PreHumanTaskLambdaArn=arn))
     item = job.next()["item"]
-    assert item["widget"] == "masks" and item["widget_options"] == {"colors": hex_colors(len(CLASSES))}
+    assert item["widget"] == "masks" and item["widget_options"] == {"colors": hex_colors(len(CLASSES)), "clicks": True}
     assert item["index"] == 0 and item["guess"] is None, "a validation image is painted blind"
     painted = np.zeros((4, 6), dtype=np.uint8)
     painted[0, 0] = 1

@@ -1,7 +1,8 @@
 """The worker page over HTTP: a werkzeug WSGI app in front of a `PeopleWorkforce`.
 
 Routes: `GET /` (the page), `GET /static/<name>` (its CSS, JS and per-task-type widgets),
-`GET /api/image`, `POST /api/next | /api/answer | /api/undo | /api/skip`; `/favicon.ico` is
+`GET /api/image`, `POST /api/next | /api/answer | /api/undo | /api/skip | /api/propose` (an
+object's mask from a person's clicks, for task types with a click tool); `/favicon.ico` is
 an empty 204. What every request but the favicon must pass, in this order:
 
 - addressed to this server (`Host` is 127.0.0.1:PORT or localhost:PORT), so a web page that
@@ -42,7 +43,7 @@ MAX_BODY = 64 * 1024
 WORKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 CONTENT_LENGTH = re.compile(r"^[0-9]{1,19}$")
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
-API = {"next": "api_next", "answer": "api_answer", "undo": "api_undo", "skip": "api_skip"}
+API = {"next": "api_next", "answer": "api_answer", "undo": "api_undo", "skip": "api_skip", "propose": "api_propose"}
 
 
 class _Request(Request):

@@ -19,7 +19,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler
 
 from labelloop.local.worker_page.app import WorkerPageApp
 from labelloop.local.worker_page.errors import PageError
-from labelloop.local.worker_page.files import Pinned
+from labelloop.local.worker_page.files import Pinned, read_pinned
 from labelloop.local.worker_page.job import _Item, _Job, _iso, _now
 from labelloop.local.worker_page.server import MAX_CONNECTIONS, CappedServer
 from labelloop.local.workforce import WorkforceError, describe_labeling_job
@@ -294,6 +294,24 @@ class PeopleWorkforce:
                 raise PageError(409, f"item {item.index} is not assigned to worker {worker}")
             job.skip(worker, item)
             return {"ok": True, "item": item.index}
+
+    def api_propose(self, worker: str, body: dict[str, Any]) -> dict[str, Any]:
+        """An object proposed from the person's clicks on the image item they hold: the task type's
+        click tool (`TaskType.propose_object`), run outside the lock (it takes a few milliseconds)."""
+        with self._lock:
+            job = self._job(body.get("job"))
+            if not job.task.proposes_objects:
+                raise PageError(404, f"task type {job.task.name} has no click tool")
+            item = job.item(body.get("item"))
+            if item.leases.get(worker, 0.0) <= _now():
+                raise PageError(409, f"item {item.index} is not assigned to worker {worker}")
+            ref, image = item.line.get("source-ref"), item.image
+        if not isinstance(image, Pinned):
+            raise PageError(404, f"item {item.index} has no image to click on ({image or 'text'})")
+        try:
+            return job.task.propose_object(read_pinned(ref, image), body)
+        except ValueError as exc:
+            raise PageError(400, f"item {item.index}: {exc}") from None
 
     def image(self, job_name: str | None, index: str | None) -> tuple[str, Pinned]:
         """(the file name the job lists, that file as the job started) for an image item of a waiting job."""

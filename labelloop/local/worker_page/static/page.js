@@ -2,12 +2,14 @@
 // and sends answers, skips and undos. What an item looks like, and how it is answered, is the
 // widget's business (static/widgets/NAME.js registers itself in window.labelloopWidgets):
 //   widget.render(slots, item, ctx)  draws into slots.stage / .guess / .answer / .hint;
-//                                    ctx = {categories, fresh (a new item), answer(label), keyFor(i), el(tag, props)};
+//                                    ctx = {categories, fresh (a new item), answer(label), keyFor(i), el(tag, props),
+//                                           job, api(path, body): a POST to the server, e.g. /api/propose};
 //                                    label: what the task type's read_value accepts;
 //                                    item.widget_options: what else the task type gives it (a mask's colours)
 //   widget.key(event, item, ctx)     a key press not taken by the page (skip, undo)
 //   widget.undo(item, ctx)           optional: Ctrl+Z asks it first; true when it took back a step
 //                                    of its own (a painted stroke), else Ctrl+Z undoes the last answer
+//   widget.ready                     optional: a Promise the page waits for before it renders (helper scripts)
 (() => {
   "use strict";
   const params = new URLSearchParams(location.search);
@@ -56,7 +58,9 @@
         script.nonce = nonce; script.src = staticUrl("widgets/" + name + ".js");
         script.onload = () => {
           const w = (window.labelloopWidgets || {})[name];
-          if (w) resolve(w); else reject(widgetError("the " + name + " widget did not load"));
+          if (!w) { reject(widgetError("the " + name + " widget did not load")); return; }
+          Promise.resolve(w.ready).then(() => resolve(w),
+            (e) => { delete loaded[name]; reject(widgetError("the " + name + " widget did not load (" + e.message + ")")); });
         };
         script.onerror = () => { delete loaded[name]; reject(widgetError("cannot load the " + name + " widget")); };
         document.head.append(script);
@@ -100,7 +104,7 @@
     el.dataset.index = it.index; el.dataset.key = it.key; el.dataset.job = v.job;
     const key = v.job + "/" + it.index + "/" + it.widget;
     const slots = {stage: $("stage"), guess: $("guess"), answer: $("answer"), hint: $("hint")};
-    ctx = {categories: v.categories, fresh: shownKey !== key, answer: answer, keyFor: keyFor, el: makeElement};
+    ctx = {categories: v.categories, fresh: shownKey !== key, answer: answer, keyFor: keyFor, el: makeElement, job: v.job, api: api};
     if (ctx.fresh) { slots.stage.replaceChildren(); slots.stage.className = ""; }
     shownKey = key;
     slots.guess.replaceChildren(); slots.answer.replaceChildren(); slots.hint.replaceChildren();

@@ -5,7 +5,8 @@
 // (the server sends no guess for it). Keys: a category's number or letter picks the class; B, E
 // and P pick the tools unless a category owns the letter; [ and ] size the brush; Ctrl+Z undoes
 // the last stroke or polygon (a polygon's last corner while it is open); Escape drops an open
-// polygon; Enter fills an open polygon, else submits.
+// polygon; Enter fills an open polygon, else submits. Where the task type offers it, the click
+// tool (C) makes an object from its four extreme points and corrective clicks (mask_clicks.js).
 //
 // The mask is a class-id buffer at the image's own size, one byte a pixel (0 background, category
 // k is k + 1), never a canvas: canvas drawing blends edges into colours that are no class. A
@@ -18,7 +19,17 @@
   const CLOSE_PX = 10;        // screen pixels: a click this near a polygon's first corner closes it
   const SVG = "http://www.w3.org/2000/svg";
   const TOOLS = [{name: "brush", key: "b", label: "Brush"}, {name: "eraser", key: "e", label: "Eraser"},
-                 {name: "polygon", key: "p", label: "Polygon"}];
+                 {name: "polygon", key: "p", label: "Polygon"}, {name: "clicks", key: "c", label: "Clicks", clicks: true}];
+  // The PNG codec and the click tool are scripts of their own beside this one, loaded with its nonce.
+  const me = document.currentScript;
+  const helper = (name) => new Promise((resolve, reject) => {
+    const script = Object.assign(document.createElement("script"), {nonce: me.nonce, src: me.src.replace("/masks.js", "/" + name)});
+    script.onload = resolve;
+    script.onerror = () => reject(new Error("cannot load " + name));
+    document.head.append(script);
+  });
+  const ready = Promise.all([helper("mask_png.js"), helper("mask_clicks.js")]);
+  const png = () => window.labelloopMaskPng;
 
   let s = null;  // one image's painting state; recreated for each new item
 
@@ -29,7 +40,7 @@
       item, ctx, colors, guess: item.guess && typeof item.guess.class === "string" ? item.guess : null,
       img: null, paint: null, marks: null, g2d: null, W: 0, H: 0, ids: null, pixels: null,
       cls: 0, tool: "brush", size: 1, history: [], last: null, poly: [], hover: null,
-      ready: false, sending: false, note: "",
+      ready: false, sending: false, note: "", clicks: null,
     };
   }
   function hexToRgb(hex) { const v = parseInt(String(hex).slice(1), 16); return [v >> 16, (v >> 8) & 255, v & 255]; }
@@ -50,8 +61,9 @@
     s.pixels = s.g2d.createImageData(s.W, s.H);
     s.ids = new Uint8Array(s.W * s.H);
     s.size = Math.max(1, Math.round(Math.min(s.W, s.H) / 25));
+    if ((s.item.widget_options || {}).clicks) s.clicks = window.labelloopMaskClicks.create(s, {show, checkpoint, controls, marks, status});
     if (s.guess) {
-      const ids = await decodeMask(s.guess.class, s.W, s.H, s.ctx.categories.length).catch((err) => err);
+      const ids = await png().decodeMask(s.guess.class, s.W, s.H, s.ctx.categories.length).catch((err) => err);
       if (s !== mine) return;  // the person moved on meanwhile
       if (ids instanceof Error) s.note = "the model's mask cannot be shown (" + ids.message + "): paint from scratch";
       else s.ids = ids;
@@ -122,84 +134,6 @@
     show(0, y0, s.W, y1 + 1);
   }
 
-  // ------------------------------------------------------------ the model's mask, the answer's PNG
-
-  const fromBase64 = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-  function toBase64(bytes) {
-    let bin = "";
-    for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
-    return btoa(bin);
-  }
-  // createImageBitmap decodes in memory (the page's CSP loads no data: image), and without colour
-  // conversion a grey level, the class id, comes back as it was written.
-  async function decodeMask(url, W, H, maxId) {
-    const blob = new Blob([fromBase64(url.slice(url.indexOf(",") + 1))], {type: "image/png"});
-    const bitmap = await createImageBitmap(blob, {colorSpaceConversion: "none", premultiplyAlpha: "none"});
-    if (bitmap.width !== W || bitmap.height !== H) throw new Error(`${bitmap.width} x ${bitmap.height} pixels, not the image's ${W} x ${H}`);
-    const c = document.createElement("canvas");
-    c.width = W; c.height = H;
-    const g = c.getContext("2d", {willReadFrequently: true});
-    g.drawImage(bitmap, 0, 0);
-    const px = g.getImageData(0, 0, W, H).data, ids = new Uint8Array(W * H);
-    for (let i = 0; i < ids.length; i++) {
-      if (px[4 * i] > maxId) throw new Error("class id " + px[4 * i] + " is not one of this job's");
-      ids[i] = px[4 * i];
-    }
-    return ids;
-  }
-
-  const CRC_TABLE = Array.from({length: 256}, (_, n) => {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    return c >>> 0;
-  });
-  function crc32(bytes) {
-    let c = 0xffffffff;
-    for (const b of bytes) c = CRC_TABLE[(c ^ b) & 255] ^ (c >>> 8);
-    return (c ^ 0xffffffff) >>> 0;
-  }
-  function chunk(type, data) {  // a PNG chunk: length, type, data, CRC of type + data
-    const out = new Uint8Array(12 + data.length), v = new DataView(out.buffer);
-    v.setUint32(0, data.length);
-    for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
-    out.set(data, 8);
-    v.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
-    return out;
-  }
-  // zlib (RFC 1950) of `raw`: the browser's own deflate where it has one; else 'stored' blocks,
-  // uncompressed but valid, for browsers without CompressionStream.
-  async function zlib(raw) {
-    if (typeof CompressionStream === "function") {
-      const stream = new Blob([raw]).stream().pipeThrough(new CompressionStream("deflate"));
-      return new Uint8Array(await new Response(stream).arrayBuffer());
-    }
-    const blocks = Math.max(1, Math.ceil(raw.length / 65535));
-    const out = new Uint8Array(2 + 5 * blocks + raw.length + 4);
-    out[0] = 0x78; out[1] = 0x01;  // deflate, 32 K window, no dictionary; (0x7801 % 31 == 0)
-    let o = 2;
-    for (let b = 0; b < blocks; b++) {
-      const part = raw.subarray(b * 65535, (b + 1) * 65535), n = part.length;
-      out.set([b === blocks - 1 ? 1 : 0, n & 255, n >> 8, ~n & 255, (~n >> 8) & 255], o);
-      out.set(part, o + 5);
-      o += 5 + n;
-    }
-    let a = 1, d = 0;  // Adler-32 of the uncompressed bytes
-    for (const x of raw) { a = (a + x) % 65521; d = (d + a) % 65521; }
-    new DataView(out.buffer).setUint32(o, ((d << 16) | a) >>> 0);
-    return out;
-  }
-  // The class map as an 8-bit greyscale PNG: a byte a pixel, each row after filter byte 0 (none).
-  async function encodeMask(ids, W, H) {
-    const raw = new Uint8Array((W + 1) * H);
-    for (let y = 0; y < H; y++) raw.set(ids.subarray(y * W, (y + 1) * W), y * (W + 1) + 1);
-    const header = new Uint8Array(13), v = new DataView(header.buffer);
-    v.setUint32(0, W); v.setUint32(4, H);
-    header[8] = 8;  // bits a pixel; colour type 0 (greyscale), deflate, no interlace: the zeros after it
-    const parts = [new Uint8Array([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", header),
-                   chunk("IDAT", await zlib(raw)), chunk("IEND", new Uint8Array(0))];
-    return new Uint8Array(await new Blob(parts).arrayBuffer());
-  }
-
   // ------------------------------------------------------------ tools
 
   function onDown(e) {
@@ -207,6 +141,7 @@
     e.preventDefault();
     const p = toImage(e);
     if (s.tool === "polygon") { corner(p); return; }
+    if (s.tool === "clicks") { if (s.clicks) s.clicks.click(p); return; }
     e.currentTarget.setPointerCapture(e.pointerId);  // a stroke that leaves the image still ends on release
     checkpoint();
     s.last = p;
@@ -237,6 +172,7 @@
   }
   function undoStep() {  // true when there was a step of this image's to undo
     if (!s || !s.ready || s.last) return false;
+    if (s.clicks && s.clicks.undo()) return true;
     if (s.poly.length) s.poly.pop();
     else if (s.history.length) { s.ids = s.history.pop(); show(); }
     else return false;
@@ -257,6 +193,8 @@
       const pts = s.hover ? [...s.poly, s.hover] : s.poly;
       make("polyline", {class: "edge", points: pts.map((p) => p.x + "," + p.y).join(" ")});
       make("circle", {class: "first", cx: s.poly[0].x, cy: s.poly[0].y, r: CLOSE_PX / scale()});
+    } else if (s.tool === "clicks") {
+      if (s.clicks) s.clicks.marks(make, scale());
     } else if (s.hover && s.tool !== "polygon") {
       make("circle", {class: "brush", cx: s.hover.x, cy: s.hover.y, r: s.size / 2});
     }
@@ -270,7 +208,10 @@
     if (s.tool === "eraser") s.tool = "brush";
     controls();
   }
-  function setTool(name) { s.tool = name; if (name !== "polygon") s.poly = []; marks(); controls(); }
+  function setTool(name) {
+    if (name !== "clicks" && s.clicks) s.clicks.finish();
+    s.tool = name; if (name !== "polygon") s.poly = []; marks(); controls();
+  }
   function resize(direction) {
     s.size = Math.max(1, Math.min(maxSize(), s.size + direction * Math.max(1, Math.round(s.size / 8))));
     marks();
@@ -291,7 +232,8 @@
     document.querySelectorAll("#mask-tools button[data-tool]").forEach((b) => b.classList.toggle("current", b.dataset.tool === s.tool));
     Object.assign($("mask-size"), {max: String(maxSize()), value: String(s.size)});
     $("mask-size-label").textContent = s.size + " px";
-    $("mask-undo").disabled = !s.history.length && !s.poly.length;
+    $("mask-undo").disabled = !s.history.length && !s.poly.length && !(s.clicks && s.clicks.open());
+    if (s.clicks) s.clicks.controls($("mask-object-done"));
     let text = s.note;
     if (!text && !s.ready) text = s.guess ? "loading the model's mask…" : "loading…";
     if (!text) {
@@ -305,11 +247,12 @@
   async function submit() {
     if (!s.ready || s.sending) return;
     if (s.poly.length) { status("finish the polygon first: click its first corner or press Enter (Escape drops it)"); return; }
+    if (s.clicks && s.clicks.busy()) { status("wait for the object's mask"); return; }
     const mine = s;
     s.sending = true;
     try {
-      const png = await encodeMask(s.ids, s.W, s.H);
-      if (s === mine) s.ctx.answer("data:image/png;base64," + toBase64(png));
+      const bytes = await png().encodeMask(s.ids, s.W, s.H);
+      if (s === mine) s.ctx.answer("data:image/png;base64," + png().toBase64(bytes));
     } finally {
       mine.sending = false;
     }
@@ -358,7 +301,7 @@
         classes.append(b);
       });
       const tools = el("div", {id: "mask-tools"});
-      TOOLS.forEach((t) => {
+      TOOLS.filter((t) => !t.clicks || (item.widget_options || {}).clicks).forEach((t) => {
         const b = button(el, {}, t.label, toolKey(t), () => setTool(t.name));
         b.dataset.tool = t.name;
         tools.append(b);
@@ -370,19 +313,28 @@
       size.addEventListener("keydown", (e) => { if (e.key.startsWith("Arrow")) e.stopPropagation(); });
       const sizeLabel = el("label", {className: "size"});
       sizeLabel.append("size ", size, el("span", {id: "mask-size-label"}));
-      const clear = () => { if (s.ready) { checkpoint(); s.ids.fill(0); show(); controls(); } };
-      tools.append(sizeLabel, button(el, {id: "mask-undo"}, "Undo stroke", "Ctrl+Z", undoStep),
+      const clear = () => {
+        if (!s.ready || (s.clicks && s.clicks.busy())) return;
+        if (s.clicks) s.clicks.finish();
+        checkpoint(); s.ids.fill(0); show(); controls();
+      };
+      if ((item.widget_options || {}).clicks) tools.append(button(el, {id: "mask-object-done"}, "Object done", "Enter", () => s.clicks && s.clicks.finish()));
+      tools.append(sizeLabel, button(el, {id: "mask-undo"}, "Undo step", "Ctrl+Z", undoStep),
                    button(el, {id: "mask-clear"}, "Clear", "", clear));
       const done = el("div", {id: "mask-submit-row"});
       done.append(button(el, {id: "mask-submit"}, "Submit mask", "Enter", () => submit()), el("span", {id: "mask-status"}));
       slots.answer.replaceChildren(classes, tools, done);
       slots.hint.replaceChildren("drag to paint · ", el("kbd", {textContent: "["}), el("kbd", {textContent: "]"}),
-        "brush size · number/letter: class");
+        "brush size · number/letter: class", (item.widget_options || {}).clicks ? " · Clicks: an object's 4 extreme points, then a click on each wrong region" : "");
       controls();
     },
     key(e) {
       if (!s) return;
-      if (e.key === "Enter") { e.preventDefault(); if (s.poly.length) closePolygon(); else submit(); return; }
+      if (e.key === "Enter") {
+        e.preventDefault();
+        if (s.poly.length) closePolygon(); else if (s.clicks && s.clicks.open()) s.clicks.finish(); else submit();
+        return;
+      }
       if (e.key === "Escape") { s.poly = []; marks(); controls(); return; }
       if (!s.ready) return;
       if (e.key === "[" || e.key === "]") { e.preventDefault(); resize(e.key === "]" ? 1 : -1); return; }
@@ -394,6 +346,7 @@
       if (tool) { e.preventDefault(); setTool(tool.name); }
     },
     undo() { return undoStep(); },
+    ready,  // the page waits for the helpers before it renders
   };
   (window.labelloopWidgets = window.labelloopWidgets || {}).masks = widget;
 })();
