@@ -25,11 +25,10 @@ import numpy as np
 from labelloop.config import parse_label_category_config
 from labelloop.local.sagemaker_jobs import LocalJobError
 from labelloop import storage, tasks
-from labelloop.manifest import ID_KEY, item_key
+from labelloop.manifest import CLICKS_KEY, ID_KEY, item_key
 from labelloop.storage import atomic_file, json_lines
 
 ACCOUNT = "123456789012"
-CLICKS_KEY = "labelloop-clicks"  # in a line's <attribute>-metadata: the clicks people spent on the item
 
 
 class WorkforceError(LocalJobError):
