@@ -74,3 +74,28 @@ def test_mask_runs_show_the_clicks_in_their_tables_and_others_do_not():
     assert "clicks" not in [c.header for c in metrics_table.columns({"TaskType": "image-classification"})]
     row = {"HumanClicks": 1234, "HumanClicksThisIteration": 210}
     assert [metrics_table.cell(row, c) for c in metrics_table.columns({"TaskType": "semantic-segmentation"})[3:5]] == ["1234", "210"]
+
+
+def test_the_report_of_a_mask_run_shows_its_clicks_per_iteration_and_a_human_label(tmp_path):
+    import re
+
+    from labelloop.report import write_report
+
+    out = tmp_path / "run"
+    out.joinpath("config").mkdir(parents=True)
+    out.joinpath("config", "settings.json").write_text(json.dumps({"JobName": "masks", "TaskType": "semantic-segmentation"}))
+    for it, (human, clicks, new) in enumerate(((20, 231, 231), (40, 447, 216)), start=1):
+        row = {"Iteration": it, "HumanLabeled": human, "HumanLabeledThisIteration": 20, "HumanClicks": clicks,
+               "HumanClicksThisIteration": new, "AutoLabeled": 0, "Remaining": 60 - human}
+        out.joinpath("iterations", f"{it:03d}").mkdir(parents=True)
+        out.joinpath("iterations", f"{it:03d}", "metrics.json").write_text(json.dumps(row))
+    out.joinpath("output").mkdir()
+    out.joinpath("output", "summary.json").write_text(json.dumps({
+        "Total": 60, "HumanLabeled": 40, "HumanLabeledByThisJob": 40, "HumanClicks": 447, "AutoLabeled": 0,
+        "Unlabeled": 20, "Iterations": 2, "StopReason": "max-iterations", "Error": None}))
+    page = write_report(out).read_text()
+    table = page.split('<table class="iterations">')[1].split("</table>")[0]
+    headers = re.findall(r"<th>([^<]*)</th>", table)
+    rows = [dict(zip(headers, re.findall(r"<td>([^<]*)</td>", r))) for r in table.split("<tr")[2:]]
+    assert [(r["clicks"], r["+clicks"]) for r in rows] == [("231", "231"), ("447", "216")]
+    assert re.search(r'<div class="k">clicks</div><div class="v">447</div><div class="n">11.2 a human label</div>', page)
