@@ -125,6 +125,10 @@ def _workforce(args: argparse.Namespace, execution_input: dict[str, Any]):
             raise ConfigurationError("--workforce simulated needs --truth (the true labels file)")
         from labelloop.local.workforce import SimulatedWorkforce
 
+        kinds = tasks.get(args.task_type).simulated_annotators
+        if args.simulated_annotator is not None and args.simulated_annotator not in kinds:
+            raise ConfigurationError(f"--simulated-annotator {args.simulated_annotator}: {args.task_type} has "
+                                     + (f"{', '.join(kinds)}" if kinds else "one kind of simulated annotator only"))
         return SimulatedWorkforce(truth, accuracy=args.annotator_accuracy, seed=args.seed,
                                   annotator=args.simulated_annotator), truth
     from labelloop.local.worker_page import PeopleWorkforce

@@ -119,3 +119,25 @@ def test_the_workforce_clicks_on_each_items_image_by_default_and_writes_the_clic
     assert np.array_equal(decode_mask(TASK.line_label(out[0], "shapes-ref", CLASSES)), decode_mask(truth[out[0]["source-ref"]]))
     with pytest.raises(WorkforceError, match="semantic-segmentation has no simulated annotator 'brush' \\(clicks, painter\\)"):
         SimulatedWorkforce(truth, annotator="brush").run_labeling_job({**params, "LabelingJobName": "j-3"})
+
+
+def test_labelloop_run_refuses_a_simulated_annotator_the_task_type_lacks_before_the_run(tmp_path):
+    import argparse
+
+    from labelloop.cli import _workforce
+    from labelloop.config import ConfigurationError
+
+    image = tmp_path / "0.png"
+    image.write_bytes(png(scene()[0]))
+    (tmp_path / "truth.jsonl").write_text(json.dumps({"key": str(image), "label": "disc"}) + "\n")
+    (tmp_path / "in.manifest").write_text(json.dumps({"source-ref": str(image)}) + "\n")
+    run = {"ManifestUri": str(tmp_path / "in.manifest"), "LabelCategories": CLASSES}
+    args = argparse.Namespace(truth=str(tmp_path / "truth.jsonl"), workforce="simulated", task_type="image-classification",
+                              simulated_annotator="painter", annotator_accuracy=1.0, seed=0)
+    with pytest.raises(ConfigurationError, match="painter: image-classification has one kind of simulated annotator only"):
+        _workforce(args, run)
+    args.task_type, args.simulated_annotator = "semantic-segmentation", "brush"
+    with pytest.raises(ConfigurationError, match="brush: semantic-segmentation has clicks, painter"):
+        _workforce(args, run)
+    args.task_type, args.simulated_annotator = "image-classification", None
+    assert _workforce(args, run)[0].annotator is None  # the task type's default
