@@ -8,7 +8,8 @@ fashion-mnist-segmentation`, same seed, into --work) and rebuilds each canvas's 
 visible pixels of each item placed on it: the preparer's own draws, replayed, checked against its
 truth mask). For every object a simulated person clicks as the original tool was measured: the
 four extreme points of the true object mask, then up to --clicks corrective clicks, each at the
-centre of the largest wrong region (`segmentation_clicks.corrective_click`). Prints, for each
+centre of the largest wrong region (`segmentation_clicks.clicked`, as the simulated annotators
+of segmentation runs click). Prints, for each
 proposer, the mean object IoU after 0..N corrective clicks and the median and 95th-percentile
 seconds one proposal (a click's refinement) took; then what labeling the canvases costs in
 clicks when the person stops correcting an object once it reaches --target IoU.
@@ -22,7 +23,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from labelloop.datasets.canvases import CANVAS, background, finish, placements  # noqa: E402
 from labelloop.datasets.fashion_mnist import DEFAULT_SOURCE, load_fashion_mnist  # noqa: E402
 from labelloop.datasets.fashion_mnist_segmentation import prepare_fashion_mnist_segmentation  # noqa: E402
-from labelloop.tasks.segmentation_clicks import PROPOSERS, corrective_click, extreme_points, iou, propose  # noqa: E402
+from labelloop.tasks.segmentation_clicks import PROPOSERS, clicked, iou  # noqa: E402
 from labelloop.tasks.semantic_segmentation import hex_colors  # noqa: E402
 
 
@@ -94,18 +94,9 @@ def main() -> None:
         ious = np.zeros((len(cases), args.clicks + 1))
         seconds = []
         for n, (image, truth) in enumerate(cases):
-            points, clicks = extreme_points(truth), []
-            for k in range(args.clicks + 1):
-                if k:
-                    click = corrective_click(predicted, truth)
-                    if click is None:  # right already: stays right
-                        ious[n, k:] = ious[n, k - 1]
-                        break
-                    clicks.append(click)
-                start = time.perf_counter()
-                predicted = propose(image, points, clicks, name)
-                seconds.append(time.perf_counter() - start)
-                ious[n, k] = iou(predicted, truth)
+            for k, proposal in enumerate(clicked(image, truth, args.clicks, name)):
+                seconds.append(proposal.seconds)
+                ious[n, k:] = iou(proposal.mask, truth)  # a proposal exactly right stays right
         mean = ious.mean(axis=0)
         # The person stops at the first proposal at or above the target, else after the last click.
         reached = ious >= args.target

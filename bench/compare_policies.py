@@ -169,7 +169,8 @@ def run_policy(name, policy, dataset, args, workdir: Path):
     target = args.target or task.default_target
     run_dir = workdir / name
     shutil.rmtree(run_dir, ignore_errors=True)
-    workforce = SimulatedWorkforce(truth, accuracy=args.annotator_accuracy, seed=args.seed)
+    workforce = SimulatedWorkforce(truth, accuracy=args.annotator_accuracy, seed=args.seed,
+                                   annotator=getattr(args, "simulated_annotator", None))
     engine = LocalEngine(run_dir / "work", workforce)
     batch = args.batch or DATASETS[args.dataset][2]
     settings = {
@@ -211,6 +212,7 @@ def run_policy(name, policy, dataset, args, workdir: Path):
         "met": ev.auto_accuracy is None or ev.auto_accuracy >= target,
         "cost": summary["HumanCost"],
         "adjusted": summary.get("HumanAdjusted", 0),
+        "clicks": summary.get("HumanClicks"),  # masks clicked by the simulated annotators; None: not counted
         "iterations": summary["Iterations"],
         "seconds": seconds,
         "stop": summary["StopReason"],
@@ -260,7 +262,8 @@ def detection_markdown(rows, dataset: str, target: float) -> str:
         iou = "—" if r["auto_accuracy"] is None else f"{r['auto_accuracy']:.3f}"
         holds = "—" if r["auto_accuracy"] is None else ("yes" if r["auto_accuracy"] >= target else "**no**")
         out.append(
-            f"| {r['policy']} | {r['human']:,} ({pct(r['human'] / r['items'])}; {r.get('adjusted', 0):,} adjusted) | "
+            f"| {r['policy']} | {r['human']:,} ({pct(r['human'] / r['items'])}; {r.get('adjusted', 0):,} adjusted"
+            + (f"; {r['clicks']:,} clicks" if r.get("clicks") is not None else "") + ") | "
             f"{times_oracle(r, rows)} | "
             f"{pct(r['auto_share'])} | {iou} | {holds} | "
             f"${r['cost']:,.2f} | {r['iterations']} | {r['seconds'] / 60:.1f} min |"
@@ -301,6 +304,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-iterations", type=int, default=None, help="stop each run after this many (quick checks)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--annotator-accuracy", type=float, default=1.0)
+    parser.add_argument("--simulated-annotator", default=None,
+                        help="masks: clicks (default) or painter (the kind the numbers before 2026-11-29 used)")
     parser.add_argument("--merge", action="store_true",
                         help="keep the rows of policies not run now from the dataset's earlier results (same seed)")
     parser.add_argument(

@@ -125,7 +125,12 @@ def _workforce(args: argparse.Namespace, execution_input: dict[str, Any]):
             raise ConfigurationError("--workforce simulated needs --truth (the true labels file)")
         from labelloop.local.workforce import SimulatedWorkforce
 
-        return SimulatedWorkforce(truth, accuracy=args.annotator_accuracy, seed=args.seed), truth
+        kinds = tasks.get(args.task_type).simulated_annotators
+        if args.simulated_annotator is not None and args.simulated_annotator not in kinds:
+            raise ConfigurationError(f"--simulated-annotator {args.simulated_annotator}: {args.task_type} has "
+                                     + (f"{', '.join(kinds)}" if kinds else "one kind of simulated annotator only"))
+        return SimulatedWorkforce(truth, accuracy=args.annotator_accuracy, seed=args.seed,
+                                  annotator=args.simulated_annotator), truth
     from labelloop.local.worker_page import PeopleWorkforce
 
     workforce = PeopleWorkforce(
@@ -297,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "score the result")
     run.add_argument("--annotator-accuracy", type=float, default=1.0,
                      help="chance a simulated annotator answers correctly")
+    run.add_argument("--simulated-annotator", default=None, metavar="KIND",
+                     help="masks: 'clicks' (default: the click tool, each object's extreme points and corrections "
+                          "until IoU 0.85, cost counted in clicks) or 'painter' (the true mask, its boundaries ragged)")
     run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     run.set_defaults(func=cmd_run)
 

@@ -41,6 +41,9 @@ def _human_line(summary: dict[str, Any], execution_input: dict[str, Any], answer
         guess = "boxes" if tasks.get(execution_input["TaskType"]).bounded_mean else "guess"
         lines.append(f"    of which adjusted:   {adjusted} (shown the model's {guess}, ${adjusted_price:g} a label), "
                      f"{human - adjusted} drawn blind (${price:g})")
+    clicks = summary.get("HumanClicks")
+    if clicks is not None:  # the answers said what they cost in clicks (the click tool, simulated or on the page)
+        lines.append(f"  clicks spent:          {clicks}" + (f" ({clicks / human:.1f} a human label)" if human else ""))
     return lines
 
 

@@ -96,8 +96,12 @@ class LoopState(Contract):
     # Of HumanLabeled, the items people were shown the model's guess for (boxes to adjust, not to
     # draw): priced at PricePerAdjustedLabel. Absent before the first merge.
     human_adjusted: Optional[int] = Field(default=None, alias="HumanAdjusted")
+    # Clicks people spent on HumanLabeled, where their answers say (the local click annotators and
+    # worker page), and on the last merge's; absent while no answer has said.
+    human_clicks: Optional[int] = Field(default=None, alias="HumanClicks")
+    human_clicks_this_iteration: Optional[int] = Field(default=None, alias="HumanClicksThisIteration")
     optional_keys = ("HumanLabeledThisIteration", "LastMetrics", "HumanFailed", "HumanFailedThisIteration",
-                     "HumanAdjusted")
+                     "HumanAdjusted", "HumanClicks", "HumanClicksThisIteration")
 
     def dump(self) -> dict[str, Any]:
         return {**super().dump(), "HumanBatch": self.human_batch.dump()}
@@ -191,9 +195,10 @@ class Summary(Contract):
     cause: Optional[str] = Field(default=None, alias="Cause")
     human_failed: int = Field(default=0, alias="HumanFailed")  # items sent to people that came back unlabeled
     human_adjusted: int = Field(default=0, alias="HumanAdjusted")  # of HumanLabeledByThisJob: shown the model's guess
+    human_clicks: Optional[int] = Field(default=None, alias="HumanClicks")  # spent on them, where the answers say
     # The metrics row of a human batch merged after the last gate (the job ended on it), else None.
     final_human_batch: Optional[dict[str, Any]] = Field(default=None, alias="FinalHumanBatch")
-    optional_keys = ("Cause", "FinalHumanBatch")
+    optional_keys = ("Cause", "FinalHumanBatch", "HumanClicks")
 
 
 class DescribedJob(Contract):

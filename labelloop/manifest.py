@@ -14,6 +14,9 @@ from typing import Any, Iterable, Iterator
 # Key the local engine adds to the lines it hands to labeling and transform jobs, so results
 # can be joined back to items without trusting line order. Stripped from the final output.
 ID_KEY = "labelloop-id"
+# In a labeled line's <attribute>-metadata (local workforces only): the clicks people spent on the
+# item, all its workers together, where their tool counted them.
+CLICKS_KEY = "labelloop-clicks"
 # Keys that start so are the engine's own (ID_KEY, the human batch's role and guess): an input line
 # carrying one would override the item's id or show people a "model guess" nobody made.
 RESERVED_PREFIX = "labelloop-"
@@ -154,6 +157,7 @@ class Label:
     threshold: float | None = None  # the calibrated threshold an auto-label passed
     lower_bound: float | None = None  # its accuracy lower bound on validation
     support: int | None = None  # validation items behind that bound
+    clicks: int | None = None  # a human label: the clicks people spent on it, when their tool counted them
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -166,6 +170,8 @@ class Label:
         }
         if not self.human:
             data.update(threshold=self.threshold, **{"lower-bound": self.lower_bound, "support": self.support})
+        elif self.clicks is not None:
+            data["clicks"] = self.clicks
         return data
 
     @classmethod
@@ -180,4 +186,5 @@ class Label:
             threshold=data.get("threshold"),
             lower_bound=data.get("lower-bound"),
             support=data.get("support"),
+            clicks=data.get("clicks"),
         )

@@ -57,6 +57,8 @@ TERMINAL_COLUMNS: tuple[Column, ...] = tuple(c for c in COLUMNS if c.terminal)
 _MEAN_IOU = {"ValidationAccuracy": Column("ValidationAccuracy", "val. IoU", "iou", terminal=True),
              "LowerBound": Column("LowerBound", "IoU bound", "iou")}
 _ADJUSTED = Column("HumanAdjusted", "adjusted")  # of the human labels, those shown the model's guess
+# What the human labels cost in clicks, where the answers say (simulated click annotators, the page's click tool).
+_CLICKS = (Column("HumanClicks", "clicks", terminal=True, width=7), Column("HumanClicksThisIteration", "+clicks"))
 
 
 def bounded_mean(settings: dict[str, Any] | None) -> bool:
@@ -73,11 +75,14 @@ def quality_word(settings: dict[str, Any] | None) -> str:
 def columns(settings: dict[str, Any] | None = None, terminal: bool = False) -> tuple[Column, ...]:
     """The columns for a run of these settings (its execution input): a box run's bound, threshold
     and validation columns read as mean IoUs, and it counts its adjusted labels, as does any run
-    that prices them apart."""
+    that prices them apart; a run whose people click objects (masks) counts their clicks."""
     boxes = bounded_mean(settings)
     chosen = [_MEAN_IOU.get(c.key, c) if boxes else c for c in COLUMNS]
     if boxes or (settings or {}).get("PricePerAdjustedLabel") is not None:
         chosen.insert(3, _ADJUSTED)
+    task_type = (settings or {}).get("TaskType")
+    if task_type in tasks.names() and tasks.get(task_type).proposes_objects:
+        chosen[3:3] = _CLICKS
     return tuple(c for c in chosen if c.terminal or not terminal)
 
 

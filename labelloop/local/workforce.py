@@ -3,12 +3,16 @@
 `SimulatedWorkforce` stands in for people in benchmarks and tests: each simulated annotator
 answers from the true labels (kept outside the manifest) with a configurable accuracy, and
 each item's answers are consolidated by majority vote, as Ground Truth's consolidation does
-for classification. It writes Ground Truth's output layout:
+for classification. A task type may have several kinds of simulated annotator (`annotator`:
+masks clicked with the click tool or painted); one that counts its clicks has them written in
+the line's metadata as `labelloop-clicks` (all workers' clicks on the item), where the merge
+step counts them. It writes Ground Truth's output layout:
 `<S3OutputPath>/<job-name>/manifests/output/output.manifest` plus the raw worker answers.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from dataclasses import dataclass, field
@@ -20,8 +24,8 @@ import numpy as np
 
 from labelloop.config import parse_label_category_config
 from labelloop.local.sagemaker_jobs import LocalJobError
-from labelloop import tasks
-from labelloop.manifest import ID_KEY, item_key
+from labelloop import storage, tasks
+from labelloop.manifest import CLICKS_KEY, ID_KEY, item_key
 from labelloop.storage import atomic_file, json_lines
 
 ACCOUNT = "123456789012"
@@ -36,6 +40,7 @@ class SimulatedWorkforce:
     truth: dict[str, str]  # item key -> true class name
     accuracy: float = 1.0  # chance each simulated annotator answers correctly
     seed: int = 0
+    annotator: str | None = None  # the task type's kind of simulated annotator; None: its default
     answered: int = 0  # items given a consolidated label, over the whole run
     jobs: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -56,6 +61,9 @@ class SimulatedWorkforce:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         rng = np.random.default_rng([self.seed, sum(name.encode())])
         task = tasks.get(task_type) if task_type else task_of(params)
+        if self.annotator is not None and self.annotator not in task.simulated_annotators:
+            kinds = ", ".join(task.simulated_annotators) or "one kind only"
+            raise WorkforceError(f"{task.name} has no simulated annotator {self.annotator!r} ({kinds})")
         started = datetime.now(timezone.utc)
         labeled = failed = 0
         responses = []
@@ -71,11 +79,20 @@ class SimulatedWorkforce:
                     )
                     out.write(json.dumps(line) + "\n")
                     continue
-                votes = [task.simulated_answer(true, classes, self.accuracy, rng) for _ in range(workers)]
+                item = functools.cache(functools.partial(_item_bytes, line))  # read once, if a worker looks
+                try:
+                    answers = [task.simulate(true, classes, self.accuracy, rng, item=item, annotator=self.annotator)
+                               for _ in range(workers)]
+                except ValueError as exc:
+                    raise WorkforceError(f"{name}: item {item_key(line)[:200]}: {exc}") from None
+                votes = [a.value for a in answers]
                 winner, confidence = task.consolidate(votes, workers, rng)
-                responses.append({"key": item_key(line), "answers": votes})
+                clicks = [a.clicks for a in answers if a.clicks is not None]
+                responses.append({"key": item_key(line), "answers": votes, **({"clicks": clicks} if clicks else {})})
                 line[attribute] = task.line_value(winner, classes, folder=files, name=str(line.get(ID_KEY, number)))
                 line[f"{attribute}-metadata"] = task.human_metadata(winner, confidence, classes, name)
+                if clicks:
+                    line[f"{attribute}-metadata"][CLICKS_KEY] = sum(clicks)
                 out.write(json.dumps(line) + "\n")
                 labeled += 1
         with atomic_file(job_root / "annotations" / "worker-response" / "responses.jsonl", "w") as answers:
@@ -124,6 +141,13 @@ def describe_labeling_job(
         "OutputConfig": params["OutputConfig"],
         "HumanTaskConfig": params["HumanTaskConfig"],
     }
+
+
+def _item_bytes(line: dict[str, Any]) -> bytes:
+    """What a person looks at: the file `source-ref` names, or the `source` text."""
+    if isinstance(line.get("source-ref"), str):
+        return storage.read_bytes(line["source-ref"])
+    return str(line.get("source", "")).encode("utf-8")
 
 
 def _local(uri: str) -> Path:

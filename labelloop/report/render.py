@@ -72,10 +72,22 @@ def _cards(data: RunData, t: Totals) -> list[tuple[str, str, str]]:
     if accuracy.auto_accuracy(data) is not None:
         below = "BELOW TARGET · " if accuracy.below_target(data) else ""
         cards.append((f"auto-label {word}", quality(data, accuracy.auto_accuracy(data)), f"{below}against the true labels"))
+    clicks = _clicks(data)
+    if clicks is not None:
+        each = f"{clicks / t.human_by_job:.1f} a human label" if t.human_by_job else ""
+        cards.insert(5, ("clicks", f"{clicks:,}", each))
     failed = _failed_answers(data)
     if failed:
         cards.append(("failed human answers", f"{failed:,}", "sent to people, came back unlabeled"))
     return cards
+
+
+def _clicks(data: RunData) -> int | None:
+    """The clicks people spent on this job's human labels, where their answers said; else None."""
+    if data.summary and isinstance(data.summary.get("HumanClicks"), int):
+        return data.summary["HumanClicks"]
+    known = [m["HumanClicks"] for m in data.metrics if isinstance(m.get("HumanClicks"), int)]
+    return known[-1] if known else None
 
 
 def _failed_answers(data: RunData) -> int:

@@ -137,6 +137,8 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         "HumanFailed": state.get("HumanFailed") or 0,
         "HumanFailedThisIteration": state.get("HumanFailedThisIteration") or 0,
         "HumanAdjusted": state.get("HumanAdjusted") or 0,
+        "HumanClicks": state.get("HumanClicks"),  # None: no answer said what it cost in clicks
+        "HumanClicksThisIteration": state.get("HumanClicksThisIteration"),
         "HumanCost": settings.human_cost(state["HumanLabeled"], state.get("HumanAdjusted") or 0),
         "AutoLabeled": counts["auto"],  # this job's auto-labels, as of this gate
         "AutoLabeledThisIteration": counts["new_auto"],
@@ -169,6 +171,7 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         "Remaining": remaining,
         "HumanLabeledThisIteration": 0,
         "HumanFailedThisIteration": 0,
+        "HumanClicksThisIteration": None if state.get("HumanClicks") is None else 0,
         "HumanBatch": batch,
         "RetrainFirst": retrain_first,
         "ModelArtifacts": (event.get("training") or {}).get("ModelArtifacts"),

@@ -8,7 +8,7 @@ from labelloop import layout, ledger, storage, tasks
 from labelloop.config import JobSettings
 from labelloop.contracts import LoopState
 from labelloop.errors import LabelingOutputError
-from labelloop.manifest import ID_KEY, Label, creation_date
+from labelloop.manifest import CLICKS_KEY, ID_KEY, Label, creation_date
 from labelloop.steps.human_batch import GUESS_KEY, ROLE_KEY
 from labelloop.steps.ledger_files import rewrite_ledger
 
@@ -45,6 +45,9 @@ def merge_answers(config: dict[str, Any], state: dict[str, Any], output_uri: str
             value = task.line_label(line, attribute, config["ClassNames"])
         except ValueError as exc:
             raise LabelingOutputError(f"{where}: {exc}") from None
+        clicks = meta.get(CLICKS_KEY)
+        if clicks is not None and (isinstance(clicks, bool) or not isinstance(clicks, int) or clicks < 0):
+            raise LabelingOutputError(f"{where}: {CLICKS_KEY} must be a count of clicks, got {str(clicks)[:40]!r}")
         answers[item_id] = Label(
             class_id=value,
             confidence=float(meta.get("confidence", 1.0)),
@@ -52,12 +55,18 @@ def merge_answers(config: dict[str, Any], state: dict[str, Any], output_uri: str
             job_name=str(meta.get("job-name", state["HumanBatch"]["LabelingJobName"])),
             created=str(meta.get("creation-date", creation_date())),
             iteration=state["Iteration"],
+            clicks=clicks,
         )
     splits = settings.validation.assign_splits(settings, state, answers, batch)
     new_uri = layout.ledger_uri(settings.output_uri, state["Iteration"], "human")
     remaining = rewrite_ledger(state["LedgerUri"], new_uri, answers, splits)["remaining"]
+    counted = [a.clicks for a in answers.values() if a.clicks is not None]
+    clicks = {}
+    if counted or state.get("HumanClicks") is not None:
+        clicks = {"HumanClicks": (state.get("HumanClicks") or 0) + sum(counted), "HumanClicksThisIteration": sum(counted)}
     return LoopState.model_validate({
         **state,
+        **clicks,
         "LedgerUri": new_uri,
         "HumanLabeled": state["HumanLabeled"] + len(answers),
         "HumanLabeledThisIteration": len(answers),

@@ -31,6 +31,7 @@ def resume_state(config: dict[str, Any], settings: JobSettings) -> dict[str, Any
         ]
         answered = outputs[-1] if outputs else None
     total = pre = human = auto = 0
+    clicks: int | None = None  # this job's human labels' clicks, where their answers said
     by_batch: dict[int, set[int]] = {}  # this job's human labels, by the iteration whose batch asked for them
     for record in storage.iter_json_lines(ledger_uri):
         total += 1
@@ -41,6 +42,8 @@ def resume_state(config: dict[str, Any], settings: JobSettings) -> dict[str, Any
             auto += not label["human"] and label["iteration"] > 0
             if label["human"] and label["iteration"] > 0:
                 by_batch.setdefault(label["iteration"], set()).add(record["id"])
+                if label.get("clicks") is not None:
+                    clicks = (clicks or 0) + label["clicks"]
     state = LoopState.model_validate({
         "Iteration": next_iteration,
         "LedgerUri": ledger_uri,
@@ -49,6 +52,7 @@ def resume_state(config: dict[str, Any], settings: JobSettings) -> dict[str, Any
         "PreLabeled": pre,
         "HumanLabeled": human,
         "HumanAdjusted": _adjusted(out, by_batch),
+        "HumanClicks": clicks,
         "AutoLabeled": auto,
         "Remaining": total - pre - human - auto,
         "HumanBatch": {"Count": 0},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -35,6 +35,13 @@ class Framework:
     version: str
     py_version: str
     gpu: bool  # has GPU images; without, the CPU image is used on any instance type
+
+
+class Simulated(NamedTuple):
+    """One simulated annotator's answer, and the clicks it spent on it when it counts them."""
+
+    value: Any
+    clicks: int | None = None
 
 
 class TaskType:
@@ -193,6 +200,17 @@ class TaskType:
     def simulated_answer(self, true: Any, class_names: list[str], accuracy: float, rng: np.random.Generator) -> Any:
         """What a simulated annotator of the given accuracy answers for an item whose truth is `true`."""
         raise NotImplementedError
+
+    # The kinds of simulated annotator this task type has, by name, its default first; () when it
+    # has one kind only (`simulated_answer`).
+    simulated_annotators: ClassVar[tuple[str, ...]] = ()
+
+    def simulate(self, true: Any, class_names: list[str], accuracy: float, rng: np.random.Generator, *,
+                 item: Callable[[], bytes], annotator: str | None = None) -> Simulated:
+        """One simulated annotator's answer for an item whose truth is `true` (`simulated_answer`
+        by default). `item()`: the item's file's bytes, for an annotator that works on what it
+        sees; `annotator`: one of `simulated_annotators`, None for the default."""
+        return Simulated(self.simulated_answer(true, class_names, accuracy, rng))
 
     def truth_value(self, truth: Any, class_names: list[str]) -> Any:
         """A truth file's entry as a label value; None when it is not a valid label."""

@@ -14,9 +14,11 @@ Proposers (`PROPOSERS`, measured by bench/click_study.py, docs/few-clicks.md):
 - "watershed": OpenCV's marker watershed on the same crop, the same seeds as markers.
 - "box": the extreme points' box, filled, clicks painted in: what four clicks give with no method.
 
-The simulated person (`extreme_points`, `corrective_click`) is the protocol the original tool
-was measured with: the extreme points of the true mask, then each click at the centre (the
-point farthest from its edge) of the largest wrong region.
+The simulated person (`extreme_points`, `corrective_click`, one object's clicks in `clicked`) is
+the protocol the original tool was measured with: the extreme points of the true mask, then each
+click at the centre (the point farthest from its edge) of the largest wrong region. The click
+benchmark and the simulated annotators of segmentation runs (`segmentation_people.click_mask`)
+both click through `clicked`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -165,6 +167,7 @@ def _grabcut(image: np.ndarray, box: tuple, fg: np.ndarray, bg: np.ndarray) -> n
     mask[bg] = cv2.GC_BGD
     mask[fg] = cv2.GC_FGD
     bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.setRNGSeed(0)  # GrabCut seeds its colour models' k-means from OpenCV's RNG: the same clicks, the same mask
     try:
         cv2.grabCut(image, mask, None, bgd, fgd, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK)
     except cv2.error:  # a colour model could not be fitted (e.g. one flat colour): keep the seeds' mask
@@ -292,3 +295,30 @@ def corrective_click(predicted: np.ndarray, truth: np.ndarray) -> Click | None:
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+class Proposal(NamedTuple):
+    mask: np.ndarray  # the object's proposed mask
+    clicks: int  # the clicks it took, the four extreme points included
+    seconds: float  # the proposer's time for it
+
+
+def clicked(image: np.ndarray, truth: np.ndarray, most: int, proposer: str = DEFAULT_PROPOSER,
+            aim: Callable[[int, int], tuple[int, int]] | None = None) -> Iterator[Proposal]:
+    """The simulated person's proposals of one object (`truth`, its true mask): after the four
+    extreme points, then after each of up to `most` corrective clicks. Ends early once a
+    proposal is exactly right. The caller stops taking them where its person would stop.
+
+    `aim(x, y)`: where a click meant for (x, y) lands (a person's slip); None: where meant."""
+    def land(x: int, y: int) -> tuple[int, int]:
+        return aim(x, y) if aim is not None else (x, y)
+
+    points, clicks = [land(x, y) for x, y in extreme_points(truth)], []
+    while True:
+        start = time.perf_counter()
+        predicted = propose(image, points, clicks, proposer)
+        yield Proposal(predicted, 4 + len(clicks), time.perf_counter() - start)
+        click = corrective_click(predicted, truth) if len(clicks) < most else None
+        if click is None:
+            return
+        clicks.append(Click(*land(click.x, click.y), click.positive))

@@ -33,8 +33,8 @@ from labelloop import storage
 from labelloop.manifest import Label
 from labelloop.tasks import register
 from labelloop.tasks import segmentation_clicks
-from labelloop.tasks.base import Framework, TaskType
-from labelloop.tasks.segmentation_people import ragged, vote
+from labelloop.tasks.base import Framework, Simulated, TaskType
+from labelloop.tasks.segmentation_people import click_mask, ragged, vote
 
 BACKGROUND = "BACKGROUND"
 BACKGROUND_HEX = "#ffffff"
@@ -309,6 +309,16 @@ class SemanticSegmentation(TaskType):
         if accuracy >= 1:
             return true
         return mask_value(ragged(decode_mask(true), 1.0 - accuracy, rng))
+
+    simulated_annotators = ("clicks", "painter")  # segmentation_people: clicks count what a mask costs
+
+    def simulate(self, true: str, class_names: list[str], accuracy: float, rng: np.random.Generator, *,
+                 item, annotator: str | None = None) -> Simulated:
+        """"clicks": the click tool on the item's image (`click_mask`); "painter": `simulated_answer`."""
+        if annotator == "painter":
+            return Simulated(self.simulated_answer(true, class_names, accuracy, rng))
+        mask, clicks = click_mask(segmentation_clicks.read_image(item()), decode_mask(true), accuracy, rng)
+        return Simulated(mask_value(mask), clicks)
 
     def truth_value(self, truth: Any, class_names: list[str]) -> str | None:
         """A true mask: a mask file with its colour map (`labelloop.truth`), or already a value of this job."""

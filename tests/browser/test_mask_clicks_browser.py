@@ -111,3 +111,6 @@ def test_an_object_from_four_extreme_clicks_corrected_by_one_more(tmp_path, open
     assert iou(mask == 3, rectangle) > 0.9, "the shoe"
     assert mask[90, 5] == 1 and (mask == 1).sum() <= 16, "the brush's dab"
     assert not mask[:15, :15].any(), "nothing of the model's mask"
+    # The answer's cost in clicks: 4 + 2 for the bag (the click taken back was spent all the same), 4 for the
+    # shoe; the brush's dab is no click of the tool.
+    assert output_lines(params)[0][f"{ATTRIBUTE}-metadata"]["labelloop-clicks"] == 10

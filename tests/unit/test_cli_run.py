@@ -29,3 +29,11 @@ def test_the_summary_splits_the_human_labels_by_price_when_adjustments_cost_less
     assert "    of which adjusted:   60 (shown the model's boxes, $0.02 a label), 40 drawn blind ($0.08)" in lines
     one_price = summary_lines(args, SUMMARY, {**settings, "PricePerAdjustedLabel": None}, None, 100, 12.0, [])
     assert not any("adjusted" in line for line in one_price)
+
+
+def test_the_summary_says_what_the_labels_cost_in_clicks_where_the_answers_said():
+    args = run_args()
+    settings = {"TaskType": "semantic-segmentation", "PricePerLabel": 0.08, "OutputUri": "/o"}
+    lines = summary_lines(args, {**SUMMARY, "HumanClicks": 1234}, settings, None, 100, 12.0, [])
+    assert "  clicks spent:          1234 (12.3 a human label)" in lines
+    assert not any("clicks" in line for line in summary_lines(args, SUMMARY, settings, None, 100, 12.0, []))

@@ -245,7 +245,7 @@ def test_the_simulated_workforce_answers_from_a_truth_manifest_of_masks_and_writ
     (tmp_path / "labels.json").write_text(json.dumps({"document-version": "2018-11-28",
                                                       "labels": [{"label": c} for c in CLASSES]}))
     pre, acs = TASK.built_in_lambda_arns("us-east-1")
-    describe = SimulatedWorkforce(truth.labels, seed=0).run_labeling_job({
+    describe = SimulatedWorkforce(truth.labels, seed=0, annotator="painter").run_labeling_job({
         "LabelingJobName": "j-001-label", "LabelAttributeName": ATTR,
         "InputConfig": {"DataSource": {"S3DataSource": {"ManifestS3Uri": str(tmp_path / "in.manifest")}}},
         "OutputConfig": {"S3OutputPath": str(tmp_path / "labeling")}, "LabelCategoryConfigS3Uri": str(tmp_path / "labels.json"),

@@ -22,7 +22,7 @@ import pytest
 from labelloop import tasks
 from labelloop.local.worker_page import PeopleWorkforce, widget_for
 from labelloop.local.workforce import SimulatedWorkforce, WorkforceError
-from labelloop.manifest import item_key
+from labelloop.manifest import CLICKS_KEY, item_key
 
 CLASSES = ["cat", "dog", "bird"]
 
@@ -683,8 +683,14 @@ def test_a_mask_answer_is_its_images_size_and_a_validation_image_gets_no_model_m
     for label, message in refused:
         status, body, _ = job.answer(0, label)
         assert status == 400 and message in body["error"], (message, body)
+    for clicks in (-1, "7", 2.5, 10 ** 6):  # what the click tool counted, if anything: a count or nothing
+        body = {"job": job.name, "item": 0, "label": mask_value(painted), "clicks": clicks}
+        status, data, _ = job.request("POST", "/api/answer", body)
+        assert status == 400 and "clicks must be a count of clicks" in data["error"], (clicks, data)
     assert job.journal_bytes() == b"", "a refused answer is never recorded"
-    assert job.answer(0, mask_value(painted))[0] == 200
+    body = {"job": job.name, "item": 0, "label": mask_value(painted), "clicks": 9}
+    assert job.request("POST", "/api/answer", body)[0] == 200
+    assert json.loads(job.journal_bytes())["clicks"] == 9, "the clicks are journaled with the answer"
     shown = job.next()["item"]
     assert shown["index"] == 1 and shown["guess"]["class"] == mask_value(model) and shown["guess"]["confidence"] == 0.5
     assert job.answer(1, mask_value(model))[0] == 200
@@ -692,6 +698,7 @@ def test_a_mask_answer_is_its_images_size_and_a_validation_image_gets_no_model_m
     task = tasks.get("semantic-segmentation")
     masks = [decode_mask(task.line_label(line, "animal", CLASSES)) for line in job.output()]
     assert (masks[0] == painted).all() and (masks[1] == model).all()
+    assert [line["animal-metadata"].get(CLICKS_KEY) for line in job.output()] == [9, None]  # the brush alone: not said
 
 
 # ---------------------------------------------------------------- widgets

@@ -28,12 +28,13 @@ from labelloop.local.workforce import (
     _local,
     task_of,
 )
-from labelloop.manifest import ID_KEY, ManifestError, item_key
+from labelloop.manifest import CLICKS_KEY, ID_KEY, ManifestError, item_key
 from labelloop.storage import atomic_file
 
 GUESS_KEY = "labelloop-guess"  # optional on input lines: {"class": int, "confidence": float}
 ROLE_KEY = "labelloop-role"  # why the loop picked the item (steps writes it); validation items go out blind
 JOURNAL_NAME = "answers.jsonl"
+MAX_CLICKS = 100_000  # an answer's clicks (the page's count): more is not what a person clicked on one item
 
 
 def _now() -> float:
@@ -49,6 +50,7 @@ class _Answer:
     worker: str
     label: Any  # the task type's label value (a class index, a set of boxes)
     answer_id: str
+    clicks: int | None = None  # the click tool's clicks the answer took, where the page counted them
 
 
 @dataclass
@@ -202,7 +204,10 @@ class _Job:
 
     # ------------------------------------------------------------ changes (each journaled first)
 
-    def check_answer(self, worker: str, item: _Item, label: Any, answer_id: str, now: float) -> None:
+    def check_answer(self, worker: str, item: _Item, label: Any, answer_id: str, now: float,
+                     clicks: Any = None) -> None:
+        if clicks is not None and (isinstance(clicks, bool) or not isinstance(clicks, int) or not 0 <= clicks <= MAX_CLICKS):
+            raise PageError(400, f"clicks must be a count of clicks (0 to {MAX_CLICKS}), got {str(clicks)[:40]!r}")
         try:
             value = self.task.read_value(label, self.classes)
         except ValueError as exc:
@@ -220,8 +225,8 @@ class _Job:
         if not self.can_take(item, worker, now):
             raise PageError(409, f"item {item.index} is assigned to another worker; ask for the next item")
 
-    def apply_answer(self, worker: str, item: _Item, label: Any, answer_id: str) -> None:
-        item.answers.append(_Answer(worker, label, answer_id))
+    def apply_answer(self, worker: str, item: _Item, label: Any, answer_id: str, clicks: int | None = None) -> None:
+        item.answers.append(_Answer(worker, label, answer_id, clicks))
         item.leases.pop(worker, None)
         self.answer_ids.add(answer_id)
         self.stacks.setdefault(worker, []).append((answer_id, item.index))
@@ -288,7 +293,7 @@ class _Job:
         for item in self.items:
             for answer in item.answers:
                 if answer.answer_id in carried:
-                    record = self._answer_record(item, answer.worker, answer.label, answer.answer_id)
+                    record = self._answer_record(item, answer.worker, answer.label, answer.answer_id, answer.clicks)
                     self.journal_append({**record, "carried-from": carried[answer.answer_id]})
         for item in self.items:  # nobody holds a lease after a restart
             item.leases.clear()
@@ -317,19 +322,22 @@ class _Job:
                     label = self.task.read_value(label, self.classes)
                 except ValueError:
                     continue
+                clicks = record.get("clicks")
                 if item.answered_by(worker) or self.complete(item):
                     continue
-                self.apply_answer(worker, item, label, answer_id)
+                self.apply_answer(worker, item, label, answer_id, clicks if isinstance(clicks, int) else None)
                 applied.append(answer_id)
             elif record.get("event") == "undo":
                 self.apply_undo(worker, answer_id, now)
         return applied
 
-    def _answer_record(self, item: _Item, worker: str, label: Any, answer_id: str) -> dict[str, Any]:
+    def _answer_record(self, item: _Item, worker: str, label: Any, answer_id: str,
+                       clicks: int | None = None) -> dict[str, Any]:
         return {
             "event": "answer", "job": self.name, "item": item.index, "key": item.key,
             ID_KEY: item.line.get(ID_KEY), "worker": worker, "label": label,
             **self.task.label_metadata(label, self.classes), "answer-id": answer_id, "time": _iso(),
+            **({"clicks": clicks} if clicks is not None else {}),
         }
 
     # ------------------------------------------------------------ output
@@ -348,7 +356,11 @@ class _Job:
                 line[self.attribute] = self.task.line_value(winner, self.classes, folder=files,
                                                             name=str(line.get(ID_KEY, item.index)))
                 line[f"{self.attribute}-metadata"] = self.task.human_metadata(winner, confidence, self.classes, self.name)
-                responses.append({"key": item.key, "answers": votes, "workers": [a.worker for a in item.answers]})
+                clicks = [a.clicks for a in item.answers if a.clicks is not None]
+                if clicks:  # what the answers cost in clicks, where the page counted them
+                    line[f"{self.attribute}-metadata"][CLICKS_KEY] = sum(clicks)
+                responses.append({"key": item.key, "answers": votes, "workers": [a.worker for a in item.answers],
+                                  **({"clicks": clicks} if clicks else {})})
                 labeled += 1
             else:
                 line[f"{self.attribute}-metadata"] = self.task.failure_metadata(

@@ -261,10 +261,10 @@ class PeopleWorkforce:
         with self._lock:
             job = self._job(body.get("job"))
             item = job.item(body.get("item"))
-            label = body.get("label")
-            job.check_answer(worker, item, label, answer_id, _now())
-            job.journal_append(job._answer_record(item, worker, label, answer_id))
-            job.apply_answer(worker, item, label, answer_id)
+            label, clicks = body.get("label"), body.get("clicks")
+            job.check_answer(worker, item, label, answer_id, _now(), clicks)
+            job.journal_append(job._answer_record(item, worker, label, answer_id, clicks))
+            job.apply_answer(worker, item, label, answer_id, clicks)
             if job.all_done():
                 job.finished = True  # no undo once the batch is complete: the loop takes it now
             self._changed.notify_all()

@@ -138,12 +138,12 @@
     finally { busy = false; }
     await load();
   }
-  function answer(label) {
+  function answer(label, extra) {  // extra: what else the answer says ({clicks}: its cost in the click tool's clicks)
     if (!view || view.state !== "item") return;
     // A class index names its category; a richer answer (boxes) says how many it holds.
     const name = typeof label === "number" ? view.categories[label]
       : (label.annotations ? label.annotations.length + " box(es)" : "answer");
-    act("/api/answer", {job: view.job, item: view.item.index, label: label, answer_id: newId()}, () => "saved: " + name);
+    act("/api/answer", {...extra, job: view.job, item: view.item.index, label: label, answer_id: newId()}, () => "saved: " + name);
   }
   function skip() {
     if (!view || view.state !== "item") return;

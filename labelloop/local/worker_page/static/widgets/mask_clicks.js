@@ -80,6 +80,7 @@
         const x = Math.floor(p.x), y = Math.floor(p.y);
         if (x < 0 || y < 0 || x >= s.W || y >= s.H) return;
         if (obj && obj.busy) { host.status("wait for the object's mask"); return; }
+        s.spent += 1;
         if (!obj) {
           host.checkpoint();  // the whole object is one step of the widget's undo once it is done
           obj = {cls: s.cls, points: [], clicks: [], base: s.ids.slice(), mask: null, steps: [], busy: false};

@@ -41,6 +41,7 @@
       img: null, paint: null, marks: null, g2d: null, W: 0, H: 0, ids: null, pixels: null,
       cls: 0, tool: "brush", size: 1, history: [], last: null, poly: [], hover: null,
       ready: false, sending: false, note: "", clicks: null,
+      spent: 0,  // the click tool's clicks on this image, taken-back ones too: the answer's cost in clicks
     };
   }
   function hexToRgb(hex) { const v = parseInt(String(hex).slice(1), 16); return [v >> 16, (v >> 8) & 255, v & 255]; }
@@ -252,7 +253,7 @@
     s.sending = true;
     try {
       const bytes = await png().encodeMask(s.ids, s.W, s.H);
-      if (s === mine) s.ctx.answer("data:image/png;base64," + png().toBase64(bytes));
+      if (s === mine) s.ctx.answer("data:image/png;base64," + png().toBase64(bytes), s.clicks ? {clicks: s.spent} : {});
     } finally {
       mine.sending = false;
     }
