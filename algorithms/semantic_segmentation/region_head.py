@@ -78,14 +78,14 @@ class Objects:
         has_zero = found.size and found[0] == 0
         region_ids = found[1:] if has_zero else found
         self.ids = (inverse + (0 if has_zero else 1)).reshape(masks.shape).astype(np.int32)  # 1..n, 0 the background
-        n, (_, size, _) = len(region_ids), masks.shape
-        self.owner = (region_ids - 1) // (size * size)
+        n, (_, height, width) = len(region_ids), masks.shape
+        self.owner = (region_ids - 1) // (height * width)
         self.cls = masks.ravel()[region_ids - 1].astype(np.int64)
         where = np.nonzero(self.ids.ravel())[0]
         label = self.ids.ravel()[where] - 1
-        y, x = (where // size) % size, where % size
+        y, x = (where // width) % height, where % width
         self.pixels = np.bincount(label, minlength=n)
-        lo_x, hi_x, lo_y, hi_y = (np.full(n, v) for v in (size, -1, size, -1))
+        lo_x, hi_x, lo_y, hi_y = (np.full(n, v) for v in (width, -1, height, -1))
         np.minimum.at(lo_x, label, x), np.maximum.at(hi_x, label, x)
         np.minimum.at(lo_y, label, y), np.maximum.at(hi_y, label, y)
         side = np.maximum(np.maximum(hi_x - lo_x + 1, hi_y - lo_y + 1), 2) * CONTEXT
