@@ -128,6 +128,17 @@ def report(size: int, answers: list[dict], test: list[dict], image_iou, rows: li
                  "agnostic_iou": float(agnostic), "pixel_class_accuracy": float(right)})
 
 
+def unet_alone(model: Path) -> Path:
+    """A copy of the model folder whose config has no region head: inference answers from the U-Net."""
+    alone = model.with_name(model.name + "-unet")
+    shutil.rmtree(alone, ignore_errors=True)
+    shutil.copytree(model, alone)
+    config = json.loads((alone / "model-config.json").read_text(encoding="utf-8"))
+    config["region_head"] = None
+    (alone / "model-config.json").write_text(json.dumps(config), encoding="utf-8")
+    return alone
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", default="runs/segmenter-study")
@@ -136,6 +147,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hps", default="{}", help="extra hyperparameters, a JSON object")
     parser.add_argument("--reuse", action="store_true", help="answer with the model-N an earlier run left in --work")
+    parser.add_argument("--without-head", action="store_true", help="also answer with the U-Net alone (the region head's ablation)")
     args = parser.parse_args()
     import torch
 
@@ -158,6 +170,10 @@ def main() -> None:
         (work / f"answers-{size}.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers), encoding="utf-8")
         print(f"\n{size} training images, trained in {seconds:.0f}s ({cpu:.0f} CPU s)")
         report(size, answers, test, image_iou, rows)
+        if args.without_head:
+            print(f"\n{size} training images, the U-Net alone (no region head)")
+            report(size, predict(inference, unet_alone(model), test), test, image_iou, rows)
+            rows[-1]["without_head"] = True
         rows.append({"size": size, "seconds": seconds, "cpu_seconds": cpu})
         (work / "results.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
 
