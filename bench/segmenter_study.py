@@ -2,8 +2,8 @@
 
     python bench/segmenter_study.py --sizes 200,400,800 --holdout 300
 
-Builds Fashion-MNIST canvases with their masks into --work (`canvases`: until a preparer for them
-exists, the bench's own), trains `algorithms/semantic_segmentation/train.py` the way SageMaker
+Prepares Fashion-MNIST canvases with their masks into --work (`labelloop prepare
+fashion-mnist-segmentation`, the benchmark the loop runs on), trains `algorithms/semantic_segmentation/train.py` the way SageMaker
 runs it (a subprocess with the SM_* environment, one thread) on the first N canvases for each N
 in --sizes, answers the last --holdout canvases through inference.py's handlers (a
 batch-transform request), and prints the mean per-image IoU (Ground Truth's definition,
@@ -37,51 +37,23 @@ from scipy.stats import spearmanr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from labelloop.datasets.fashion_mnist import CLASS_NAMES, DEFAULT_SOURCE, load_fashion_mnist  # noqa: E402
-
-CANVAS = 128
-INK = 48  # a scaled item's pixels at least this bright are drawn, and are its mask
-
-
-def canvases(count: int, seed: int, source: Path = DEFAULT_SOURCE):
-    """(canvas, mask) pairs, uint8 128x128: 1-4 Fashion-MNIST items of 20-64 px (a later item
-    hides an earlier one where they overlap; mask value = class index + 1) on a noisy grey
-    background cluttered with small unlabeled fragments of other items."""
-    items, targets = load_fashion_mnist(source)
-    rng = np.random.default_rng(seed)
-    for _ in range(count):
-        canvas = rng.uniform(0, 35) + rng.normal(0.0, rng.uniform(3, 12), (CANVAS, CANVAS))
-        mask = np.zeros((CANVAS, CANVAS), np.uint8)
-        for _ in range(int(rng.integers(3, 9))):
-            side = int(rng.integers(5, 11))
-            y, x = (int(v) for v in rng.integers(4, 28 - side - 3, size=2))
-            py, px = (int(v) for v in rng.integers(0, CANVAS - side + 1, size=2))
-            patch = items[int(rng.integers(len(items)))][y : y + side, x : x + side] * rng.uniform(0.4, 0.9)
-            np.maximum(canvas[py : py + side, px : px + side], patch, out=canvas[py : py + side, px : px + side])
-        for _ in range(int(rng.integers(1, 5))):
-            index, side = int(rng.integers(len(items))), int(rng.integers(20, 65))
-            scaled = np.asarray(Image.fromarray(items[index]).resize((side, side), Image.Resampling.BILINEAR), np.float64)
-            scaled *= rng.uniform(0.75, 1.0)
-            ink = scaled >= INK
-            y, x = (int(v) for v in rng.integers(0, CANVAS - side + 1, size=2))
-            canvas[y : y + side, x : x + side][ink] = scaled[ink]
-            mask[y : y + side, x : x + side][ink] = int(targets[index]) + 1
-        yield np.clip(np.rint(canvas), 0, 255).astype(np.uint8), mask
-
+from labelloop.datasets.fashion_mnist import CLASS_NAMES  # noqa: E402
+from labelloop.datasets.fashion_mnist_segmentation import ATTRIBUTE, TRUTH_NAME, prepare_fashion_mnist_segmentation  # noqa: E402
+from labelloop.tasks.semantic_segmentation import unpaint  # noqa: E402
 
 def write_data(folder: Path, count: int, seed: int) -> list[dict]:
-    """Manifest lines with Ground Truth semantic-segmentation labels, images and masks as PNG files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    colors = {"0": {"class-name": "BACKGROUND", "hex-color": "#ffffff"}}
-    colors.update({str(i + 1): {"class-name": name, "hex-color": f"#{(i + 1) * 0x151515:06x}"} for i, name in enumerate(CLASS_NAMES)})
-    lines = []
-    for i, (canvas, mask) in enumerate(canvases(count, seed)):
-        Image.fromarray(canvas, "L").save(folder / f"{i:05d}.png")
-        Image.fromarray(mask, "L").save(folder / f"{i:05d}-mask.png")
-        lines.append({"source-ref": str(folder / f"{i:05d}.png"), "label-ref": str(folder / f"{i:05d}-mask.png"),
-                      "label-metadata": {"internal-color-map": colors, "type": "groundtruth/semantic-segmentation",
-                                         "human-annotated": "yes"}})
-    return lines
+    """`labelloop prepare fashion-mnist-segmentation`'s canvases: its truth manifest's lines
+    (Ground Truth semantic-segmentation labels, the masks painted PNG files)."""
+    truth = folder / TRUTH_NAME
+    if not truth.is_file() or sum(1 for _ in truth.open(encoding="utf-8")) != count:
+        prepare_fashion_mnist_segmentation(folder, limit=count, seed=seed)
+    return [json.loads(text) for text in truth.read_text(encoding="utf-8").splitlines()]
+
+
+def true_ids(line: dict) -> np.ndarray:
+    """A truth line's mask as class ids (0 background, k + 1 class k)."""
+    colors = line[f"{ATTRIBUTE}-metadata"]["internal-color-map"]
+    return unpaint(Path(line[ATTRIBUTE]).read_bytes(), colors, CLASS_NAMES, line[ATTRIBUTE])
 
 
 def source_dir(work: Path) -> Path:
@@ -136,7 +108,7 @@ def predict(inference, model: Path, lines: list[dict]) -> list[dict]:
 
 
 def report(size: int, answers: list[dict], test: list[dict], image_iou, rows: list[dict]) -> None:
-    pairs = [(np.asarray(Image.open(io.BytesIO(base64.b64decode(a["mask"])))), np.asarray(Image.open(line["label-ref"])))
+    pairs = [(np.asarray(Image.open(io.BytesIO(base64.b64decode(a["mask"])))), true_ids(line))
              for a, line in zip(answers, test)]
     ious = np.array([image_iou(predicted, truth) for predicted, truth in pairs])
     agnostic = np.mean([image_iou(predicted > 0, truth > 0) for predicted, truth in pairs])
@@ -156,6 +128,17 @@ def report(size: int, answers: list[dict], test: list[dict], image_iou, rows: li
                  "agnostic_iou": float(agnostic), "pixel_class_accuracy": float(right)})
 
 
+def unet_alone(model: Path) -> Path:
+    """A copy of the model folder whose config has no region head: inference answers from the U-Net."""
+    alone = model.with_name(model.name + "-unet")
+    shutil.rmtree(alone, ignore_errors=True)
+    shutil.copytree(model, alone)
+    config = json.loads((alone / "model-config.json").read_text(encoding="utf-8"))
+    config["region_head"] = None
+    (alone / "model-config.json").write_text(json.dumps(config), encoding="utf-8")
+    return alone
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", default="runs/segmenter-study")
@@ -164,6 +147,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hps", default="{}", help="extra hyperparameters, a JSON object")
     parser.add_argument("--reuse", action="store_true", help="answer with the model-N an earlier run left in --work")
+    parser.add_argument("--without-head", action="store_true", help="also answer with the U-Net alone (the region head's ablation)")
     args = parser.parse_args()
     import torch
 
@@ -186,6 +170,10 @@ def main() -> None:
         (work / f"answers-{size}.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers), encoding="utf-8")
         print(f"\n{size} training images, trained in {seconds:.0f}s ({cpu:.0f} CPU s)")
         report(size, answers, test, image_iou, rows)
+        if args.without_head:
+            print(f"\n{size} training images, the U-Net alone (no region head)")
+            report(size, predict(inference, unet_alone(model), test), test, image_iou, rows)
+            rows[-1]["without_head"] = True
         rows.append({"size": size, "seconds": seconds, "cpu_seconds": cpu})
         (work / "results.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
 

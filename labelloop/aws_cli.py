@@ -167,6 +167,11 @@ def execution_input(args: argparse.Namespace, outputs: dict[str, str], now: date
     else:
         data["LabelCategoryConfigUri"] = args.label_config
     data.update(dict(args.setting or []))
+    if data.get("PricePerAdjustedLabel") is not None:
+        raise ConfigurationError(
+            "PricePerAdjustedLabel does not apply on AWS: Ground Truth's built-in worker UIs never show the "
+            "model's guess, so every routed item is labeled from scratch and paid PricePerLabel"
+        )
     JobSettings.parse(data)  # fail here, not in Bootstrap
     for key in ("ManifestUri", "OutputUri", "LabelCategoryConfigUri", "InitialModelArtifacts"):
         uri = data.get(key)

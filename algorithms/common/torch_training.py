@@ -45,12 +45,15 @@ def input_spec(images: np.ndarray, size: int, channels: int, num_classes: int) -
 
 def fit(net: torch.nn.Module, batch_loss: Callable[[np.ndarray], tuple[torch.Tensor, dict[str, float]]],
         parts: list[str], args: dict, *, n: int, batch_size: int, epochs: int,
-        generator: torch.Generator, timer: script_mode.Timer) -> None:
+        generator: torch.Generator, timer: script_mode.Timer, learning_rate: float | None = None,
+        label: str = "epoch") -> None:
     """Train `net` with AdamW on a one-cycle schedule: each epoch a shuffled pass of whole batches
     (the last partial one dropped), `batch_loss(indices)` giving the loss and its logged parts.
-    The batch order is drawn from `generator` before each epoch, so a seed gives the same run."""
+    The batch order is drawn from `generator` before each epoch, so a seed gives the same run.
+    The peak learning rate is `args["learning-rate"]` unless given; log lines start with `label`."""
     steps_per_epoch = max(1, n // batch_size)
-    optimiser = torch.optim.AdamW(net.parameters(), lr=args["learning_rate"], weight_decay=args["weight_decay"])
+    peak = args["learning_rate"] if learning_rate is None else learning_rate
+    optimiser = torch.optim.AdamW(net.parameters(), lr=peak, weight_decay=args["weight_decay"])
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_schedule.one_cycle(epochs * steps_per_epoch, 0.15))
     for epoch in range(1, epochs + 1):
         net.train()
@@ -66,7 +69,7 @@ def fit(net: torch.nn.Module, batch_loss: Callable[[np.ndarray], tuple[torch.Ten
             for key, part in losses.items():
                 totals[key] += part
         summary = " ".join(f"{key}={total / steps_per_epoch:.4f}" for key, total in totals.items())
-        script_mode.log(f"epoch {epoch}/{epochs}: {summary} ({timer():.1f}s)")
+        script_mode.log(f"{label} {epoch}/{epochs}: {summary} ({timer():.1f}s)")
 
 
 def run_facts(args: dict, epochs: int) -> dict:

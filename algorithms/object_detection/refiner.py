@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CROP = 28  # Fashion-MNIST's own size; larger crops cost more than they tell on items this small
+import crop_net
+from crop_net import CROP, crop  # noqa: F401  (part of this module's interface)
+
 CONTEXT = 1.25
 DELTA_SCALE = 0.1  # edge moves are learned in units of a tenth of the crop's side
 POSITIVE_JITTER = (0.15, 0.2)  # centre shift and log-size change, as shares of the box
@@ -32,25 +34,15 @@ def architecture(channels: int, num_classes: int, width: int) -> dict:
     return {"name": "crop-head", "channels": channels, "num_classes": num_classes, "width": width, "crop": CROP, "context": CONTEXT}
 
 
-def _conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
 class CropHead(nn.Module):
     """Crops (N, C, CROP, CROP) -> class logits (N, K + 1; the last is "no object") and edge
     moves (N, 4: left, top, right, bottom, in DELTA_SCALE units of the crop's side)."""
 
     def __init__(self, channels: int, num_classes: int, width: int = 16) -> None:
         super().__init__()
-        w = width
-        self.features = nn.Sequential(
-            _conv(channels, w), _conv(w, w), nn.MaxPool2d(2),
-            _conv(w, 2 * w), _conv(2 * w, 2 * w), nn.MaxPool2d(2),
-            _conv(2 * w, 4 * w), nn.AdaptiveAvgPool2d(3),
-        )
-        self.hidden = nn.Sequential(nn.Flatten(), nn.Linear(36 * w, 8 * w), nn.ReLU(inplace=True), nn.Dropout(0.3))
-        self.classes = nn.Linear(8 * w, num_classes + 1)
-        self.edges = nn.Linear(8 * w, 4)
+        self.features, self.hidden, size = crop_net.trunk(channels, width)
+        self.classes = nn.Linear(size, num_classes + 1)
+        self.edges = nn.Linear(size, 4)
 
     def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.hidden(self.features(crops))
@@ -69,20 +61,6 @@ def frames(boxes: torch.Tensor) -> torch.Tensor:
     cy = boxes[:, 1] + boxes[:, 3] / 2
     side = torch.maximum(boxes[:, 2], boxes[:, 3]).clamp(min=2.0) * CONTEXT
     return torch.stack([cx, cy, side], dim=1)
-
-
-def crop(images: torch.Tensor, owner: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
-    """Bilinear crops (n, C, CROP, CROP) of images (N, C, S, S) at frames (n, 3) of images `owner`."""
-    if not len(frame):
-        return images.new_zeros((0, images.shape[1], CROP, CROP))
-    size = images.shape[-1]
-    theta = torch.zeros((len(frame), 2, 3), dtype=images.dtype)
-    theta[:, 0, 0] = frame[:, 2] / size
-    theta[:, 1, 1] = frame[:, 2] / size
-    theta[:, 0, 2] = 2 * frame[:, 0] / size - 1
-    theta[:, 1, 2] = 2 * frame[:, 1] / size - 1
-    grid = F.affine_grid(theta, [len(frame), images.shape[1], CROP, CROP], align_corners=False)
-    return F.grid_sample(images[owner], grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def apply_edges(boxes: torch.Tensor, frame: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:

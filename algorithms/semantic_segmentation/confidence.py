@@ -70,11 +70,14 @@ def _expected_iou(probs: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.dot(scores, weights) / sum(weights))
 
 
-def assess(plain: np.ndarray, mirrored: np.ndarray) -> tuple[np.ndarray, list[dict[str, float]]]:
+def assess(plain: np.ndarray, mirrored: np.ndarray, second_look=None) -> tuple[np.ndarray, list[dict[str, float]]]:
     """For a batch (N, K + 1, S, S) of both: the masks (uint8 class ids, N x S x S) and, per
-    image, every candidate's value, each in [0, 1]."""
+    image, every candidate's value, each in [0, 1]. `second_look(masks, probs)`, when given,
+    returns them revised (the region head's classes) before the candidates are computed."""
     probs = (plain + mirrored) / 2
     masks = regions.decode(probs)
+    if second_look is not None:
+        masks, probs = second_look(masks, probs)
     flips = [image_iou(a, b) for a, b in zip(regions.decode(plain), regions.decode(mirrored))]
     return masks, [_candidates(p, m, flip) for p, m, flip in zip(probs, masks, flips)]
 

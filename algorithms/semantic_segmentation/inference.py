@@ -11,7 +11,8 @@ The mask is a one-channel (mode L) PNG at the image's own width x height whose p
 class id (0 the background, 1..K the label categories). The network sees the image and its
 horizontal mirror (test-time augmentation); the mask is made from their mean class
 probabilities (`regions.decode`: foreground where the background is under 0.5, one class an
-object) and upsampled to the image's size. `confidence` is the candidate
+object), each object's class looked at again by the region head when the model has one
+(`region_head.relabel`), and upsampled to the image's size. `confidence` is the candidate
 `confidence.DEFAULT`; `confidences` holds every candidate (`confidence.NAMES`), rounded to 1e-4.
 
 Size: a mask's PNG grows with its image and the length of its class boundaries, not with K. A
@@ -22,6 +23,7 @@ most any mask can take (the PNG of incompressible class ids), 22.8 kB for a 128x
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
 from typing import Any
@@ -34,9 +36,11 @@ import confidence
 import image_input
 import jsonlines_protocol
 import model_serving
+import region_head
 import unet
 
 WEIGHTS_FILE = "model.pt"
+HEAD_FILE = "region-head.pt"
 BATCH = 32
 FRAME_BYTES = 400  # the reply line without its mask: the keys, the confidences and the newline
 
@@ -52,8 +56,11 @@ def reply_line_bound(width: int, height: int) -> int:
 def model_fn(model_dir: str) -> dict[str, Any]:
     folder, config = model_serving.read_config(model_dir, "semantic-segmentation")
     net = model_serving.load_weights(unet.build(config["architecture"]), folder / WEIGHTS_FILE)
+    head = None
+    if config.get("region_head"):  # models trained without it answer from the U-Net alone
+        head = model_serving.load_weights(region_head.build(config["region_head"]), folder / HEAD_FILE).eval()
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    return {"net": net.to(device).eval(), "input": config["input"], "device": device,
+    return {"net": net.to(device).eval(), "head": head, "input": config["input"], "device": device,
             "background_weight": float(config.get("background_weight", 1.0))}
 
 
@@ -101,7 +108,10 @@ def predict_fn(input_object: list[dict[str, Any]], model: dict[str, Any]) -> lis
             x = unet.normalise(torch.from_numpy(np.stack([pixels for pixels, _ in chunk])).to(device), spec["mean"], spec["std"])
             plain = unet.probabilities(net(x), model["background_weight"])
             mirrored = unet.probabilities(net(x.flip(3)), model["background_weight"]).flip(3)
-            masks, values = confidence.assess(plain.cpu().numpy(), mirrored.cpu().numpy())
+            second_look = None
+            if model["head"] is not None:
+                second_look = functools.partial(region_head.relabel, model["head"], x.cpu())
+            masks, values = confidence.assess(plain.cpu().numpy(), mirrored.cpu().numpy(), second_look)
             answers.extend(_answer(mask, v, size) for mask, v, (_, size) in zip(masks, values, chunk))
     return answers
 

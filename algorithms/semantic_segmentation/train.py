@@ -36,6 +36,7 @@ import image_input  # noqa: E402
 import manifest_channels  # noqa: E402
 import mask_labels  # noqa: E402
 import object_loader  # noqa: E402
+import region_head  # noqa: E402
 import regions  # noqa: E402
 import schedule as lr_schedule  # noqa: E402
 import script_mode  # noqa: E402
@@ -44,6 +45,7 @@ import unet  # noqa: E402
 
 CONFIG_FILE = "model-config.json"
 WEIGHTS_FILE = "model.pt"
+HEAD_FILE = "region-head.pt"
 FORMAT_VERSION = 1
 TASK = "semantic-segmentation"
 
@@ -61,6 +63,10 @@ SPECS = [
     hp.Spec("background-weight", float, 0.25, "weight of background pixels in the cross-entropy (objects are a tenth of the pixels)", minimum=0.01, maximum=1.0),
     hp.Spec("horizontal-flip", bool, True, "random horizontal flips during training"),
     hp.Spec("scale-jitter", float, 0.25, "random zoom of each training batch by up to this share (0: none)", minimum=0.0, maximum=0.5),
+    hp.Spec("region-head", bool, True, "a second look at each object of the mask (region_head.py): its class"),
+    hp.Spec("head-epochs", int, None, "passes of the region head over the training objects; auto: from their number", allow_auto=True, minimum=1),
+    hp.Spec("head-width", int, 32, "channels of the region head's first conv block (then 2x, 4x)", minimum=4, maximum=128),
+    hp.Spec("head-learning-rate", float, 3e-3, "peak learning rate of the region head", minimum=0.0),
 ]
 
 TARGET_STEPS = 600  # optimiser steps the auto epoch count aims for ...
@@ -145,18 +151,22 @@ def zoom(xb: torch.Tensor, yb: torch.Tensor, factor: float, generator: torch.Gen
     return F.pad(xb, pad, mode="replicate"), F.pad(yb, pad, mode="replicate")[:, 0].long()
 
 
-def evaluate(net, images, masks, spec, device, background_weight: float) -> tuple[float, float]:
-    """Mean loss and mean image IoU over a labeled set."""
+def evaluate(net, head, images, masks, spec, device, background_weight: float) -> tuple[float, float]:
+    """Mean loss and mean image IoU over a labeled set (the masks after the head's second look)."""
     net.eval()
     total, ious = 0.0, []
     with torch.inference_mode():
         for start in range(0, len(images), 64):
             xb = torch.from_numpy(images[start : start + 64]).to(device)
             yb = torch.from_numpy(masks[start : start + 64]).long().to(device)
-            logits = net(unet.normalise(xb, spec["mean"], spec["std"]))
+            x = unet.normalise(xb, spec["mean"], spec["std"])
+            logits = net(x)
             total += float(unet.loss(logits, yb, background_weight)[0]) * len(xb)
             probs = unet.probabilities(logits, background_weight).cpu().numpy()
-            ious.extend(confidence.image_iou(p, r) for p, r in zip(regions.decode(probs), masks[start : start + 64]))
+            predicted = regions.decode(probs)
+            if head is not None:
+                predicted, _ = region_head.relabel(head, x.cpu(), predicted, probs)
+            ious.extend(confidence.image_iou(p, r) for p, r in zip(predicted, masks[start : start + 64]))
     return total / len(images), float(np.mean(ious))
 
 
@@ -197,14 +207,18 @@ def train(args: dict) -> None:
     torch_training.fit(net, batch_loss, ["ce", "dice"], args, n=n, batch_size=batch_size, epochs=epochs,
                        generator=generator, timer=timer)
 
+    head = train_head(args, x_train, y_train, spec, channels, generator, timer) if args["region_head"] else None
+
     val_loss = val_iou = None
     if len(x_val):
-        val_loss, val_iou = evaluate(net, x_val, y_val, spec, device, args["background_weight"])
+        val_loss, val_iou = evaluate(net, head, x_val, y_val, spec, device, args["background_weight"])
         script_mode.metric("validation-loss", val_loss)
         script_mode.metric("validation-iou", val_iou)
 
     out = script_mode.model_dir()
     torch.save(net.to("cpu").state_dict(), out / WEIGHTS_FILE)
+    if head is not None:
+        torch.save(head.state_dict(), out / HEAD_FILE)
     config = {
         "format_version": FORMAT_VERSION,
         "task": TASK,
@@ -213,6 +227,7 @@ def train(args: dict) -> None:
         "architecture": arch,
         "input": spec,
         "background_weight": args["background_weight"],
+        "region_head": region_head.architecture(channels, k, args["head_width"]) if head is not None else None,
         "train_pixel_counts": pixels,
         "train_count": n,
         "validation_count": int(len(x_val)),
@@ -221,6 +236,24 @@ def train(args: dict) -> None:
         **torch_training.run_facts(args, epochs),
     }
     script_mode.finish_model(out, CONFIG_FILE, config, timer())
+
+
+def train_head(args, images, masks, spec, channels, generator, timer):
+    """The region head, on the training masks' objects (on the CPU: crops are small)."""
+    objects, usable = region_head.training_objects(masks)
+    if not len(usable):
+        script_mode.log("no object of at least region_head.MIN_PIXELS pixels in the training masks: no region head")
+        return None
+    head = region_head.build(region_head.architecture(channels, args["num_classes"], args["head_width"]))
+    x = unet.normalise(torch.from_numpy(images), spec["mean"], spec["std"])
+    rng = np.random.default_rng(args["seed"])
+    batch_size = max(1, min(region_head.BATCH, len(usable)))
+    epochs = args["head_epochs"] or region_head.auto_epochs(len(usable))
+    script_mode.log(f"region head: {len(usable)} training objects, {epochs} epochs")
+    torch_training.fit(head, lambda idx: region_head.training_batch_loss(head, x, objects, usable[idx], rng), ["region-class"],
+                       args, n=len(usable), batch_size=batch_size, epochs=epochs, generator=generator, timer=timer,
+                       learning_rate=args["head_learning_rate"], label="region head epoch")
+    return head.eval()
 
 
 def main(argv: list[str] | None = None) -> None:

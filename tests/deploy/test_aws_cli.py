@@ -146,6 +146,7 @@ def test_start_passes_any_other_setting_and_a_label_config(stack):
         ((*BASIC, "--target-accuracy", "1.5"), "TargetAccuracy must be a number in (0, 1)"),
         ((*BASIC, "--output", "s3://elsewhere/runs/x"), "OutputUri s3://elsewhere/runs/x must be in"),
         ((*BASIC[:-1], "pos"), "classification needs at least 2 labels"),
+        ((*BASIC, "--setting", "PricePerAdjustedLabel=0.02"), "never show the model's guess"),
     ],
 )
 def test_start_refuses_before_anything_starts(stack, capsys, argv, message):

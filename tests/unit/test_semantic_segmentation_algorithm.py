@@ -102,7 +102,8 @@ def load_module(src: Path, name: str):
         return module
     finally:
         sys.path.remove(str(src))
-        for shared in ("confidence", "image_input", "jsonlines_protocol", "object_loader", "unet", "mask_labels"):
+        for shared in ("confidence", "image_input", "jsonlines_protocol", "object_loader", "unet", "mask_labels",
+                       "regions", "region_head", "crop_net"):
             sys.modules.pop(shared, None)
 
 
@@ -135,6 +136,8 @@ def test_training_writes_the_model_its_config_and_the_serving_code(trained):
     assert len(config["train_pixel_counts"]) == 3 and all(count > 0 for count in config["train_pixel_counts"])
     assert (model_dir / "model.pt").is_file() and (model_dir / "code" / "inference.py").is_file()
     assert "validation-loss=" in stdout and config["validation_iou"] > 0.7
+    assert config["region_head"]["name"] == "region-head" and (model_dir / "region-head.pt").is_file()
+    assert "region head epoch" in stdout
 
 
 def test_batch_transform_answers_masks_at_the_images_size_that_find_the_shapes(trained):
@@ -259,6 +262,47 @@ def test_each_object_gets_the_class_most_probable_over_it(tmp_path):
     snake = np.zeros((1, 64, 64), bool)
     snake[0, ::2], snake[0, :, 0] = True, True  # one region 2,000 pixels long
     assert len(np.unique(regions.components(snake)[snake])) == 1
+
+
+def test_objects_are_each_classes_connected_regions_framed_by_squares(tmp_path):
+    region_head = load_module(source_dir(tmp_path), "region_head")
+    masks = np.zeros((2, 8, 8), np.uint8)
+    masks[0, 0:2, 0:3] = 1  # touching the next one, but another class: two objects
+    masks[0, 0:2, 3:5], masks[0, 2, 5] = 2, 2  # a diagonal neighbour belongs to its object
+    masks[1, 5:7, 1:3], masks[1, 5, 6] = 1, 1  # one class, two objects
+    objects = region_head.Objects(masks)
+    found = sorted(zip(objects.owner.tolist(), objects.cls.tolist(), objects.pixels.tolist()))
+    assert found == [(0, 1, 6), (0, 2, 5), (1, 1, 1), (1, 1, 4)]
+    for j in range(len(objects)):
+        region = objects.ids == j + 1
+        assert region[objects.owner[j]].sum() == objects.pixels[j] and (masks[region] == objects.cls[j]).all()
+    (j,) = [j for j in range(len(objects)) if objects.cls[j] == 2]
+    assert objects.frames[j].tolist() == pytest.approx([4.5, 1.5, 3 * region_head.CONTEXT])  # 3 x 3 around columns 3-5, rows 0-2
+    assert len(region_head.Objects(np.zeros((1, 4, 4), np.uint8))) == 0
+
+
+def test_the_region_head_renames_an_object_the_unet_doubts_but_not_one_it_is_sure_of(tmp_path):
+    import torch
+
+    region_head = load_module(source_dir(tmp_path), "region_head")
+    head = region_head.build(region_head.architecture(1, 3, 4)).eval()
+    with torch.no_grad():  # a head that says "class 1" with 0.8 whatever it sees
+        head.classes.weight.zero_()
+        head.classes.bias.copy_(torch.log(torch.tensor([0.8, 0.1, 0.1])))
+    probs = np.zeros((1, 4, 8, 12), np.float32)
+    probs[0, 0] = 0.97
+    probs[0, 1:] = 0.01
+    probs[0, :, 1:5, 1:5] = np.array([0.1, 0.27, 0.36, 0.27])[:, None, None]  # doubtful; class 2 ahead
+    probs[0, :, 2:6, 7:11] = np.array([0.1, 0.01, 0.01, 0.88])[:, None, None]  # sure of class 3
+    masks = np.zeros((1, 8, 12), np.uint8)
+    masks[0, 1:5, 1:5], masks[0, 2:6, 7:11] = 2, 3
+    images = torch.zeros((1, 1, 8, 12))
+    relabeled, mixed = region_head.relabel(head, images, masks, probs)
+    assert (relabeled[0, 1:5, 1:5] == 1).all() and (relabeled[0, 2:6, 7:11] == 3).all()
+    assert (relabeled[0][masks[0] == 0] == 0).all()
+    assert np.allclose(mixed[:, 1:].sum(axis=1)[masks > 0], 1 - probs[:, 0][masks > 0], atol=1e-5)
+    assert np.array_equal(mixed[:, :, masks[0] == 0], probs[:, :, masks[0] == 0])  # background pixels untouched
+    assert mixed[0, 1, 2, 2] > 0.5 * 0.9 and mixed[0, 3, 3, 8] > 0.5 * 0.9
 
 
 def test_rgb_masks_are_read_by_the_color_map_and_unusable_masks_are_explained(tmp_path):
