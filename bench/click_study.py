@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from labelloop.datasets.canvases import CANVAS, background, finish, placements  # noqa: E402
 from labelloop.datasets.fashion_mnist import DEFAULT_SOURCE, load_fashion_mnist  # noqa: E402
 from labelloop.datasets.fashion_mnist_segmentation import prepare_fashion_mnist_segmentation  # noqa: E402
-from labelloop.tasks.segmentation_clicks import PROPOSERS, clicked, iou  # noqa: E402
+from labelloop.tasks.semantic_segmentation.clicks import PROPOSERS, clicked, iou  # noqa: E402
 from labelloop.tasks.semantic_segmentation import hex_colors  # noqa: E402
 
 

@@ -1,7 +1,8 @@
 """Task types: the one place that knows what a kind of label is.
 
-Each task type is one module here (plus its folder under `algorithms/`). A `TaskType` says what
-Ground Truth calls it, which built-in worker UI and Lambdas serve it, how its label is read from
+Each task type is one module here, or one package when it outgrows a file (plus its folder under
+`algorithms/`). A `TaskType` says what Ground Truth calls it, which built-in worker UI and
+Lambdas serve it, how its label is read from
 and written to a manifest line, how several workers' answers become one, how a label's quality
 is scored against a reference, how the model's output is read, the target its auto-labels are
 certified at, where its algorithm lives, how a simulated annotator answers, which widget the

@@ -11,7 +11,7 @@ from PIL import Image
 
 from labelloop import tasks
 from labelloop.local.worker_page import PeopleWorkforce
-from labelloop.tasks.segmentation_clicks import extreme_points, iou
+from labelloop.tasks.semantic_segmentation.clicks import extreme_points, iou
 from labelloop.tasks.semantic_segmentation import decode_mask, hex_colors, mask_value
 from test_box_widget_browser import drag
 from test_mask_widget_browser import click_at, ctrl_z, ready, rgb, shown

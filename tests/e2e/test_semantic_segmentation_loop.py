@@ -17,7 +17,7 @@ from labelloop.evaluation import evaluate
 from labelloop.local.engine import LocalEngine
 from labelloop.local.workforce import SimulatedWorkforce
 from labelloop.tasks import get
-from labelloop.tasks.segmentation_people import STOP_IOU
+from labelloop.tasks.semantic_segmentation.people import STOP_IOU
 from labelloop.tasks.semantic_segmentation import color_map, decode_mask, hex_colors, mask_value
 from labelloop.truth import read_truth
 

@@ -13,8 +13,8 @@ from PIL import Image
 
 from labelloop import tasks
 from labelloop.local.workforce import CLICKS_KEY, SimulatedWorkforce, WorkforceError
-from labelloop.tasks.segmentation_clicks import iou
-from labelloop.tasks.segmentation_people import STOP_IOU, click_mask, true_objects
+from labelloop.tasks.semantic_segmentation.clicks import iou
+from labelloop.tasks.semantic_segmentation.people import STOP_IOU, click_mask, true_objects
 from labelloop.tasks.semantic_segmentation import decode_mask, mask_value
 
 TASK = tasks.get("semantic-segmentation")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from labelloop.tasks import segmentation_clicks as sc
+from labelloop.tasks.semantic_segmentation import clicks as sc
 from test_worker_page import CLASSES, Job, make_params, texts, workforce  # noqa: F401 (a fixture)
 
 H, W = 96, 128

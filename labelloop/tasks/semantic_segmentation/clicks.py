@@ -17,7 +17,7 @@ Proposers (`PROPOSERS`, measured by bench/click_study.py, docs/few-clicks.md):
 The simulated person (`extreme_points`, `corrective_click`, one object's clicks in `clicked`) is
 the protocol the original tool was measured with: the extreme points of the true mask, then each
 click at the centre (the point farthest from its edge) of the largest wrong region. The click
-benchmark and the simulated annotators of segmentation runs (`segmentation_people.click_mask`)
+benchmark and the simulated annotators of segmentation runs (`people.click_mask`)
 both click through `clicked`.
 """
 

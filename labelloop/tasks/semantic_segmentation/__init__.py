@@ -32,9 +32,9 @@ import numpy as np
 from labelloop import storage
 from labelloop.manifest import Label
 from labelloop.tasks import register
-from labelloop.tasks import segmentation_clicks
+from labelloop.tasks.semantic_segmentation import clicks as segmentation_clicks
 from labelloop.tasks.base import Framework, Simulated, TaskType
-from labelloop.tasks.segmentation_people import click_mask, ragged, vote
+from labelloop.tasks.semantic_segmentation.people import click_mask, ragged, vote
 
 BACKGROUND = "BACKGROUND"
 BACKGROUND_HEX = "#ffffff"
@@ -310,7 +310,7 @@ class SemanticSegmentation(TaskType):
             return true
         return mask_value(ragged(decode_mask(true), 1.0 - accuracy, rng))
 
-    simulated_annotators = ("clicks", "painter")  # segmentation_people: clicks count what a mask costs
+    simulated_annotators = ("clicks", "painter")  # people.py: clicks count what a mask costs
 
     def simulate(self, true: str, class_names: list[str], accuracy: float, rng: np.random.Generator, *,
                  item, annotator: str | None = None) -> Simulated:
@@ -342,7 +342,7 @@ class SemanticSegmentation(TaskType):
     proposes_objects = True
 
     def propose_object(self, image: bytes, request: dict[str, Any]) -> dict[str, Any]:
-        """An object's mask from its four extreme points and corrective clicks (`segmentation_clicks`)."""
+        """An object's mask from its four extreme points and corrective clicks (`clicks`)."""
         return segmentation_clicks.answer(image, request)
 
     # ------------------------------------------------------------ quality and confidence

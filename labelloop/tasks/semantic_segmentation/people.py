@@ -2,7 +2,7 @@
 
 Two simulated annotators (`SemanticSegmentation.simulated_annotators`):
 - "clicks" (the default), `click_mask`: the worker page's click tool, clicked as the click
-  benchmark clicks (`segmentation_clicks.clicked`), object by object; it counts its clicks, so a
+  benchmark clicks (`clicks.clicked`), object by object; it counts its clicks, so a
   simulated run's cost is counted in clicks, and its masks are as good as the proposer makes them.
 - "painter", `ragged`: the true mask, its boundaries made ragged as often as it errs; no clicks.
 """
@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from labelloop.tasks import segmentation_clicks
+from labelloop.tasks.semantic_segmentation import clicks as segmentation_clicks
 
 # The person stops correcting an object once its proposal reaches this IoU with the object, as the
 # click benchmark's clicks-spent table counts (docs/few-clicks.md) ...
