@@ -17,7 +17,7 @@ LAMBDA_PLATFORMS := manylinux_2_28_x86_64 manylinux2014_x86_64
 # copied (not local/, datasets/, report/).
 LOCAL_ONLY := labelloop/cli.py labelloop/aws_cli.py labelloop/deploy.py labelloop/metrics_table.py
 STEP_MODULES := $(filter-out $(LOCAL_ONLY),$(wildcard labelloop/*.py))
-# Sub-packages the steps import: one module per step, one per task type.
+# Sub-packages the steps import: one module per step, one module or package per task type.
 STEP_PACKAGES := steps tasks
 
 STEPS := Bootstrap SampleForHumans MergeHumanLabels SplitValidation CalibrateThreshold GateAndRoute ExportOutput
@@ -30,7 +30,9 @@ $(FUNCTION_TARGETS):
 	mkdir -p "$(ARTIFACTS_DIR)/labelloop"
 	cp -p functions/*.py "$(ARTIFACTS_DIR)/"
 	cp -p $(STEP_MODULES) "$(ARTIFACTS_DIR)/labelloop/"
-	for pkg in $(STEP_PACKAGES); do mkdir -p "$(ARTIFACTS_DIR)/labelloop/$$pkg" && cp -p labelloop/$$pkg/*.py "$(ARTIFACTS_DIR)/labelloop/$$pkg/"; done
+	# a task type may be a package of its own: copy each sub-package's tree of modules
+	for f in $$(find $(addprefix labelloop/,$(STEP_PACKAGES)) -name '*.py'); do \
+		mkdir -p "$(ARTIFACTS_DIR)/$$(dirname $$f)" && cp -p "$$f" "$(ARTIFACTS_DIR)/$$f" || exit 1; done
 
 build-DependenciesLayer:
 	test -n "$(ARTIFACTS_DIR)"
