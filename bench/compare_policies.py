@@ -32,6 +32,11 @@ Policies (object detection, the fashion-mnist-detection-* datasets):
               else as labelloop's defaults; validation is the first batch's 10 % (nothing is
               calibrated on it)
   labelloop   the defaults: mean IoU ≥ 0.6 certified with 95 % confidence (Hoeffding–Bentkus)
+Semantic segmentation (the fashion-mnist-segmentation-* datasets): the same policies; the image
+confidence is the mask's expected IoU (algorithms/semantic_segmentation/confidence.py), so
+fixed-score auto-labels a mask whose expected IoU is above 0.5, and labelloop certifies a mean
+IoU of 0.7 (Ground Truth's, background excluded). Simulated annotators click (four extreme
+points and corrective clicks, labelloop.tasks.semantic_segmentation.people) unless told to paint.
 
 Each run executes statemachine/active_learning.asl.json with the local engine and simulated
 annotators (always right unless --annotator-accuracy says otherwise), then scores the output
@@ -43,6 +48,7 @@ tutorial scores it). Writes a Markdown table and a PNG plot.
   python bench/compare_policies.py --dataset spamassassin
   python bench/compare_policies.py --dataset fashion-mnist-detection-5k
   python bench/compare_policies.py --dataset fashion-mnist-detection-small --max-iterations 2   # a quick check
+  python bench/compare_policies.py --dataset fashion-mnist-segmentation-3k
 """
 
 from __future__ import annotations
@@ -76,9 +82,12 @@ DATASETS = {
     "spamassassin": ("spamassassin", None, 200),
     "fashion-mnist-detection-5k": ("fashion-mnist-detection", 5000, 250),
     "fashion-mnist-detection-small": ("fashion-mnist-detection", 150, 50),  # code paths only: too few to certify
+    "fashion-mnist-segmentation-3k": ("fashion-mnist-segmentation", 3000, 250),
+    "fashion-mnist-segmentation-small": ("fashion-mnist-segmentation", 120, 40),  # code paths only: too few to certify
 }
-TASK_TYPES = {"spamassassin": "text-classification", "fashion-mnist-detection": "object-detection"}  # else images
-TRUTH_NAMES = ("truth.jsonl", "truth.manifest")  # a prepared dataset's hidden truth: classes, or boxes
+TASK_TYPES = {"spamassassin": "text-classification", "fashion-mnist-detection": "object-detection",
+              "fashion-mnist-segmentation": "semantic-segmentation"}  # else images
+TRUTH_NAMES = ("truth.jsonl", "truth.manifest")  # a prepared dataset's hidden truth: classes, or boxes and masks
 
 POLICIES = {
     "all-human": {"CalibrationMethod": "none", "SelectionStrategy": "random", "ValidationPolicy": "frozen-first"},
@@ -173,12 +182,13 @@ def run_policy(name, policy, dataset, args, workdir: Path):
                                    annotator=getattr(args, "simulated_annotator", None))
     engine = LocalEngine(run_dir / "work", workforce)
     batch = args.batch or DATASETS[args.dataset][2]
+    attribute = "label-ref" if task.label_in_file else "label"  # Ground Truth: a label in a file ends in -ref
     settings = {
         "ManifestUri": str(manifest),
         "OutputUri": str(run_dir),
         "JobName": f"bench-{name}",
         "TaskType": task_type,
-        "LabelAttributeName": "label",
+        "LabelAttributeName": attribute,
         "LabelCategoryConfigUri": str(label_config),
         "HumanBatchSize": count if name == "all-human" else batch,
         "TargetAccuracy": target,
@@ -196,7 +206,7 @@ def run_policy(name, policy, dataset, args, workdir: Path):
         raise SystemExit(f"{name}: execution {result.status}: {result.error}: {result.cause}")
     summary = result.summary
     with open(summary["OutputManifestUri"]) as f:
-        ev = evaluate(f, "label", truth, task, classes)
+        ev = evaluate(f, attribute, truth, task, classes)
     return {
         "policy": name,
         "task": task_type,
@@ -254,7 +264,7 @@ def detection_markdown(rows, dataset: str, target: float) -> str:
     out = [
         f"**{dataset}** ({rows[0]['items']:,} images, target: mean IoU of the auto-labels ≥ {target:g}, 95 % confidence)",
         "",
-        "| policy | human labels (adjusted: shown the model's boxes) | × oracle | % auto-labeled | auto-labels' mean IoU "
+        "| policy | human labels (adjusted: shown the model's label) | × oracle | % auto-labeled | auto-labels' mean IoU "
         "| target holds | human cost | iterations | wall time |",
         "|---|---:|---:|---:|---:|:---:|---:|---:|---:|",
     ]
@@ -297,10 +307,10 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", choices=sorted(DATASETS), required=True)
     parser.add_argument("--policies", default=None,
                         help="comma-separated subset of " + ", ".join(POLICIES) + " (default: "
-                        + ", ".join(DEFAULT_POLICIES) + "; for boxes " + ", ".join(DETECTION_POLICIES) + ")")
+                        + ", ".join(DEFAULT_POLICIES) + "; for boxes and masks " + ", ".join(DETECTION_POLICIES) + ")")
     parser.add_argument("--batch", type=int, default=None, help="human batch size (default per dataset)")
     parser.add_argument("--target", type=float, default=None,
-                        help="the auto-labels' target (default: the task type's, accuracy 0.95 or mean IoU 0.6)")
+                        help="the auto-labels' target (default: the task type's, accuracy 0.95, or mean IoU 0.6 for boxes and 0.7 for masks)")
     parser.add_argument("--max-iterations", type=int, default=None, help="stop each run after this many (quick checks)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--annotator-accuracy", type=float, default=1.0)
