@@ -2,9 +2,10 @@
 first certificate takes at the job's target and confidence, how many the validation policy will
 gather, and, when nothing was auto-labeled, why and what would change it.
 
-The numbers come from `labelloop.calibration`: the lower-bound test starts at `starting_support`
-validation items (at or above a threshold), so a job that never holds that many cannot certify
-any threshold, however good its model.
+The numbers come from `labelloop.calibration`: below its starting support the lower-bound test
+starts at the smallest support that could pass (`start_for`: that many validation items at or
+above a threshold, all right; a mean IoU keeps the starting support), so a job that never holds that many cannot certify any
+threshold, however good its model.
 """
 
 from __future__ import annotations
@@ -13,14 +14,23 @@ import math
 from typing import Any
 
 from labelloop import tasks
-from labelloop.calibration import starting_support
+from labelloop.calibration import start_for, starting_support
 from labelloop.config import ConfigurationError, JobSettings
 
 
 def labels_needed(settings: JobSettings) -> int:
-    """Validation labels the first certificate needs (all at or above one threshold)."""
-    return max(settings.min_validation_support, starting_support(settings.target_accuracy, settings.confidence_level,
-                                                                     tasks.get(settings.task_type).bounded_mean))
+    """Validation labels the first certificate needs (all at or above one threshold, all right)."""
+    return max(settings.min_validation_support, start_for(
+        settings.target_accuracy, settings.confidence_level, 0, tasks.get(settings.task_type).bounded_mean))
+
+
+def _tolerant(settings: JobSettings) -> str:
+    """From how many validation labels on the test tolerates a few wrong ones (accuracy only)."""
+    if _boxes(settings):
+        return ""
+    n = max(settings.min_validation_support, starting_support(settings.target_accuracy, settings.confidence_level))
+    wrong = math.floor(n * (1.0 - settings.target_accuracy) / 2.0)
+    return f" (all right; from {n} on, {wrong} may be wrong)" if wrong else " (all right)"
 
 
 def labels_gathered(settings: JobSettings, total: int) -> int:
@@ -79,7 +89,7 @@ def start_line(settings_json: dict[str, Any], total: int) -> str | None:
         return None
     need, gather = labels_needed(settings), labels_gathered(settings, total)
     line = (f"promise: {promise_words(settings.task_type, settings.target_accuracy, settings.confidence_level)} needs "
-            f"{need} validation labels for a first certificate; the {settings.validation_policy} validation policy "
+            f"{need} validation labels for a first certificate{_tolerant(settings)}; the {settings.validation_policy} validation policy "
             f"gathers up to {gather} of these {total} items")
     if gather < need:
         line += "\n  too few: nothing can be auto-labeled. " + _change(settings, total)
@@ -94,12 +104,12 @@ def _alternatives(settings: JobSettings) -> list[tuple[str, int]]:
     flag, mean = _target_flag(settings), _boxes(settings)
     out = []
     if lower_target:
-        out.append((f"{flag} {lower_target:g}", starting_support(lower_target, confidence, mean)))
+        out.append((f"{flag} {lower_target:g}", start_for(lower_target, confidence, 0, mean)))
     if lower_confidence:
-        out.append((f"--confidence {lower_confidence:g}", starting_support(target, lower_confidence, mean)))
+        out.append((f"--confidence {lower_confidence:g}", start_for(target, lower_confidence, 0, mean)))
     if lower_target and lower_confidence:
         out.append((f"{flag} {lower_target:g} --confidence {lower_confidence:g}",
-                    starting_support(lower_target, lower_confidence, mean)))
+                    start_for(lower_target, lower_confidence, 0, mean)))
     return out
 
 

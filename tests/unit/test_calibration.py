@@ -5,6 +5,7 @@ from labelloop.calibration import (
     calibrate_threshold,
     clopper_pearson_lower,
     smallest_passing_support,
+    start_for,
     starting_support,
     worst_case_tail,
 )
@@ -54,8 +55,44 @@ def test_nothing_qualifies_when_model_is_poor():
 
 
 def test_too_few_validation_items_never_auto_labels():
+    cal = calibrate_threshold([0.99] * 58, [True] * 58, target_accuracy=0.95, confidence_level=0.95)
+    assert cal.threshold is None and cal.min_support == 59
+
+
+def test_a_small_validation_set_certifies_as_soon_as_it_could_pass():
+    # 150 validation items (a 400-item job gathers about that many): below the starting support
+    # the test starts at the smallest support that could pass, so a good model certifies.
+    assert start_for(0.95, 0.95, 150) == 59 and start_for(0.95, 0.95, 153) == 153
     cal = calibrate_threshold([0.99] * 150, [True] * 150, target_accuracy=0.95, confidence_level=0.95)
+    assert cal.threshold == 0.99 and cal.support == 150 and cal.min_support == 59
+    # The top 89 of 96 right, errors below: the threshold stops above the first error.
+    conf = np.linspace(1.0, 0.5, 96)
+    correct = np.r_[np.ones(89, bool), False, np.ones(4, bool), False, False]
+    cal = calibrate_threshold(conf, correct, target_accuracy=0.95, confidence_level=0.95)
+    assert cal.support == 89 and cal.threshold == pytest.approx(conf[88]) and cal.lower_bound >= 0.95
+    # One error among the top 59: that first test fails and nothing is certified.
+    correct = np.r_[False, np.ones(95, bool)]
+    assert calibrate_threshold(conf, correct, target_accuracy=0.95, confidence_level=0.95).threshold is None
+    # A larger MinValidationSupport still wins.
+    cal = calibrate_threshold([0.99] * 150, [True] * 150, target_accuracy=0.95, confidence_level=0.95, min_support=151)
     assert cal.threshold is None
+
+
+@pytest.mark.parametrize("n", [59, 80, 120, 152])
+def test_coverage_of_the_guarantee_at_small_validation_sets(n):
+    """Below the starting support the promise still holds: over models near the target, a
+    threshold whose true accuracy misses the target is chosen in at most 5 % of draws."""
+    for slope in (0.12, 0.2, 0.3):  # accuracy at confidence c is 1 - slope (1 - c); c uniform on [0, 1]
+        misses = certified = 0
+        for seed in range(400):
+            rng = np.random.default_rng([n, seed])
+            conf = rng.uniform(0.0, 1.0, n)
+            correct = rng.random(n) < 1.0 - slope * (1.0 - conf)
+            cal = calibrate_threshold(conf, correct, target_accuracy=0.95, confidence_level=0.95)
+            if cal.threshold is not None:
+                certified += 1
+                misses += 1.0 - slope * (1.0 - cal.threshold) / 2.0 < 0.95  # true accuracy above it
+        assert misses / 400 <= 0.05, (n, slope, misses, certified)
 
 
 def test_stops_at_first_failure_from_the_top():
