@@ -205,3 +205,51 @@ def worst_case_tail(pool_bound: float | None, pool_size: int, target_accuracy: f
     while m and pool_bound * pool_size / (pool_size + m) < target_accuracy:  # rounding
         m -= 1
     return m
+
+
+def class_confidence(confidence: float, n_classes: int) -> float:
+    """Each class's confidence under the per-class promise: Bonferroni over the classes.
+
+    The classes' tests each miss with probability at most (1 - confidence) / n_classes, so the
+    chance that any class's chosen threshold misses the target is at most 1 - confidence (a
+    union bound: it holds however the classes' tests depend on each other). The number of
+    classes is a setting, fixed before any validation label is seen.
+    """
+    return 1.0 - (1.0 - confidence) / max(1, int(n_classes))
+
+
+def class_support_needed(target: float, confidence: float, n_classes: int) -> int:
+    """Validation labels of one predicted class its first per-class certificate needs (all right)."""
+    return start_for(target, class_confidence(confidence, n_classes), 0)
+
+
+def calibrate_per_class(
+    confidences: Sequence[float],
+    correct: Sequence[bool],
+    predicted: Sequence[int],
+    n_classes: int,
+    *,
+    target_accuracy: float,
+    confidence_level: float,
+    min_support: int = 0,
+) -> list[Calibration]:
+    """One threshold per predicted class, so that every class's auto-labels meet the target, jointly
+    with `confidence_level`.
+
+    Class c's threshold is `calibrate_threshold` on the validation items the model gives class c,
+    at `class_confidence`: the same fixed-sequence test, each class's sequence fixed by its own
+    items' confidences, never by which are right. An item is auto-labeled when its confidence
+    reaches the threshold of the class the model gives it, so class c's auto-labels are exactly
+    the items that class's test vouched for. The union meets the target too (every part does).
+    """
+    conf = np.asarray(confidences, dtype=float)
+    ok = np.asarray(correct, dtype=bool)
+    pred = np.asarray(predicted)
+    if not conf.shape == ok.shape == pred.shape:
+        raise ValueError("confidences, correct and predicted must have the same length")
+    level = class_confidence(confidence_level, n_classes)
+    return [
+        calibrate_threshold(conf[pred == c], ok[pred == c], target_accuracy=target_accuracy,
+                            confidence_level=level, min_support=min_support)
+        for c in range(n_classes)
+    ]
