@@ -118,8 +118,8 @@ def start_line(settings_json: dict[str, Any], total: int) -> str | None:
     if gather < need:
         line += "\n  too few: nothing can be auto-labeled. " + _change(settings, total)
     elif gather < k * need:
-        line += (f"\n  fewer than all {k} classes need ({k} x {need}): a class the model gives to fewer items may "
-                 f"never be certified. " + _change(settings, total))
+        line += (f"\n  fewer than all {k} classes need ({k} x {need} = {k * need}): with classes of about equal size "
+                 f"none may be certified. " + _change(settings, total))
     return line
 
 
@@ -178,7 +178,12 @@ def why_nothing_auto_labeled(settings_json: dict[str, Any], metrics: list[dict[s
     need = labels_needed(settings)
     held = max([(m.get("ValidationCount") or 0) + (m.get("CarriedSupport") or 0) for m in metrics], default=0)
     accuracy = [m.get("ValidationAccuracy") for m in metrics if isinstance(m.get("ValidationAccuracy"), (int, float))]
-    if held < need:
+    k = _per_class(settings)
+    if k and held < k * need:  # a class is judged on the validation items the model gives it
+        lines = [f"nothing was auto-labeled: under --per-class a class's first certificate needs {need} validation "
+                 f"labels that the model gives that class, all right ({k} x {need} = {k * need} for {k} classes); this "
+                 f"job held at most {held} in all, about {held // k} a class"]
+    elif held < need:
         lines = [f"nothing was auto-labeled: at {_target_flag(settings)} {settings.target_accuracy:g} and --confidence "
                  f"{settings.confidence_level:g} the first certificate needs {need} validation labels; this job held "
                  f"at most {held}"]

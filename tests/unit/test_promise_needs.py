@@ -64,3 +64,18 @@ def test_a_box_job_is_promised_a_mean_iou_and_told_what_would_change_it_in_those
     why = why_nothing_auto_labeled(BOXES, [{"Iteration": 1, "AutoLabeled": 0, "ValidationCount": need,
                                             "ValidationAccuracy": 0.41}], 5000)
     assert "bound on their mean IoU to reach 0.6 (best validation mean IoU 0.410)" in why[0]
+
+
+def test_a_per_class_job_is_told_what_every_class_needs():
+    per_class = {**JOB, "LabelCategories": [str(d) for d in range(10)], "PerClassPromise": True}
+    line = start_line(per_class, 1797)
+    assert line.startswith("promise: every class's auto-labels 95 % accurate with 95 % confidence needs 104 "
+                           "validation labels of a class for a first certificate (all right; each of the 10 classes "
+                           "tested at 99.5 % confidence); the adaptive validation policy gathers up to 899")
+    assert "fewer than all 10 classes need (10 x 104 = 1040): with classes of about equal size none may be" in line
+    assert "gathers up to 1040 of these 5000 items" in start_line(per_class, 5000)
+    why = why_nothing_auto_labeled(per_class, [{"Iteration": 1, "AutoLabeled": 0, "ValidationCount": 453,
+                                                "ValidationAccuracy": 1.0}], 1797)
+    assert why[0] == ("nothing was auto-labeled: under --per-class a class's first certificate needs 104 validation "
+                      "labels that the model gives that class, all right (10 x 104 = 1040 for 10 classes); this job "
+                      "held at most 453 in all, about 45 a class")
