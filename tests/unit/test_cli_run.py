@@ -5,8 +5,8 @@ import argparse
 import pytest
 
 from labelloop.cli import _execution_input, build_parser
-from labelloop.config import ConfigurationError
 from labelloop.cli_run import cost_settings, summary_lines
+from labelloop.config import ConfigurationError
 
 SUMMARY = {"Total": 200, "Rejected": 0, "HumanLabeledByThisJob": 100, "HumanAdjusted": 60, "HumanCost": 5.6,
            "AutoLabeled": 100, "Unlabeled": 0, "Iterations": 3, "StopReason": "all-labeled",
