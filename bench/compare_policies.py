@@ -9,6 +9,9 @@ Policies (classification):
   labelloop-cumulative
               the same with the cumulative calibration scope, the default until 2026-11-29
               (docs/promise.md: not covered by the promise); only when asked for by --policies
+  labelloop-per-class
+              the defaults with the per-class promise (--per-class): every class's auto-labels meet
+              the target; only when asked for by --policies
   tbal        labelloop's loop, models and routing with the published TBAL threshold rule
               (Vishwakarma et al., NeurIPS 2023; labelloop.threshold_rules) on the same validation
   oracle      labelloop's loop, models, routing and validation draws, each gate's threshold the
@@ -108,11 +111,12 @@ POLICIES = {
     },
     "labelloop": {},
     "labelloop-cumulative": {"CalibrationScope": "cumulative"},
+    "labelloop-per-class": {"PerClassPromise": True},
     "tbal": {"CalibrationMethod": "tbal"},
     "oracle": {"CalibrationMethod": "oracle"},
     "oracle-no-validation": {"CalibrationMethod": "oracle", "ValidationSize": 1},
 }
-LOOP_POLICIES = ("labelloop", "labelloop-cumulative", "tbal", "oracle", "oracle-no-validation")  # --setting applies
+LOOP_POLICIES = ("labelloop", "labelloop-cumulative", "labelloop-per-class", "tbal", "oracle", "oracle-no-validation")  # --setting applies
 ORACLE = "oracle"  # the row the "× oracle" column divides by
 DEFAULT_POLICIES = ("all-human", "sample", "tbal", "oracle", "labelloop")
 DETECTION_POLICIES = ("all-human", "fixed-score", "oracle", "labelloop")

@@ -56,16 +56,20 @@ def clopper_pearson_lower(correct: np.ndarray | int, total: np.ndarray | int, co
     return np.where(k <= 0, 0.0, bound)
 
 
-def smallest_passing_support(target: float, confidence: float) -> int:
-    """Fewest items that could ever pass: n all-correct items give a bound of (1-confidence)^(1/n)."""
-    return max(1, math.ceil(math.log(1.0 - confidence) / math.log(target)))
-
-
 def lower_bound(total: np.ndarray | float, n: np.ndarray | int, confidence: float, bounded_mean: bool = False) -> np.ndarray:
     """The exact binomial bound for pass/fail labels; Hoeffding–Bentkus for qualities in [0, 1]."""
     if bounded_mean:
         return hoeffding_bentkus_lower(total, n, confidence)
     return clopper_pearson_lower(total, n, confidence)
+
+
+def smallest_passing_support(target: float, confidence: float, bounded_mean: bool = False) -> int:
+    """Fewest items that could ever pass: n all-correct items give a bound of (1-confidence)^(1/n)
+    (for a bounded mean: n items of quality 1, under the Hoeffding–Bentkus bound, a bit more)."""
+    n = max(1, math.ceil(math.log(1.0 - confidence) / math.log(target)))
+    while bounded_mean and lower_bound(n, n, confidence, True) < target:
+        n += 1
+    return n
 
 
 @functools.lru_cache(maxsize=64)  # a few settings per job, asked at every gate
@@ -77,12 +81,35 @@ def starting_support(target: float, confidence: float, bounded_mean: bool = Fals
     errors at half the allowed rate keeps its power. It depends only on the settings, never on
     which items are correct, so the sequence stays fixed and the guarantee holds.
     """
-    n = smallest_passing_support(target, confidence)
+    n = smallest_passing_support(target, confidence, bounded_mean)
     while True:
         errors = math.floor(n * (1.0 - target) / 2.0)
         if lower_bound(n - errors, n, confidence, bounded_mean) >= target:
             return n
         n += 1
+
+
+def start_for(target: float, confidence: float, available: int, bounded_mean: bool = False) -> int:
+    """Support of the first threshold tested when `available` verdicts (validation items and
+    carried ones) judge: `starting_support`, or, for pass/fail labels when fewer than that many
+    judge, the smallest support that could pass at all (`start_for(..., 0)`: the fewest
+    validation labels a first certificate needs).
+
+    A small validation set (a small dataset, or the first iterations of any) would otherwise
+    never reach the starting support: at 95 %/95 % a 400-item job gathered about 110 validation
+    labels and certified nothing however good its model. Below the starting support the test
+    starts where every item at or above the threshold must be right, and steps down from there
+    as usual. The rule reads the settings and the number of verdicts only, never which of them
+    are right, so for a given validation set the sequence of thresholds is fixed before any
+    verdict is seen and fixed-sequence testing keeps its error rate (the coverage is also
+    simulated at small validation sets in tests/unit/test_calibration.py). A bounded mean keeps
+    its starting support: its smallest passing support asks for perfect qualities (every box
+    at IoU 1), which real labels never reach.
+    """
+    usual = starting_support(target, confidence, bounded_mean)
+    if bounded_mean or available >= usual:
+        return usual
+    return smallest_passing_support(target, confidence)
 
 
 def calibrate_threshold(
@@ -98,8 +125,8 @@ def calibrate_threshold(
 ) -> Calibration:
     """Lowest confidence threshold whose auto-labels meet `target_accuracy` with `confidence_level`.
 
-    Testing starts at the highest threshold with `starting_support` validation items at or above
-    it (or `min_support`, if larger), then steps down through each distinct confidence value.
+    Testing starts at the highest threshold with `start_for` validation items at or above it (or
+    `min_support`, if larger), then steps down through each distinct confidence value.
     `carried_correct` of `carried_total` earlier verdicts (cumulative scope) count at every
     threshold; when they alone fail the bound, nothing new is auto-labeled.
 
@@ -119,8 +146,8 @@ def calibrate_threshold(
         raise ValueError("confidences and correct must have the same length")
     if not 0 <= carried_correct <= carried_total:
         raise ValueError(f"carried verdicts: {carried_correct} right of {carried_total} is impossible")
-    start = max(int(min_support), starting_support(target_accuracy, confidence_level, bounded_mean))
     n_val = int(conf.size)
+    start = max(int(min_support), start_for(target_accuracy, confidence_level, n_val + carried_total, bounded_mean))
     val_acc = float(ok.mean()) if n_val else None
     nothing = Calibration(None, None, 0, None, n_val, val_acc, start, carried_total, carried_correct)
     if n_val + carried_total < start or n_val == 0:
@@ -178,3 +205,51 @@ def worst_case_tail(pool_bound: float | None, pool_size: int, target_accuracy: f
     while m and pool_bound * pool_size / (pool_size + m) < target_accuracy:  # rounding
         m -= 1
     return m
+
+
+def class_confidence(confidence: float, n_classes: int) -> float:
+    """Each class's confidence under the per-class promise: Bonferroni over the classes.
+
+    The classes' tests each miss with probability at most (1 - confidence) / n_classes, so the
+    chance that any class's chosen threshold misses the target is at most 1 - confidence (a
+    union bound: it holds however the classes' tests depend on each other). The number of
+    classes is a setting, fixed before any validation label is seen.
+    """
+    return 1.0 - (1.0 - confidence) / max(1, int(n_classes))
+
+
+def class_support_needed(target: float, confidence: float, n_classes: int) -> int:
+    """Validation labels of one predicted class its first per-class certificate needs (all right)."""
+    return start_for(target, class_confidence(confidence, n_classes), 0)
+
+
+def calibrate_per_class(
+    confidences: Sequence[float],
+    correct: Sequence[bool],
+    predicted: Sequence[int],
+    n_classes: int,
+    *,
+    target_accuracy: float,
+    confidence_level: float,
+    min_support: int = 0,
+) -> list[Calibration]:
+    """One threshold per predicted class, so that every class's auto-labels meet the target, jointly
+    with `confidence_level`.
+
+    Class c's threshold is `calibrate_threshold` on the validation items the model gives class c,
+    at `class_confidence`: the same fixed-sequence test, each class's sequence fixed by its own
+    items' confidences, never by which are right. An item is auto-labeled when its confidence
+    reaches the threshold of the class the model gives it, so class c's auto-labels are exactly
+    the items that class's test vouched for. The union meets the target too (every part does).
+    """
+    conf = np.asarray(confidences, dtype=float)
+    ok = np.asarray(correct, dtype=bool)
+    pred = np.asarray(predicted)
+    if not conf.shape == ok.shape == pred.shape:
+        raise ValueError("confidences, correct and predicted must have the same length")
+    level = class_confidence(confidence_level, n_classes)
+    return [
+        calibrate_threshold(conf[pred == c], ok[pred == c], target_accuracy=target_accuracy,
+                            confidence_level=level, min_support=min_support)
+        for c in range(n_classes)
+    ]

@@ -53,6 +53,7 @@ def _execution_input(args: argparse.Namespace, output: Path) -> dict[str, Any]:
         "ValidationPolicy": args.validation_policy,
         "CalibrationMethod": args.calibration,
         "CalibrationScope": args.calibration_scope,
+        "PerClassPromise": args.per_class,
         "SlackReserve": args.slack_reserve,
         "RetrainBeforeRoutingGrowth": args.retrain_before_routing or None,
         "MarginThreshold": args.margin_threshold,
@@ -262,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="how the auto-label threshold is chosen: " + _choices_help(CALIBRATION_METHODS))
     run.add_argument("--calibration-scope", choices=sorted(CALIBRATION_SCOPES), default="job",
                      help="what the lower bound vouches for: " + _choices_help(CALIBRATION_SCOPES))
+    run.add_argument("--per-class", action="store_true",
+                     help="promise the target for every class's auto-labels, not only for all of them together "
+                          "(classification; job or iteration scope): each class is tested on the validation items the "
+                          "model gives it at confidence 1 - (1 - --confidence) / classes, so it needs more validation "
+                          "labels (10 classes at 95 %%/95 %%: 104 a class), and the adaptive policy's validation set "
+                          "grows to hold that many for every class unless --validation-size is given")
     run.add_argument("--slack-reserve", type=float, default=0.0,
                      help="cumulative scope: share of the accuracy slack (1 - target) kept back while the pool is full, "
                           "released as it empties (0: none)")

@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from labelloop import aws_limits, tasks
+from labelloop import aws_limits, per_class, tasks
 from labelloop.policies import CALIBRATION_SCOPES as _SCOPES
 from labelloop.policies import VALIDATION_POLICIES as _POLICIES
 from labelloop.policies import CalibrationScope, Routing, ValidationPolicy
@@ -60,6 +60,7 @@ class JobSettings:
     min_validation_support: int = 0
     calibration_method: str = "lower-bound"
     calibration_scope: str = "job"  # the scope docs/promise.md measures keeping the promise
+    per_class: bool = False  # every class's auto-labels meet the target (labelloop.per_class)
     reserve: float = 0.0  # cumulative scope: share of the accuracy slack kept back while the pool is full
     retrain_growth: float | None = 0.5  # cumulative scope: see retrains_before_routing; None: never
     worst_case_tail: bool = True  # cumulative scope: spend the bound's slack on items counted as errors
@@ -99,6 +100,7 @@ class JobSettings:
         "MinValidationSupport": "min_validation_support",
         "CalibrationMethod": "calibration_method",
         "CalibrationScope": "calibration_scope",
+        "PerClassPromise": "per_class",
         "SlackReserve": "reserve",
         "RetrainBeforeRoutingGrowth": "retrain_growth",
         "WorstCaseTail": "worst_case_tail",
@@ -184,7 +186,7 @@ class JobSettings:
             p.append(f"ValidationPolicy {self.validation_policy!r} is not one of {sorted(VALIDATION_POLICIES)}")
         if self.calibration_method not in CALIBRATION_METHODS and self.calibration_method not in BENCHMARK_METHODS:
             p.append(f"CalibrationMethod {self.calibration_method!r} is not one of {sorted(CALIBRATION_METHODS)}")
-        p += self._oracle_problems()
+        p += self._oracle_problems() + per_class.settings_problems(self)
         if not _is_number(self.reserve) or not 0.0 <= float(self.reserve) < 1.0:
             p.append(f"SlackReserve must be a number in [0, 1), got {self.reserve!r}")
         if self.retrain_growth is not None and (not _is_number(self.retrain_growth) or self.retrain_growth <= 0):
@@ -287,23 +289,24 @@ class JobSettings:
             return 0.2 if total < 5000 else 0.1
         return 0.1
 
-    def validation_size_for(self, total: int) -> int:
-        """Adaptive policy's validation set: ValidationSize, else 400 items or 1.5 % of a large dataset.
+    def validation_size_for(self, total: int, n_classes: int = 0) -> int:
+        """Adaptive policy's validation set: ValidationSize, else 400 items or 1.5 % of a large dataset
+        (the per-class promise: enough for each of `n_classes`, `per_class.validation_size`).
 
         400 items bound accuracy to within about 1.5 points; a large dataset buys a tighter bound
         (1,050 items for 70,000) for a small share of its labels, capped at 2,000.
         """
         if self.validation_size is not None:
             return self.validation_size
-        return max(400, min(2000, math.ceil(0.015 * total)))
+        return per_class.validation_size(self, max(400, min(2000, math.ceil(0.015 * total))), n_classes)
 
-    def validation_target(self, total: int, active: int, retired: int = 0) -> int:
+    def validation_target(self, total: int, active: int, retired: int = 0, n_classes: int = 0) -> int:
         """Adaptive policy: how many validation labels to add so the set judging the model is full.
 
         Cumulative scope: retired items still judge through their verdicts, so they count.
         """
         held = active + (retired if self.scope.carries_verdicts else 0)
-        return max(0, self.validation_size_for(total) - held)
+        return max(0, self.validation_size_for(total, n_classes) - held)
 
     def working_target(self, open_share: float) -> float:
         """Cumulative scope: the accuracy the bound must reach while `open_share` of the items are open.

@@ -140,7 +140,7 @@ class IterationPlan(Contract):
 class CalibrationResult(Contract):
     """CalibrateThreshold's `calibration`."""
 
-    optional_keys = ("ClassThresholds",)
+    optional_keys = ("ClassThresholds", "ClassLowerBounds", "ClassSupports")
     method: str = Field(alias="Method")
     threshold: Optional[float] = Field(alias="Threshold")
     lower_bound: Optional[float] = Field(alias="LowerBound")
@@ -152,8 +152,11 @@ class CalibrationResult(Contract):
     working_target: float = Field(alias="WorkingTarget")
     carried_support: int = Field(alias="CarriedSupport")
     pool_lower_bound: Optional[float] = Field(alias="PoolLowerBound")
-    # A threshold per predicted class (TBAL's class-wise rule); `Threshold` is then the lowest.
+    # A threshold per predicted class (TBAL's class-wise rule, the per-class promise); `Threshold` is then the lowest.
     class_thresholds: Optional[list[Optional[float]]] = Field(default=None, alias="ClassThresholds")
+    # The per-class promise: each class's bound and support (`LowerBound`: the lowest, `Support`: their sum).
+    class_lower_bounds: Optional[list[Optional[float]]] = Field(default=None, alias="ClassLowerBounds")
+    class_supports: Optional[list[int]] = Field(default=None, alias="ClassSupports")
 
 
 class TrainingResult(Contract):

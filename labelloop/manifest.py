@@ -158,6 +158,7 @@ class Label:
     lower_bound: float | None = None  # its accuracy lower bound on validation
     support: int | None = None  # validation items behind that bound
     clicks: int | None = None  # a human label: the clicks people spent on it, when their tool counted them
+    class_bound: bool = False  # the per-class promise: threshold, bound and support are the label's class's
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -170,6 +171,8 @@ class Label:
         }
         if not self.human:
             data.update(threshold=self.threshold, **{"lower-bound": self.lower_bound, "support": self.support})
+            if self.class_bound:
+                data["class-bound"] = True
         elif self.clicks is not None:
             data["clicks"] = self.clicks
         return data
@@ -187,4 +190,5 @@ class Label:
             lower_bound=data.get("lower-bound"),
             support=data.get("support"),
             clicks=data.get("clicks"),
+            class_bound=bool(data.get("class-bound", False)),
         )

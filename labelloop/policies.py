@@ -23,7 +23,7 @@ class ValidationPolicy:
     # Validation items drawn at random and retired into training once the model would auto-label them.
     draws_validation: ClassVar[bool] = False
 
-    def first_batch_validation(self, settings: Any, total: int, batch: int) -> int:
+    def first_batch_validation(self, settings: Any, total: int, batch: int, n_classes: int = 0) -> int:
         """How many of the first batch's `batch` items are drawn as validation."""
         return 0
 
@@ -38,9 +38,9 @@ class AdaptiveValidation(ValidationPolicy):
                    "them (job scope: routed in the shadow of the pool)")
     draws_validation = True
 
-    def first_batch_validation(self, settings: Any, total: int, batch: int) -> int:
+    def first_batch_validation(self, settings: Any, total: int, batch: int, n_classes: int = 0) -> int:
         # A given model needs no training labels first: the whole batch judges it.
-        return batch if settings.initial_model_artifacts else min(settings.validation_size_for(total), batch // 2)
+        return batch if settings.initial_model_artifacts else min(settings.validation_size_for(total, n_classes), batch // 2)
 
     def assign_splits(self, settings, state, answers, batch):
         return {i: batch[i] for i in answers}

@@ -2,9 +2,10 @@
 first certificate takes at the job's target and confidence, how many the validation policy will
 gather, and, when nothing was auto-labeled, why and what would change it.
 
-The numbers come from `labelloop.calibration`: the lower-bound test starts at `starting_support`
-validation items (at or above a threshold), so a job that never holds that many cannot certify
-any threshold, however good its model.
+The numbers come from `labelloop.calibration`: below its starting support the lower-bound test
+starts at the smallest support that could pass (`start_for`: that many validation items at or
+above a threshold, all right; a mean IoU keeps the starting support), so a job that never holds that many cannot certify any
+threshold, however good its model.
 """
 
 from __future__ import annotations
@@ -12,15 +13,47 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from labelloop import tasks
-from labelloop.calibration import starting_support
-from labelloop.config import ConfigurationError, JobSettings
+from labelloop import storage, tasks
+from labelloop.calibration import class_confidence, start_for, starting_support
+from labelloop.config import ConfigurationError, JobSettings, parse_label_category_config
+
+
+def class_count(settings: JobSettings) -> int:
+    """The job's number of classes, when the settings name them or their config file can be read (else 0)."""
+    if settings.label_categories:
+        return len(settings.label_categories)
+    try:
+        return len(parse_label_category_config(storage.read_json(settings.label_category_config_uri), "categories"))
+    except (OSError, ValueError, ConfigurationError):
+        return 0
+
+
+def _per_class(settings: JobSettings) -> int:
+    """The number of classes each holding its own promise (0: one promise for all auto-labels)."""
+    return class_count(settings) if settings.per_class else 0
+
+
+def _need(settings: JobSettings, target: float, confidence: float) -> int:
+    k = _per_class(settings)
+    return start_for(target, class_confidence(confidence, k) if k else confidence, 0, _boxes(settings))
 
 
 def labels_needed(settings: JobSettings) -> int:
-    """Validation labels the first certificate needs (all at or above one threshold)."""
-    return max(settings.min_validation_support, starting_support(settings.target_accuracy, settings.confidence_level,
-                                                                     tasks.get(settings.task_type).bounded_mean))
+    """Validation labels the first certificate needs (all at or above one threshold, all right);
+    under the per-class promise, of one predicted class, for that class's first certificate."""
+    return max(settings.min_validation_support, _need(settings, settings.target_accuracy, settings.confidence_level))
+
+
+def _tolerant(settings: JobSettings) -> str:
+    """From how many validation labels on the test tolerates a few wrong ones (accuracy only)."""
+    if _boxes(settings):
+        return ""
+    if _per_class(settings):
+        level = class_confidence(settings.confidence_level, _per_class(settings))
+        return f" (all right; each of the {_per_class(settings)} classes tested at {100 * level:.4g} % confidence)"
+    n = max(settings.min_validation_support, starting_support(settings.target_accuracy, settings.confidence_level))
+    wrong = math.floor(n * (1.0 - settings.target_accuracy) / 2.0)
+    return f" (all right; from {n} on, {wrong} may be wrong)" if wrong else " (all right)"
 
 
 def labels_gathered(settings: JobSettings, total: int) -> int:
@@ -30,7 +63,7 @@ def labels_gathered(settings: JobSettings, total: int) -> int:
         # Its random draws fill at most half of each human batch (the rest trains the model), but
         # all of the first when a given model needs no training labels.
         first = min(settings.human_batch_size, humans) if settings.initial_model_artifacts else 0
-        return min(settings.validation_size_for(total), max(first, (humans + 1) // 2))
+        return min(settings.validation_size_for(total, _per_class(settings)), max(first, (humans + 1) // 2))
     if settings.validation_policy == "frozen-first":
         return math.ceil(settings.validation_share(total) * min(settings.human_batch_size, humans))
     return math.floor(settings.validation_share(total) * humans)
@@ -77,12 +110,16 @@ def start_line(settings_json: dict[str, Any], total: int) -> str | None:
     settings = _parse(settings_json)
     if settings is None or settings.calibration_method != "lower-bound":
         return None
-    need, gather = labels_needed(settings), labels_gathered(settings, total)
-    line = (f"promise: {promise_words(settings.task_type, settings.target_accuracy, settings.confidence_level)} needs "
-            f"{need} validation labels for a first certificate; the {settings.validation_policy} validation policy "
-            f"gathers up to {gather} of these {total} items")
+    need, gather, k = labels_needed(settings), labels_gathered(settings, total), _per_class(settings)
+    whose, a_class = ("every class's auto-labels ", " of a class") if k else ("", "")
+    line = (f"promise: {whose}{promise_words(settings.task_type, settings.target_accuracy, settings.confidence_level)} "
+            f"needs {need} validation labels{a_class} for a first certificate{_tolerant(settings)}; the "
+            f"{settings.validation_policy} validation policy gathers up to {gather} of these {total} items")
     if gather < need:
         line += "\n  too few: nothing can be auto-labeled. " + _change(settings, total)
+    elif gather < k * need:
+        line += (f"\n  fewer than all {k} classes need ({k} x {need} = {k * need}): with classes of about equal size "
+                 f"none may be certified. " + _change(settings, total))
     return line
 
 
@@ -91,34 +128,36 @@ def _alternatives(settings: JobSettings) -> list[tuple[str, int]]:
     target, confidence = settings.target_accuracy, settings.confidence_level
     lower_target = round(target - 0.05, 2) if target > 0.55 else None
     lower_confidence = round(confidence - 0.05, 2) if confidence > 0.55 else None
-    flag, mean = _target_flag(settings), _boxes(settings)
+    flag = _target_flag(settings)
     out = []
     if lower_target:
-        out.append((f"{flag} {lower_target:g}", starting_support(lower_target, confidence, mean)))
+        out.append((f"{flag} {lower_target:g}", _need(settings, lower_target, confidence)))
     if lower_confidence:
-        out.append((f"--confidence {lower_confidence:g}", starting_support(target, lower_confidence, mean)))
+        out.append((f"--confidence {lower_confidence:g}", _need(settings, target, lower_confidence)))
     if lower_target and lower_confidence:
         out.append((f"{flag} {lower_target:g} --confidence {lower_confidence:g}",
-                    starting_support(lower_target, lower_confidence, mean)))
+                    _need(settings, lower_target, lower_confidence)))
     return out
 
 
 def _items_for(settings: JobSettings, need: int) -> int | None:
     """Fewest items on which the policy gathers `need` validation labels (None: never)."""
     if settings.validation_policy == "adaptive":
-        return 2 * need if settings.validation_size_for(2 * need) >= need else None
+        return 2 * need if settings.validation_size_for(2 * need, _per_class(settings)) >= need else None
     share = settings.validation_share(need)
     return math.ceil(need / share) if share > 0 and settings.validation_policy == "ground-truth" else None
 
 
 def _change(settings: JobSettings, total: int) -> str:
     """What would let a first certificate happen, with numbers: lower settings, more items."""
-    need = labels_needed(settings)
-    parts = [f"at {flag} the first certificate needs {n} validation labels" for flag, n in _alternatives(settings)]
+    k = _per_class(settings)
+    need = labels_needed(settings) * max(1, k)  # per class: a class's labels for every class
+    a_class = " of a class" if k else ""
+    parts = [f"at {flag} the first certificate needs {n} validation labels{a_class}" for flag, n in _alternatives(settings)]
     items = _items_for(settings, need)
     if items is not None and items > total:
         parts.append(f"at these settings about {items} items give it {need}")
-    if settings.validation_policy == "adaptive" and settings.validation_size_for(total) < need:
+    if settings.validation_policy == "adaptive" and settings.validation_size_for(total, k) < need:
         parts.append(f"--validation-size {need} holds enough")
     return "; ".join(parts)
 
@@ -139,7 +178,12 @@ def why_nothing_auto_labeled(settings_json: dict[str, Any], metrics: list[dict[s
     need = labels_needed(settings)
     held = max([(m.get("ValidationCount") or 0) + (m.get("CarriedSupport") or 0) for m in metrics], default=0)
     accuracy = [m.get("ValidationAccuracy") for m in metrics if isinstance(m.get("ValidationAccuracy"), (int, float))]
-    if held < need:
+    k = _per_class(settings)
+    if k and held < k * need:  # a class is judged on the validation items the model gives it
+        lines = [f"nothing was auto-labeled: under --per-class a class's first certificate needs {need} validation "
+                 f"labels that the model gives that class, all right ({k} x {need} = {k * need} for {k} classes); this "
+                 f"job held at most {held} in all, about {held // k} a class"]
+    elif held < need:
         lines = [f"nothing was auto-labeled: at {_target_flag(settings)} {settings.target_accuracy:g} and --confidence "
                  f"{settings.confidence_level:g} the first certificate needs {need} validation labels; this job held "
                  f"at most {held}"]

@@ -15,8 +15,9 @@ from labelloop.manifest import Label
 class AutoLabels:
     """The auto-labels of one gate, looked up by item id without a million Label objects.
 
-    An item above the threshold is vouched for by the calibrated threshold and bound; an item
-    of the worst-case tail by no threshold and the pool's bound.
+    An item above the threshold is vouched for by the calibrated threshold and bound (with
+    class thresholds: those of the class the model gives it); an item of the worst-case tail by
+    no threshold and the pool's bound.
     """
 
     def __init__(self, ids: np.ndarray, classes: np.ndarray, confidences: np.ndarray, tail: np.ndarray,
@@ -25,6 +26,8 @@ class AutoLabels:
         self._classes, self._confidences, self._tail = classes, confidences, tail
         self._vouched = {False: (cal["Threshold"], cal["LowerBound"]), True: (None, pool_bound)}
         self._support, self._job, self._created, self._iteration = cal["Support"], job_name, created, iteration
+        thresholds, bounds = cal.get("ClassThresholds"), cal.get("ClassLowerBounds")
+        self._by_class = None if thresholds is None else (thresholds, bounds, cal.get("ClassSupports"))
 
     def __contains__(self, item_id: int) -> bool:
         return item_id in self._index
@@ -32,8 +35,14 @@ class AutoLabels:
     def __getitem__(self, item_id: int) -> Label:
         k = self._index[item_id]
         threshold, bound = self._vouched[bool(self._tail[k])]
-        return Label(plain(self._classes[k]), float(self._confidences[k]), False, self._job, self._created,
-                     self._iteration, threshold, bound, self._support)
+        support, cls, class_bound = self._support, plain(self._classes[k]), False
+        if self._by_class is not None and not self._tail[k]:
+            thresholds, bounds, supports = self._by_class
+            threshold = thresholds[cls]
+            if bounds is not None:  # the per-class promise (TBAL's class thresholds state no bound)
+                bound, support, class_bound = bounds[cls], supports[cls], True
+        return Label(cls, float(self._confidences[k]), False, self._job, self._created, self._iteration,
+                     threshold, bound, support, class_bound=class_bound)
 
     def __len__(self) -> int:
         return len(self._index)

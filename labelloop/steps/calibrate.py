@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from labelloop import layout, storage, tasks
+from labelloop.calibration import Calibration, calibrate_per_class
 from labelloop.calibration import calibrate_threshold as calibrate
 from labelloop.config import JobSettings
 from labelloop.contracts import CalibrationResult
@@ -41,7 +42,13 @@ def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
         bounded_mean=task.bounded_mean,
     )
     bound_chose = method == "lower-bound"
-    class_thresholds = None
+    class_thresholds = per_class = None
+    if settings.per_class:  # every class's auto-labels meet the target (config: lower-bound, classes only)
+        classes = calibrate_per_class(val.confidence, np.asarray(quality) >= 1.0, val.values, n_classes,
+                                      target_accuracy=target, confidence_level=settings.confidence_level,
+                                      min_support=settings.min_validation_support)
+        result, per_class = _joined(result, classes), classes
+        class_thresholds = [c.threshold for c in classes]
     if method == "tbal":
         threshold, class_thresholds = _tbal(task, val, quality, n_classes, target)
     else:  # the oracle's threshold is chosen by GateAndRoute, on the pool's predictions
@@ -60,6 +67,8 @@ def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
         "CarriedSupport": result.carried_support if bound_chose else 0,
         "PoolLowerBound": result.pool_bound if bound_chose else None,
         "ClassThresholds": class_thresholds,
+        "ClassLowerBounds": [c.lower_bound for c in per_class] if per_class else None,
+        "ClassSupports": [c.support for c in per_class] if per_class else None,
     }).dump()
     storage.write_json(layout.calibration_uri(settings.output_uri, state["Iteration"]), out)
     return out
@@ -74,3 +83,24 @@ def _tbal(task: tasks.TaskType, val: Any, quality: list[float], n_classes: int,
         return tbal_threshold(val.confidence, ok, target=target), None
     per_class = tbal_class_thresholds(val.confidence, ok >= 1.0, val.values, n_classes, target=target)
     return min((t for t in per_class if t is not None), default=None), per_class
+
+
+def _joined(whole: Calibration, classes: list[Calibration]) -> Calibration:
+    """The per-class thresholds as one calibration: the lowest threshold, the lowest bound (every
+    class's auto-labels meet it, so their union does), the summed support and its accuracy."""
+    passed = [c for c in classes if c.threshold is not None]
+    if not passed:
+        return Calibration(None, None, 0, None, whole.validation_count, whole.validation_accuracy,
+                           min(c.min_support for c in classes))
+    support = sum(c.support for c in passed)
+    bound = min(c.lower_bound for c in passed)
+    return Calibration(
+        threshold=min(c.threshold for c in passed),
+        lower_bound=bound,
+        support=support,
+        accuracy=sum(c.accuracy * c.support for c in passed) / support,
+        validation_count=whole.validation_count,
+        validation_accuracy=whole.validation_accuracy,
+        min_support=min(c.min_support for c in classes),
+        pool_bound=bound,
+    )

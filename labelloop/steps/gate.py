@@ -85,7 +85,7 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     if settings.validation.draws_validation:
         active = iteration["ValidationCount"] - len(retired)
         retired_total = (iteration.get("RetiredValidation") or {}).get("Count", 0) + len(retired)
-        n_validation = min(settings.validation_target(state["Total"], active, retired_total), want // 2 or want)
+        n_validation = min(settings.validation_target(state["Total"], active, retired_total, n_classes), want // 2 or want)
     validation_pick = np.zeros(0, dtype=np.int64)
     if scope.provisional and n_validation:
         # Job scope: validation stands for every item no human has labeled, auto-labeled or not,

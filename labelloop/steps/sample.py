@@ -26,7 +26,7 @@ def sample_for_humans(event: dict[str, Any]) -> dict[str, Any]:
     want = human_batch_limit(settings, state, state["Remaining"])
     rng = np.random.default_rng([settings.seed, state["Iteration"]])
     picks = rng.choice(state["Remaining"], size=want, replace=False).tolist() if want else []
-    n_val = settings.validation.first_batch_validation(settings, state["Total"], want)
+    n_val = settings.validation.first_batch_validation(settings, state["Total"], want, len(config["ClassNames"]))
     roles = {position: (ledger.VALIDATION if k < n_val else ledger.TRAIN) for k, position in enumerate(picks)}
     chosen: dict[int, str] = {}
     unlabeled = 0

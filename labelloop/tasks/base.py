@@ -150,6 +150,8 @@ class TaskType:
             }
             if label.threshold is None:  # below the threshold, paid for by the bound's slack
                 metadata["labelloop-calibration"]["basis"] = "worst-case tail"
+            if label.class_bound:  # the per-class promise: the threshold of the class this label gives vouched
+                metadata["labelloop-calibration"]["class-name"] = class_names[label.class_id]
         line[attribute] = self.line_value(label.class_id, class_names, folder=folder, name=name)
         line[f"{attribute}-metadata"] = metadata
         return line

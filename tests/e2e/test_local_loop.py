@@ -96,7 +96,7 @@ def test_auto_labels_are_accurate_and_carry_their_calibration(full_run):
     assert len(auto) > 300, "auto-labeling should pay off on digits"
     for line in auto:
         cal = line["digit-metadata"]["labelloop-calibration"]
-        assert cal["accuracy-lower-bound"] >= 0.95 and cal["support"] >= 153
+        assert cal["accuracy-lower-bound"] >= 0.95 and cal["support"] >= 59  # start_for: 59 below 153 validation items
         if cal.get("basis") == "worst-case tail":  # below the threshold, paid for by the bound's slack
             assert cal["threshold"] is None
         else:

@@ -2,9 +2,13 @@ import numpy as np
 import pytest
 
 from labelloop.calibration import (
+    calibrate_per_class,
     calibrate_threshold,
+    class_confidence,
+    class_support_needed,
     clopper_pearson_lower,
     smallest_passing_support,
+    start_for,
     starting_support,
     worst_case_tail,
 )
@@ -54,8 +58,44 @@ def test_nothing_qualifies_when_model_is_poor():
 
 
 def test_too_few_validation_items_never_auto_labels():
+    cal = calibrate_threshold([0.99] * 58, [True] * 58, target_accuracy=0.95, confidence_level=0.95)
+    assert cal.threshold is None and cal.min_support == 59
+
+
+def test_a_small_validation_set_certifies_as_soon_as_it_could_pass():
+    # 150 validation items (a 400-item job gathers about that many): below the starting support
+    # the test starts at the smallest support that could pass, so a good model certifies.
+    assert start_for(0.95, 0.95, 150) == 59 and start_for(0.95, 0.95, 153) == 153
     cal = calibrate_threshold([0.99] * 150, [True] * 150, target_accuracy=0.95, confidence_level=0.95)
+    assert cal.threshold == 0.99 and cal.support == 150 and cal.min_support == 59
+    # The top 89 of 96 right, errors below: the threshold stops above the first error.
+    conf = np.linspace(1.0, 0.5, 96)
+    correct = np.r_[np.ones(89, bool), False, np.ones(4, bool), False, False]
+    cal = calibrate_threshold(conf, correct, target_accuracy=0.95, confidence_level=0.95)
+    assert cal.support == 89 and cal.threshold == pytest.approx(conf[88]) and cal.lower_bound >= 0.95
+    # One error among the top 59: that first test fails and nothing is certified.
+    correct = np.r_[False, np.ones(95, bool)]
+    assert calibrate_threshold(conf, correct, target_accuracy=0.95, confidence_level=0.95).threshold is None
+    # A larger MinValidationSupport still wins.
+    cal = calibrate_threshold([0.99] * 150, [True] * 150, target_accuracy=0.95, confidence_level=0.95, min_support=151)
     assert cal.threshold is None
+
+
+@pytest.mark.parametrize("n", [59, 80, 120, 152])
+def test_coverage_of_the_guarantee_at_small_validation_sets(n):
+    """Below the starting support the promise still holds: over models near the target, a
+    threshold whose true accuracy misses the target is chosen in at most 5 % of draws."""
+    for slope in (0.12, 0.2, 0.3):  # accuracy at confidence c is 1 - slope (1 - c); c uniform on [0, 1]
+        misses = certified = 0
+        for seed in range(400):
+            rng = np.random.default_rng([n, seed])
+            conf = rng.uniform(0.0, 1.0, n)
+            correct = rng.random(n) < 1.0 - slope * (1.0 - conf)
+            cal = calibrate_threshold(conf, correct, target_accuracy=0.95, confidence_level=0.95)
+            if cal.threshold is not None:
+                certified += 1
+                misses += 1.0 - slope * (1.0 - cal.threshold) / 2.0 < 0.95  # true accuracy above it
+        assert misses / 400 <= 0.05, (n, slope, misses, certified)
 
 
 def test_stops_at_first_failure_from_the_top():
@@ -152,3 +192,39 @@ def test_the_worst_case_tail_keeps_the_pool_at_the_target_even_if_every_tail_ite
 def test_impossible_carried_counts_are_refused():
     with pytest.raises(ValueError, match="impossible"):
         calibrate_threshold([0.9], [True], target_accuracy=0.95, confidence_level=0.95, carried_correct=5, carried_total=3)
+
+
+def test_per_class_thresholds_find_the_class_a_good_whole_hides():
+    # Three classes; class 2's confident items are right only 80 % of the time, the whole 95 %.
+    rng = np.random.default_rng(3)
+    pred = np.repeat([0, 1, 2], [2000, 2000, 500])
+    conf = rng.uniform(0.5, 1.0, pred.size)
+    correct = rng.random(pred.size) < np.where(pred == 2, 0.8, 0.99)
+    whole = calibrate_threshold(conf, correct, target_accuracy=0.95, confidence_level=0.95)
+    assert whole.threshold is not None and correct[conf >= whole.threshold][pred[conf >= whole.threshold] == 2].mean() < 0.9
+    classes = calibrate_per_class(conf, correct, pred, 3, target_accuracy=0.95, confidence_level=0.95)
+    assert [c.threshold is not None for c in classes] == [True, True, False]
+    for c in classes[:2]:
+        assert c.lower_bound >= 0.95 and c.min_support == 271  # the starting support at 1 - 0.05 / 3 confidence
+    assert class_support_needed(0.95, 0.95, 3) == 80  # fewer validation items: 80, all right
+    assert class_confidence(0.95, 10) == pytest.approx(0.995) and class_support_needed(0.95, 0.95, 10) == 104
+
+
+def test_per_class_coverage_every_class_meets_the_target_jointly():
+    """Over many draws, some class's auto-labels miss the target in at most 5 % of them (jointly).
+
+    Classes near the target: testing each at the whole confidence (no split) misses in 25 of these
+    300 draws, 8 %; the Bonferroni split keeps the joint promise."""
+    slopes = np.array([0.12, 0.2, 0.3, 0.4])  # class c's accuracy at confidence x: 1 - slope_c (1 - x)
+    misses = any_certified = 0
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        pred = rng.integers(0, 4, 2000)
+        conf = rng.uniform(0.0, 1.0, pred.size)
+        correct = rng.random(pred.size) < 1.0 - slopes[pred] * (1.0 - conf)
+        classes = calibrate_per_class(conf, correct, pred, 4, target_accuracy=0.95, confidence_level=0.95)
+        thresholds = [(c, cal.threshold) for c, cal in enumerate(classes) if cal.threshold is not None]
+        any_certified += bool(thresholds)
+        misses += any(1.0 - slopes[c] * (1.0 - t) / 2.0 < 0.95 for c, t in thresholds)  # true accuracy above t
+    assert any_certified > 20
+    assert misses / 300 <= 0.05

@@ -2,8 +2,11 @@
 
 import argparse
 
-from labelloop.cli import build_parser
+import pytest
+
+from labelloop.cli import _execution_input, build_parser
 from labelloop.cli_run import cost_settings, summary_lines
+from labelloop.config import ConfigurationError
 
 SUMMARY = {"Total": 200, "Rejected": 0, "HumanLabeledByThisJob": 100, "HumanAdjusted": 60, "HumanCost": 5.6,
            "AutoLabeled": 100, "Unlabeled": 0, "Iterations": 3, "StopReason": "all-labeled",
@@ -37,3 +40,16 @@ def test_the_summary_says_what_the_labels_cost_in_clicks_where_the_answers_said(
     lines = summary_lines(args, {**SUMMARY, "HumanClicks": 1234}, settings, None, 100, 12.0, [])
     assert "  clicks spent:          1234 (12.3 a human label)" in lines
     assert not any("clicks" in line for line in summary_lines(args, SUMMARY, settings, None, 100, 12.0, []))
+
+
+def test_per_class_reaches_the_settings_and_is_refused_for_boxes_before_anything_starts(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"source": "a"}\n')
+    text = build_parser().parse_args(["run", "--manifest", str(manifest), "--output", str(tmp_path / "o"),
+                                      "--task-type", "text-classification", "--label-attribute", "topic",
+                                      "--labels", "a,b", "--per-class"])
+    assert _execution_input(text, tmp_path / "o")["PerClassPromise"] is True
+    boxes = run_args("--per-class")
+    boxes.manifest, boxes.label_attribute = str(manifest), "objects"
+    with pytest.raises(ConfigurationError, match="PerClassPromise is for classification"):
+        _execution_input(boxes, tmp_path / "o")

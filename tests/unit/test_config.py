@@ -158,3 +158,29 @@ def test_adjusted_labels_cost_their_own_price_and_the_money_budget_counts_the_de
     assert apart.human_labels_left(125) == 0
     dearer = JobSettings.parse({**BASE, "PricePerLabel": 0.03, "PricePerAdjustedLabel": 0.08, "MaxHumanCost": 8.0})
     assert dearer.human_label_limit() == 100, "an adjustment dearer than a blind label bounds the budget then"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"TaskType": "object-detection"}, "PerClassPromise is for classification; a object-detection label"),
+        ({"CalibrationMethod": "fixed-margin"}, "PerClassPromise needs CalibrationMethod 'lower-bound'"),
+        ({"CalibrationScope": "cumulative"}, "PerClassPromise works with CalibrationScope 'job' (the default) or 'iteration'"),
+    ],
+)
+def test_the_per_class_promise_is_refused_where_it_cannot_hold(change, message):
+    with pytest.raises(ConfigurationError) as err:
+        JobSettings.parse({**BASE, "PerClassPromise": True, **change})
+    assert message in str(err.value)
+    JobSettings.parse({**BASE, "PerClassPromise": False, **change})  # the same settings without it are fine
+    with pytest.raises(ConfigurationError, match="PerClassPromise must be true or false, got 'yes'"):
+        JobSettings.parse({**BASE, "PerClassPromise": "yes"})
+
+
+def test_the_per_class_promise_holds_enough_validation_labels_for_every_class():
+    settings = JobSettings.parse({**BASE, "PerClassPromise": True})
+    assert settings.validation_size_for(5000, n_classes=10) == 1040  # 104 a class at 99.5 %
+    assert settings.validation_size_for(5000, n_classes=2) == 400  # 2 x 72 fit in the usual 400
+    assert JobSettings.parse(BASE).validation_size_for(5000, n_classes=10) == 400
+    given = JobSettings.parse({**BASE, "PerClassPromise": True, "ValidationSize": 300})
+    assert given.validation_size_for(5000, n_classes=10) == 300  # the user's size wins

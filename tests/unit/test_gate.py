@@ -300,3 +300,34 @@ def test_an_oracle_gate_auto_labels_down_to_the_lowest_threshold_the_truth_allow
     assert any(i < 100 for i in above)  # so wrong labels come in, as far as the target allows
     auto = {r["id"] for r in records if r["label"] and not r["label"]["human"]}
     assert auto and auto <= set(above)
+
+
+def sure_of_even_and_wrongly_sure_of_some(line):
+    # Humans answer class 0. Even ids: class 0, sure (right); ids 1 mod 20: class 1, sure (wrong);
+    # the rest: class 1, unsure (wrong). The whole of the sure items is about 91 % right.
+    i = line["labelloop-id"]
+    return [0.99, 0.01] if i % 2 == 0 else [0.02, 0.98] if i % 20 == 1 else [0.45, 0.55]
+
+
+def test_the_per_class_promise_keeps_a_bad_class_out_that_the_whole_lets_in(tmp_path):
+    whole = {"CalibrationScope": "job", "HumanBatchSize": 200, **LENIENT}
+    config, state = start_job(tmp_path / "whole", **whole)
+    state = model_judges(config, humans_answer(config, state), sure_of_even_and_wrongly_sure_of_some)
+    auto = [r["label"] for r in ledger_records(state) if r["label"] and not r["label"]["human"]]
+    assert {a["class"] for a in auto} == {0, 1}  # the sure, wrong class-1 items pass with the whole
+
+    config, state = start_job(tmp_path / "per-class", PerClassPromise=True, **whole)
+    state = model_judges(config, humans_answer(config, state), sure_of_even_and_wrongly_sure_of_some)
+    cal = json.loads((tmp_path / "per-class" / "out" / "iterations" / "001" / "calibration.json").read_text())
+    assert cal["ClassThresholds"] == [0.99, None] and cal["ClassLowerBounds"][1] is None
+    assert cal["Threshold"] == 0.99 and cal["LowerBound"] == cal["ClassLowerBounds"][0] >= 0.8
+    auto = [r["label"] for r in ledger_records(state) if r["label"] and not r["label"]["human"]]
+    assert auto and all(a["class"] == 0 for a in auto)
+    assert all((a["threshold"], a["lower-bound"], a["support"], a["class-bound"]) ==
+               (0.99, cal["ClassLowerBounds"][0], cal["ClassSupports"][0], True) for a in auto)
+    # The output manifest names the class whose threshold vouched for the auto-label.
+    line = tasks.get("text-classification").output_line(
+        {"source": "x"}, Label.from_json(auto[0]), attribute="label", class_names=["a", "b"])
+    assert line["label-metadata"]["labelloop-calibration"] == {
+        "threshold": 0.99, "accuracy-lower-bound": cal["ClassLowerBounds"][0], "support": cal["ClassSupports"][0],
+        "class-name": "a"}

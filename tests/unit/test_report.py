@@ -319,8 +319,8 @@ def test_a_run_that_auto_labeled_nothing_says_why_and_what_would_change_it(finis
     write(summary, {**json.loads(summary.read_text()), "AutoLabeled": 0})
     page = write_report(finished_run).read_text()
     assert "<h2>Nothing was auto-labeled</h2>" in page
-    assert "the first certificate needs 153 validation labels; this job held at most 10" in page
-    assert "at --target-accuracy 0.9 the first certificate needs 76 validation labels" in page
+    assert "the first certificate needs 59 validation labels; this job held at most 10" in page
+    assert "at --target-accuracy 0.9 the first certificate needs 29 validation labels" in page
 
 
 def test_a_box_run_draws_each_labels_boxes_on_its_image(tmp_path):
