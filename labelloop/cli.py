@@ -308,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "items, checked before the run starts; answers for simulated annotators, with people only used to "
                      "score the result")
     run.add_argument("--annotator-accuracy", type=float, default=1.0,
-                     help="chance a simulated annotator answers correctly")
+                     help="chance a simulated annotator answers correctly (masks by clicks: that each click lands "
+                          "where it was meant)")
     run.add_argument("--simulated-annotator", default=None, metavar="KIND",
                      help="masks: 'clicks' (default: the click tool, each object's extreme points and corrections "
                           "until IoU 0.85, cost counted in clicks) or 'painter' (the true mask, its boundaries ragged)")
