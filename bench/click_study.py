@@ -35,7 +35,7 @@ from labelloop.datasets.canvases import CANVAS, background, finish, placements  
 from labelloop.datasets.fashion_mnist import DEFAULT_SOURCE, load_fashion_mnist  # noqa: E402
 from labelloop.datasets.fashion_mnist_segmentation import prepare_fashion_mnist_segmentation  # noqa: E402
 from labelloop.tasks.semantic_segmentation.clicks import PROPOSERS, clicked, iou  # noqa: E402
-from labelloop.tasks.semantic_segmentation import hex_colors  # noqa: E402
+from labelloop.tasks.semantic_segmentation import rgb_palette  # noqa: E402
 
 
 def objects(count: int, seed: int, source: Path) -> list[np.ndarray]:
@@ -75,7 +75,7 @@ def main() -> None:
     images = [np.asarray(Image.open(p), dtype=np.uint8) for p in sorted((work / "images").glob("*.png"))]
     truths = [np.asarray(Image.open(p).convert("RGB"), dtype=np.uint8) for p in sorted((work / "masks").glob("*.png"))]
     instance_maps = objects(args.images, args.seed, args.source)
-    white = np.array([int(hex_colors(0)[0][k:k + 2], 16) for k in (1, 3, 5)], np.uint8)
+    white = rgb_palette(0)[0]
     for i, (truth, instances) in enumerate(zip(truths, instance_maps)):  # the replay drew what the preparer drew
         if not ((truth == white).all(axis=2) == (instances == 0)).all():
             raise SystemExit(f"canvas {i}: the replayed objects are not the prepared truth's")

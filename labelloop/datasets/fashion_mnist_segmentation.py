@@ -29,7 +29,7 @@ import numpy as np
 from labelloop.datasets.canvases import CANVAS, background, canvas_count, finish, placements, write_prepared
 from labelloop.datasets.common import PreparedDataset, write_images
 from labelloop.datasets.fashion_mnist import CLASS_NAMES, DEFAULT_SOURCE, load_fashion_mnist
-from labelloop.tasks.semantic_segmentation import color_map, hex_colors
+from labelloop.tasks.semantic_segmentation import color_map, rgb_palette
 
 TASK_TYPE = "semantic-segmentation"
 TRUTH_NAME = "truth.manifest"
@@ -82,8 +82,8 @@ def prepare_fashion_mnist_segmentation(
     for i in range(count):
         canvases[i], masks[i] = compose(rng, items, targets)
     out = Path(out)
-    colours = np.array([[int(c[k:k + 2], 16) for k in (1, 3, 5)] for c in hex_colors(len(CLASS_NAMES))], np.uint8)
-    mask_paths = write_images(out, colours[masks], folder=MASKS_DIR)  # painted as Ground Truth paints them
+    # Painted as Ground Truth paints them.
+    mask_paths = write_images(out, rgb_palette(len(CLASS_NAMES))[masks], folder=MASKS_DIR)
     # Images showing each class (what a per-class count means for masks).
     shown = np.zeros((count, len(CLASS_NAMES) + 1), dtype=bool)
     shown[np.arange(count)[:, None], masks.reshape(count, -1)] = True

@@ -99,11 +99,11 @@ def _mask_overlay(value: Any) -> Any:
     import numpy as np
     from PIL import Image
 
-    from labelloop.tasks.semantic_segmentation import BACKGROUND_HEX, decode_mask, hex_colors
+    from labelloop.tasks.semantic_segmentation import decode_mask, rgb_palette
 
     try:
         mask = decode_mask(value)
-        rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in hex_colors(int(mask.max()))], np.uint8)[mask]
+        rgb = rgb_palette(int(mask.max()))[mask]
         painted = mask != 0
     except ValueError:
         try:
@@ -111,7 +111,7 @@ def _mask_overlay(value: Any) -> Any:
                 rgb = np.asarray(image.convert("RGB"))
         except Exception:  # not a readable image: the example is drawn without its mask
             return None
-        painted = (rgb != [int(BACKGROUND_HEX[i:i + 2], 16) for i in (1, 3, 5)]).any(axis=2)
+        painted = (rgb != rgb_palette(0)[0]).any(axis=2)  # anything but the background's colour
     alpha = np.where(painted, MASK_ALPHA, 0).astype(np.uint8)
     return Image.fromarray(np.dstack([rgb, alpha]), mode="RGBA")
 

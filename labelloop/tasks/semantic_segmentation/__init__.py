@@ -124,6 +124,11 @@ def hex_colors(n_classes: int) -> list[str]:
     return colors
 
 
+def rgb_palette(n_classes: int) -> np.ndarray:
+    """`hex_colors` as a (n_classes + 1, 3) uint8 lookup table: `rgb_palette(k)[mask]` paints a class map."""
+    return np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in hex_colors(n_classes)], dtype=np.uint8)
+
+
 def color_map(class_names: Sequence[str], confidence: float | None = None) -> dict[str, dict[str, Any]]:
     """Ground Truth's `internal-color-map` for this job's categories."""
     names = [BACKGROUND, *class_names]
@@ -139,9 +144,8 @@ def paint(mask: np.ndarray, n_classes: int) -> bytes:
     """The RGB PNG Ground Truth writes for a class map: each class in its `internal-color-map` colour."""
     from PIL import Image
 
-    lut = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in hex_colors(n_classes)], dtype=np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(lut[mask], mode="RGB").save(buffer, format="PNG")
+    Image.fromarray(rgb_palette(n_classes)[mask], mode="RGB").save(buffer, format="PNG")
     return buffer.getvalue()
 
 
