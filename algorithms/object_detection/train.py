@@ -246,33 +246,21 @@ def train_head(args, images, boxes, classes, spec, generator, timer):
     rng = np.random.default_rng(args["seed"])
     head = refiner.build(refiner.architecture(spec["channels"], k, args["head_width"]))
     batch_size = max(1, min(args["batch_size"], n))
-    steps_per_epoch = max(1, n // batch_size)
     epochs = args["head_epochs"] or auto_head_epochs(n)
-    optimiser = torch.optim.AdamW(head.parameters(), lr=2e-3, weight_decay=args["weight_decay"])
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_schedule.one_cycle(epochs * steps_per_epoch, 0.15))
-    for epoch in range(1, epochs + 1):
-        head.train()
-        order = torch.randperm(n, generator=generator).numpy()
-        totals = {"head-class": 0.0, "head-edges": 0.0}
-        for step in range(steps_per_epoch):
-            idx = order[step * batch_size : (step + 1) * batch_size]
-            xb = torch.from_numpy(images[idx]).to(torch.float32)
-            bb = [boxes[i].copy() for i in idx]
-            if args["horizontal_flip"]:
-                flip = rng.random(len(idx)) < 0.5
-                xb = torch.where(torch.from_numpy(flip)[:, None, None, None], xb.flip(3), xb)
-                for j in np.nonzero(flip)[0]:
-                    bb[j][:, 0] = size - bb[j][:, 0] - bb[j][:, 2]
-            batch = refiner.samples(bb, [classes[i] for i in idx], size, k, rng)
-            value, parts = refiner.loss(head, centernet.normalise(xb, spec["mean"], spec["std"]), batch)
-            optimiser.zero_grad(set_to_none=True)
-            value.backward()
-            optimiser.step()
-            schedule.step()
-            for key, part in parts.items():
-                totals[key] += part
-        summary = " ".join(f"{key}={total / steps_per_epoch:.4f}" for key, total in totals.items())
-        script_mode.log(f"box head epoch {epoch}/{epochs}: {summary} ({timer():.1f}s)")
+
+    def batch_loss(idx: np.ndarray):
+        xb = torch.from_numpy(images[idx]).to(torch.float32)
+        bb = [boxes[i].copy() for i in idx]
+        if args["horizontal_flip"]:
+            flip = rng.random(len(idx)) < 0.5
+            xb = torch.where(torch.from_numpy(flip)[:, None, None, None], xb.flip(3), xb)
+            for j in np.nonzero(flip)[0]:
+                bb[j][:, 0] = size - bb[j][:, 0] - bb[j][:, 2]
+        batch = refiner.samples(bb, [classes[i] for i in idx], size, k, rng)
+        return refiner.loss(head, centernet.normalise(xb, spec["mean"], spec["std"]), batch)
+
+    torch_training.fit(head, batch_loss, ["head-class", "head-edges"], args, n=n, batch_size=batch_size, epochs=epochs,
+                       generator=generator, timer=timer, learning_rate=2e-3, label="box head epoch")
     head.eval()
     return head
 
