@@ -144,7 +144,8 @@ def relabel(head: RegionHead, images: torch.Tensor, masks: np.ndarray, probs: np
     k = probs.shape[1] - 1
     inside = objects.ids.ravel() > 0
     label = objects.ids.ravel()[inside] - 1
-    per_pixel = probs.transpose(0, 2, 3, 1).reshape(-1, k + 1)[inside]
+    flat = np.moveaxis(probs, 1, -1).reshape(-1, k + 1).copy()  # a pixel a row; revised below
+    per_pixel = flat[inside]
     votes = np.stack([np.bincount(label, weights=per_pixel[:, c], minlength=len(objects)) for c in range(1, k + 1)], axis=1)
     votes /= np.maximum(votes.sum(axis=1, keepdims=True), 1e-12)
     mixed = np.log(np.concatenate(head_probs) + 1e-6) + MIX * np.log(votes + 1e-6)
@@ -152,6 +153,5 @@ def relabel(head: RegionHead, images: torch.Tensor, masks: np.ndarray, probs: np
     posterior /= posterior.sum(axis=1, keepdims=True)
     out_masks = masks.copy().ravel()
     out_masks[inside] = (posterior.argmax(axis=1) + 1)[label]
-    out_probs = probs.transpose(0, 2, 3, 1).reshape(-1, k + 1).copy()
-    out_probs[inside, 1:] = posterior[label] * (1.0 - out_probs[inside, :1])
-    return out_masks.reshape(masks.shape), out_probs.reshape(probs.shape[0], *probs.shape[2:], k + 1).transpose(0, 3, 1, 2)
+    flat[inside, 1:] = posterior[label] * (1.0 - per_pixel[:, :1])
+    return out_masks.reshape(masks.shape), np.moveaxis(flat.reshape(probs.shape[0], *probs.shape[2:], k + 1), -1, 1)
