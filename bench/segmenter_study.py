@@ -67,8 +67,9 @@ def source_dir(work: Path) -> Path:
     return src
 
 
-def train(src: Path, work: Path, lines: list[dict], hps: dict) -> tuple[Path, float, float]:
-    """The model folder, the training's wall seconds and its CPU seconds (user + system)."""
+def train(src: Path, work: Path, lines: list[dict], hps: dict, previous: Path | None = None) -> tuple[Path, float, float]:
+    """The model folder, the training's wall seconds and its CPU seconds (user + system); with
+    `previous`, training continues from that model (the loop's `model` channel)."""
     channel, model = work / "train", work / f"model-{len(lines)}"
     for folder in (channel, model):
         shutil.rmtree(folder, ignore_errors=True)
@@ -77,6 +78,8 @@ def train(src: Path, work: Path, lines: list[dict], hps: dict) -> tuple[Path, fl
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
     env.update(SM_MODEL_DIR=str(model), SM_CHANNEL_TRAIN=str(channel), SM_NUM_CPUS="1",
                SM_HPS=json.dumps(hps), SM_OUTPUT_FAILURE=str(work / "failure"))
+    if previous is not None:
+        env["SM_CHANNEL_MODEL"] = str(previous)
     before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     proc = subprocess.run([sys.executable, "train.py"], cwd=src, env=env, capture_output=True, text=True)
     elapsed, after = time.monotonic() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -147,6 +150,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hps", default="{}", help="extra hyperparameters, a JSON object")
     parser.add_argument("--reuse", action="store_true", help="answer with the model-N an earlier run left in --work")
+    parser.add_argument("--warm-chain", action="store_true",
+                        help="each size continues from the previous size's model, as the loop's iterations do")
     parser.add_argument("--without-head", action="store_true", help="also answer with the U-Net alone (the region head's ablation)")
     args = parser.parse_args()
     import torch
@@ -160,12 +165,14 @@ def main() -> None:
     inference = load_module(src, "inference")
     image_iou = load_module(src, "confidence").image_iou
     rows: list[dict] = []
+    previous = None
     for size in sizes:
         hps = {"num-classes": len(CLASS_NAMES), "seed": args.seed, **json.loads(args.hps)}
         if args.reuse and (work / f"model-{size}" / "model.pt").is_file():
             model, seconds, cpu = work / f"model-{size}", float("nan"), float("nan")
         else:
-            model, seconds, cpu = train(src, work, lines[:size], hps)
+            model, seconds, cpu = train(src, work, lines[:size], hps, previous if args.warm_chain else None)
+        previous = model
         answers = predict(inference, model, test)
         (work / f"answers-{size}.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers), encoding="utf-8")
         print(f"\n{size} training images, trained in {seconds:.0f}s ({cpu:.0f} CPU s)")

@@ -129,8 +129,7 @@ class IterationPlan(Contract):
     validation_count: int = Field(alias="ValidationCount")
     unlabeled_count: int = Field(alias="UnlabeledCount")
     retired_validation: RetiredValidation = Field(alias="RetiredValidation")
-    train_channel_uri: str = Field(alias="TrainChannelUri")
-    validation_channel_uri: str = Field(alias="ValidationChannelUri")
+    training_channels: list[dict[str, Any]] = Field(alias="TrainingChannels")  # the training job's InputDataConfig
     model_output_uri: str = Field(alias="ModelOutputUri")
     hyper_parameters: dict[str, str] = Field(alias="HyperParameters")
     validation_transform: Transform = Field(alias="ValidationTransform")

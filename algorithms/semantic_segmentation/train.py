@@ -42,6 +42,7 @@ import schedule as lr_schedule  # noqa: E402
 import script_mode  # noqa: E402
 import torch_training  # noqa: E402
 import unet  # noqa: E402
+import warm_start  # noqa: E402
 
 CONFIG_FILE = "model-config.json"
 WEIGHTS_FILE = "model.pt"
@@ -67,6 +68,7 @@ SPECS = [
     hp.Spec("head-epochs", int, None, "passes of the region head over the training objects; auto: from their number", allow_auto=True, minimum=1),
     hp.Spec("head-width", int, 32, "channels of the region head's first conv block (then 2x, 4x)", minimum=4, maximum=128),
     hp.Spec("head-learning-rate", float, 3e-3, "peak learning rate of the region head", minimum=0.0),
+    hp.Spec("warm-start", bool, True, "start from the previous model (the `model` channel) when its architecture is the same"),
 ]
 
 TARGET_STEPS = 600  # optimiser steps the auto epoch count aims for ...
@@ -192,7 +194,20 @@ def train(args: dict) -> None:
     epochs = args["epochs"] or auto_epochs(n, batch_size)
     arch = unet.architecture(channels, k, size, args["width"])
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    net = unet.build(arch).to(device)
+    net = unet.build(arch)
+    head_start = None
+    previous = warm_start.previous_model(CONFIG_FILE) if args["warm_start"] else None
+    if previous is not None:
+        folder, old = previous
+        if old.get("architecture") == arch and old.get("input", {}).get("channels") == channels:
+            net.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+            spec = old["input"]  # the weights were trained on that normalisation
+            if old.get("region_head") == region_head.architecture(channels, k, args["head_width"]) and (folder / HEAD_FILE).is_file():
+                head_start = torch.load(folder / HEAD_FILE, map_location="cpu", weights_only=True)
+            script_mode.log(f"continuing from the previous model (trained on {old.get('train_count')} images)")
+        else:
+            script_mode.log("the previous model has another architecture or input: training from scratch")
+    net = net.to(device)
     script_mode.log(f"training {epochs} epochs of {max(1, n // batch_size)} steps, batch size {batch_size}, {threads} threads, on {device.type}")
 
     def batch_loss(idx: np.ndarray):
@@ -207,7 +222,7 @@ def train(args: dict) -> None:
     torch_training.fit(net, batch_loss, ["ce", "dice"], args, n=n, batch_size=batch_size, epochs=epochs,
                        generator=generator, timer=timer)
 
-    head = train_head(args, x_train, y_train, spec, channels, generator, timer) if args["region_head"] else None
+    head = train_head(args, x_train, y_train, spec, channels, generator, timer, head_start) if args["region_head"] else None
 
     val_loss = val_iou = None
     if len(x_val):
@@ -238,13 +253,16 @@ def train(args: dict) -> None:
     script_mode.finish_model(out, CONFIG_FILE, config, timer())
 
 
-def train_head(args, images, masks, spec, channels, generator, timer):
-    """The region head, on the training masks' objects (on the CPU: crops are small)."""
+def train_head(args, images, masks, spec, channels, generator, timer, start=None):
+    """The region head, on the training masks' objects (on the CPU: crops are small), from the
+    state dict `start` when given."""
     objects, usable = region_head.training_objects(masks)
     if not len(usable):
         script_mode.log("no object of at least region_head.MIN_PIXELS pixels in the training masks: no region head")
         return None
     head = region_head.build(region_head.architecture(channels, args["num_classes"], args["head_width"]))
+    if start is not None:
+        head.load_state_dict(start)
     x = unet.normalise(torch.from_numpy(images), spec["mean"], spec["std"])
     rng = np.random.default_rng(args["seed"])
     batch_size = max(1, min(region_head.BATCH, len(usable)))

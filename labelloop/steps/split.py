@@ -50,6 +50,7 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
     # Pre-labeling: the first iteration is judged with the model the user gave, not trained.
     initial = settings.initial_model_artifacts
     given = initial if (initial and it == 1) else ""
+    previous = state.get("ModelArtifacts") if tasks.get(settings.task_type).continues_training else None
     return IterationPlan.model_validate({
         "Train": not given,
         "GivenModelArtifacts": given,
@@ -60,8 +61,7 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
         "UnlabeledCount": unlabeled.count,
         # Verdicts of retired validation items, which the cumulative scope carries over.
         "RetiredValidation": {"Count": retired, "Correct": retired_right},
-        "TrainChannelUri": paths.train_channel,
-        "ValidationChannelUri": paths.validation_channel,
+        "TrainingChannels": training_channels(paths, previous),
         "ModelOutputUri": paths.model_output,
         # SageMaker's script-mode convention: every hyperparameter value is a JSON-encoded string.
         "HyperParameters": {k: json.dumps(v) for k, v in hyperparameters.items()},
@@ -76,3 +76,17 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
             "OutputUri": paths.unlabeled_predictions,
         },
     }).dump()
+
+
+def training_channels(paths: layout.IterationPaths, previous_model: str | None) -> list[dict[str, Any]]:
+    """The training job's InputDataConfig: the human labels to train on, the validation labels it
+    reports on, and, for task types that continue training, the previous iteration's model."""
+    channels = [("train", paths.train_channel, "application/jsonlines"),
+                ("validation", paths.validation_channel, "application/jsonlines")]
+    if previous_model:
+        channels.append(("model", previous_model, "application/x-tar"))
+    return [{
+        "ChannelName": name,
+        "ContentType": content_type,
+        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}},
+    } for name, uri, content_type in channels]

@@ -65,6 +65,9 @@ class TaskType:
     # The line's `<attribute>` names a file that holds the label (a mask PNG) rather than holding it;
     # Ground Truth then wants the attribute name to end in "-ref", and every other one not to.
     label_in_file: ClassVar[bool] = False
+    # Each iteration's training job gets the previous iteration's model (a `model` channel) and
+    # starts from its weights: for networks whose training budget, not their data, holds them back.
+    continues_training: ClassVar[bool] = False
 
     def built_in_lambda_arns(self, region: str) -> tuple[str, str]:
         """(PreHumanTaskLambdaArn, AnnotationConsolidationLambdaArn) for a region."""

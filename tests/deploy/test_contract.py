@@ -145,6 +145,26 @@ def test_the_checks_would_catch_a_bad_request(trained):
     assert "TrainingJobName" in text and "S3OutputPath" in text and "InstanceType" in text
 
 
+def test_a_training_job_that_continues_gets_the_previous_model_as_a_valid_channel(trained):
+    """Task types that continue training add a `model` channel (the previous model.tar.gz); the
+    classification run sends train and validation only."""
+    from labelloop import layout
+    from labelloop.steps.split import training_channels
+
+    for body in trained.bodies("createTrainingJob"):
+        assert [c["ChannelName"] for c in body["InputDataConfig"]] == ["train", "validation"]
+    bucket = Resolver().data_bucket()
+    previous = f"s3://{bucket}/out/models/job-001-train/output/model.tar.gz"
+    channels = training_channels(layout.IterationPaths(f"s3://{bucket}/out", 2), previous)
+    assert [(c["ChannelName"], c["DataSource"]["S3DataSource"]["S3Uri"]) for c in channels][2] == ("model", previous)
+    body = {**trained.bodies("createTrainingJob")[0], "InputDataConfig": channels}
+    shape = SAGEMAKER.operation_model("CreateTrainingJob").input_shape
+    report = ParamValidator().validate(body, shape)
+    assert not report.has_errors(), report.generate_report()
+    assert not _model_problems(shape, body, "body")
+    assert tasks.get("semantic-segmentation").continues_training and not tasks.get("image-classification").continues_training
+
+
 # ---------------------------------------------------------------- the stack
 
 

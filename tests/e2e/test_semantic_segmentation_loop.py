@@ -65,6 +65,14 @@ def test_the_loop_runs_masks_through_the_real_state_machine(masks_run):
     assert result.summary["HumanLabeled"] + result.summary["AutoLabeled"] + result.summary["Unlabeled"] == CANVASES
 
 
+def test_each_iteration_trains_on_from_the_model_before_it(masks_run):
+    out = masks_run[-1]
+    logs = {path.parent.name[-9:]: path.read_text() for path in (out / "work" / "jobs" / "training").glob("*/logs.txt")}
+    assert sorted(logs) == ["001-train", "002-train"], sorted(logs)
+    assert "continuing from the previous model" not in logs["001-train"]
+    assert "continuing from the previous model (trained on" in logs["002-train"]
+
+
 def test_people_masks_are_what_they_painted_in_ground_truths_format(masks_run):
     _, _, truth, lines, classes, _, out = masks_run
     answers: dict[str, str] = {}

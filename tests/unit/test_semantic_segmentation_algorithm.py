@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import tarfile
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,9 @@ def write_channel(folder: Path, lines: list[dict[str, Any]]) -> None:
     (folder / "data.manifest").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
 
 
-def run_training(src: Path, workdir: Path, hps: dict[str, Any]) -> tuple[subprocess.CompletedProcess, Path, Path]:
-    model_dir, failure = workdir / "model", workdir / "output" / "failure"
+def run_training(src: Path, workdir: Path, hps: dict[str, Any], previous: Path | None = None,
+                 model_dir: Path | None = None) -> tuple[subprocess.CompletedProcess, Path, Path]:
+    model_dir, failure = model_dir or workdir / "model", workdir / "output" / "failure"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
     env.update(
         SM_MODEL_DIR=str(model_dir), SM_CHANNEL_TRAIN=str(workdir / "train"),
@@ -89,6 +91,8 @@ def run_training(src: Path, workdir: Path, hps: dict[str, Any]) -> tuple[subproc
         # as the orchestrator sends them: every value JSON-encoded into a string
         SM_HPS=json.dumps({k: json.dumps(v) for k, v in hps.items()}),
     )
+    if previous is not None:  # the loop's `model` channel: the previous iteration's model.tar.gz
+        env["SM_CHANNEL_MODEL"] = str(previous)
     proc = subprocess.run([sys.executable, "train.py"], cwd=src, env=env, capture_output=True, text=True, timeout=300)
     return proc, model_dir, failure
 
@@ -138,6 +142,37 @@ def test_training_writes_the_model_its_config_and_the_serving_code(trained):
     assert "validation-loss=" in stdout and config["validation_iou"] > 0.7
     assert config["region_head"]["name"] == "region-head" and (model_dir / "region-head.pt").is_file()
     assert "region head epoch" in stdout
+
+
+def pack_model(model_dir: Path, channel: Path) -> Path:
+    channel.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(channel / "model.tar.gz", "w:gz") as tar:
+        for item in sorted(model_dir.iterdir()):
+            tar.add(item, arcname=item.name)
+    return channel
+
+
+def test_training_continues_from_the_previous_model_it_is_given(trained):
+    """One epoch from the previous iteration's model keeps what it learned; one from scratch has not."""
+    work, src, model_dir, _ = trained
+    channel = pack_model(model_dir, work / "previous")
+    hps = {"num-classes": 2, "label-attribute": "shapes-ref", "image-size": 64, "epochs": 1, "head-epochs": 1, "seed": 3}
+    warm, warm_dir, _ = run_training(src, work, hps, previous=channel, model_dir=work / "warm")
+    cold, cold_dir, _ = run_training(src, work, hps, model_dir=work / "cold")
+    assert warm.returncode == 0 and cold.returncode == 0, warm.stderr[-2000:] + cold.stderr[-2000:]
+    assert "continuing from the previous model (trained on 120 images)" in warm.stdout
+    warm_iou = json.loads((warm_dir / "model-config.json").read_text())["validation_iou"]
+    cold_iou = json.loads((cold_dir / "model-config.json").read_text())["validation_iou"]
+    assert warm_iou > 0.7 > cold_iou, (warm_iou, cold_iou)
+
+    other, _, _ = run_training(src, work, {**hps, "width": 8}, previous=channel, model_dir=work / "other")
+    assert other.returncode == 0 and "another architecture or input: training from scratch" in other.stdout
+
+    (work / "not-a-model").mkdir()
+    (work / "not-a-model" / "notes.txt").write_text("hello")
+    bad, _, failure = run_training(src, work, hps, previous=work / "not-a-model", model_dir=work / "bad")
+    assert bad.returncode == 1
+    assert "model channel" in failure.read_text() and "model-config.json" in failure.read_text()
 
 
 def test_batch_transform_answers_masks_at_the_images_size_that_find_the_shapes(trained):

@@ -244,6 +244,7 @@ class SemanticSegmentation(TaskType):
     default_target = 0.7
     bounded_mean = True
     label_in_file = True
+    continues_training = True
     bound = "Hoeffding–Bentkus lower bound on the mean IoU, fixed-sequence over thresholds"
 
     def description(self, class_names: list[str]) -> str:
