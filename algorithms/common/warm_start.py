@@ -14,6 +14,7 @@ import json
 import os
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 CHANNEL = "model"
@@ -42,3 +43,40 @@ def previous_model(config_file: str) -> tuple[Path, dict] | None:
         return path.parent, json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ValueError(f"the {CHANNEL} channel's {config_file} cannot be read: {exc}") from None
+
+
+@dataclass
+class Start:
+    """What a training script takes from the previous model: the network's weights and the
+    input normalisation they were trained on, and the weights of each head that still fits."""
+
+    weights: dict
+    input_spec: dict
+    heads: dict[str, dict]
+
+
+def starting_point(config_file: str, weights_file: str, architecture: dict, channels: int,
+                   heads: dict[str, tuple[dict | None, str]]) -> Start | None:
+    """The previous model's weights when its network has exactly `architecture` and reads
+    `channels` channels, else None (and the log says why). `heads` maps a config key to the
+    head's architecture (None: no head this time) and its weights file."""
+    import torch  # noqa: PLC0415  (the training containers have it; this module's finder does not need it)
+
+    import script_mode  # noqa: PLC0415
+
+    found = previous_model(config_file)
+    if found is None:
+        return None
+    folder, config = found
+    if config.get("architecture") != architecture or config.get("input", {}).get("channels") != channels:
+        script_mode.log("the previous model has another architecture or input: training from scratch")
+        return None
+
+    def load(name: str) -> dict:
+        return torch.load(folder / name, map_location="cpu", weights_only=True)
+
+    kept = {key: load(file) for key, (arch, file) in heads.items()
+            if arch is not None and config.get(key) == arch and (folder / file).is_file()}
+    script_mode.log(f"continuing from the previous model (trained on {config.get('train_count')} images"
+                    f"{', with its ' + ', '.join(k.replace('_', ' ') for k in kept) if kept else ''})")
+    return Start(load(weights_file), config["input"], kept)

@@ -38,6 +38,7 @@ import refiner  # noqa: E402
 import schedule as lr_schedule  # noqa: E402
 import script_mode  # noqa: E402
 import torch_training  # noqa: E402
+import warm_start  # noqa: E402
 
 CONFIG_FILE = "model-config.json"
 WEIGHTS_FILE = "model.pt"
@@ -64,6 +65,7 @@ SPECS = [
     hp.Spec("box-head", bool, True, "a second look at each box (refiner.py): its class, no object, its edges"),
     hp.Spec("head-epochs", int, None, "passes of the box head over the training boxes; auto: from the set's size", allow_auto=True, minimum=1),
     hp.Spec("head-width", int, 16, "channels of the box head's first conv block (then 2x, 4x)", minimum=4, maximum=128),
+    hp.Spec("warm-start", bool, True, "start from the previous model (the `model` channel) when its architecture is the same"),
 ]
 
 TARGET_STEPS = 1000  # optimiser steps the auto epoch count aims for ...
@@ -191,7 +193,14 @@ def train(args: dict) -> None:
     epochs = args["epochs"] or auto_epochs(n, batch_size)
     arch = centernet.architecture(channels, k, size, args["width"])
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    net = centernet.build(arch).to(device)
+    net = centernet.build(arch)
+    head_arch = refiner.architecture(channels, k, args["head_width"]) if args["box_head"] else None
+    start = (warm_start.starting_point(CONFIG_FILE, WEIGHTS_FILE, arch, channels, {"box_head": (head_arch, HEAD_FILE)})
+             if args["warm_start"] else None)
+    if start is not None:
+        net.load_state_dict(start.weights)
+        spec = start.input_spec  # the weights were trained on that normalisation
+    net = net.to(device)
     script_mode.log(f"training {epochs} epochs of {max(1, n // batch_size)} steps, batch size {batch_size}, {threads} threads, on {device.type}")
 
     def train_batch_loss(idx: np.ndarray):
@@ -203,7 +212,8 @@ def train(args: dict) -> None:
     torch_training.fit(net, train_batch_loss, ["focal", "class", "size", "offset"], args, n=n, batch_size=batch_size,
                        epochs=epochs, generator=generator, timer=timer)
 
-    head = train_head(args, x_train, b_train, c_train, spec, generator, timer) if args["box_head"] else None
+    head_start = start.heads.get("box_head") if start is not None else None
+    head = train_head(args, x_train, b_train, c_train, spec, generator, timer, head_start) if args["box_head"] else None
 
     val_loss = None
     if len(x_val):
@@ -239,12 +249,14 @@ def train(args: dict) -> None:
     script_mode.finish_model(out, CONFIG_FILE, config, timer())
 
 
-def train_head(args, images, boxes, classes, spec, generator, timer):
+def train_head(args, images, boxes, classes, spec, generator, timer, start=None):
     """The second stage (refiner.CropHead), trained on the training images' true boxes, moved at
-    random, and on random boxes that hold no object."""
+    random, and on random boxes that hold no object; from the state dict `start` when given."""
     n, k, size = len(images), args["num_classes"], spec["image_size"]
     rng = np.random.default_rng(args["seed"])
     head = refiner.build(refiner.architecture(spec["channels"], k, args["head_width"]))
+    if start is not None:
+        head.load_state_dict(start)
     batch_size = max(1, min(args["batch_size"], n))
     epochs = args["head_epochs"] or auto_head_epochs(n)
 

@@ -195,18 +195,12 @@ def train(args: dict) -> None:
     arch = unet.architecture(channels, k, size, args["width"])
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     net = unet.build(arch)
-    head_start = None
-    previous = warm_start.previous_model(CONFIG_FILE) if args["warm_start"] else None
-    if previous is not None:
-        folder, old = previous
-        if old.get("architecture") == arch and old.get("input", {}).get("channels") == channels:
-            net.load_state_dict(torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True))
-            spec = old["input"]  # the weights were trained on that normalisation
-            if old.get("region_head") == region_head.architecture(channels, k, args["head_width"]) and (folder / HEAD_FILE).is_file():
-                head_start = torch.load(folder / HEAD_FILE, map_location="cpu", weights_only=True)
-            script_mode.log(f"continuing from the previous model (trained on {old.get('train_count')} images)")
-        else:
-            script_mode.log("the previous model has another architecture or input: training from scratch")
+    head_arch = region_head.architecture(channels, k, args["head_width"]) if args["region_head"] else None
+    start = (warm_start.starting_point(CONFIG_FILE, WEIGHTS_FILE, arch, channels, {"region_head": (head_arch, HEAD_FILE)})
+             if args["warm_start"] else None)
+    if start is not None:
+        net.load_state_dict(start.weights)
+        spec = start.input_spec  # the weights were trained on that normalisation
     net = net.to(device)
     script_mode.log(f"training {epochs} epochs of {max(1, n // batch_size)} steps, batch size {batch_size}, {threads} threads, on {device.type}")
 
@@ -222,6 +216,7 @@ def train(args: dict) -> None:
     torch_training.fit(net, batch_loss, ["ce", "dice"], args, n=n, batch_size=batch_size, epochs=epochs,
                        generator=generator, timer=timer)
 
+    head_start = start.heads.get("region_head") if start is not None else None
     head = train_head(args, x_train, y_train, spec, channels, generator, timer, head_start) if args["region_head"] else None
 
     val_loss = val_iou = None

@@ -179,6 +179,7 @@ class ObjectDetection(TaskType):
     quality_name = "mean-iou"
     default_target = 0.6
     bounded_mean = True
+    continues_training = True
     bound = "Hoeffding–Bentkus lower bound on the mean IoU, fixed-sequence over thresholds"
 
     def description(self, class_names: list[str]) -> str:

@@ -33,11 +33,11 @@ def boxes_run(tmp_path_factory, digits_as_fashion_mnist):
     }, name="boxes")
     lines = [json.loads(line) for line in Path(out / "output" / "output.manifest").read_text().splitlines()]
     classes = [c["label"] for c in json.loads(data.label_config.read_text())["labels"]]
-    return result, workforce, truth, lines, classes, data
+    return result, workforce, truth, lines, classes, data, out
 
 
 def test_the_loop_runs_boxes_through_the_real_state_machine(boxes_run):
-    result, workforce, _, lines, _, data = boxes_run
+    result, workforce, _, lines, _, data, _ = boxes_run
     assert result.status == "SUCCEEDED", f"{result.error}: {result.cause}"
     inputs = [json.loads(line)["source-ref"] for line in data.manifest.read_text().splitlines()]
     assert sorted(line["source-ref"] for line in lines) == sorted(inputs), "every image exactly once"
@@ -46,8 +46,17 @@ def test_the_loop_runs_boxes_through_the_real_state_machine(boxes_run):
     assert result.summary["HumanLabeled"] + result.summary["AutoLabeled"] + result.summary["Unlabeled"] == CANVASES
 
 
+def test_each_iteration_trains_on_from_the_model_before_it(boxes_run):
+    out = boxes_run[-1]
+    logs = {path.parent.name[-9:]: path.read_text() for path in (out / "work" / "jobs" / "training").glob("*/logs.txt")}
+    assert sorted(logs) == ["001-train", "002-train"], sorted(logs)
+    assert "continuing from the previous model" not in logs["001-train"]
+    assert "continuing from the previous model (trained on" in logs["002-train"]
+    assert "with its box head" in logs["002-train"]
+
+
 def test_people_boxes_are_the_truth_in_ground_truths_format(boxes_run):
-    _, _, truth, lines, classes, _ = boxes_run
+    _, _, truth, lines, classes, _, _ = boxes_run
     task = get("object-detection")
     for line in lines:
         meta = line.get("objects-metadata", {})
@@ -62,7 +71,7 @@ def test_people_boxes_are_the_truth_in_ground_truths_format(boxes_run):
 
 
 def test_every_auto_label_is_certified_on_its_mean_iou(boxes_run):
-    _, _, truth, lines, classes, _ = boxes_run
+    _, _, truth, lines, classes, _, _ = boxes_run
     auto = [line for line in lines if line.get("objects-metadata", {}).get("human-annotated") == "no"]
     for line in auto:
         cal = line["objects-metadata"]["labelloop-calibration"]

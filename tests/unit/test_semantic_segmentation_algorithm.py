@@ -160,7 +160,7 @@ def test_training_continues_from_the_previous_model_it_is_given(trained):
     warm, warm_dir, _ = run_training(src, work, hps, previous=channel, model_dir=work / "warm")
     cold, cold_dir, _ = run_training(src, work, hps, model_dir=work / "cold")
     assert warm.returncode == 0 and cold.returncode == 0, warm.stderr[-2000:] + cold.stderr[-2000:]
-    assert "continuing from the previous model (trained on 120 images)" in warm.stdout
+    assert "continuing from the previous model (trained on 120 images, with its region head)" in warm.stdout
     warm_iou = json.loads((warm_dir / "model-config.json").read_text())["validation_iou"]
     cold_iou = json.loads((cold_dir / "model-config.json").read_text())["validation_iou"]
     assert warm_iou > 0.7 > cold_iou, (warm_iou, cold_iou)
