@@ -119,17 +119,20 @@ def source_dir(work: Path) -> Path:
     return src
 
 
-def train(src: Path, work: Path, lines: list[str], seed: int) -> tuple[Path, float, float]:
-    """The model folder, the training's wall seconds and its CPU seconds (user + system)."""
+def train(src: Path, work: Path, lines: list[str], seed: int, previous: Path | None = None) -> tuple[Path, float, float]:
+    """The model folder, the training's wall seconds and its CPU seconds (user + system); with
+    `previous`, training continues from that model (the loop's `model` channel)."""
     channel = work / "train"
     shutil.rmtree(channel, ignore_errors=True)
     channel.mkdir(parents=True)
     (channel / "train.manifest").write_text("".join(lines), encoding="utf-8")
-    model = work / "model"
+    model = work / f"model-{len(lines)}"
     shutil.rmtree(model, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
     env.update(SM_MODEL_DIR=str(model), SM_CHANNEL_TRAIN=str(channel), SM_NUM_CPUS="1",
                SM_HPS=json.dumps({"num-classes": 10, "seed": seed}), SM_OUTPUT_FAILURE=str(work / "failure"))
+    if previous is not None:
+        env["SM_CHANNEL_MODEL"] = str(previous)
     before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     proc = subprocess.run([sys.executable, "train.py"], cwd=src, env=env, capture_output=True, text=True)
     elapsed, after = time.monotonic() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -192,6 +195,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="200,400,800")
     parser.add_argument("--holdout", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warm-chain", action="store_true",
+                        help="each size continues from the previous size's model, as the loop's iterations do")
     parser.add_argument("--reanalyse", action="store_true",
                         help="no training: report on the answers-N.jsonl an earlier run left in --work")
     parser.add_argument("--also-cutoffs", default="0.5", help="cutoffs to rank the signals at besides the best")
@@ -217,8 +222,10 @@ def main() -> None:
             report(size, answers, truths, rows, also)
         return
     src = source_dir(work)
+    previous = None
     for size in (int(s) for s in args.sizes.split(",")):
-        model, seconds, cpu = train(src, work, raw[:size], args.seed)
+        model, seconds, cpu = train(src, work, raw[:size], args.seed, previous if args.warm_chain else None)
+        previous = model
         answers = predict(src, model, test)
         (work / f"answers-{size}.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers), encoding="utf-8")
         print(f"\n{size} training images, trained in {seconds:.0f}s ({cpu:.0f} CPU s)")
