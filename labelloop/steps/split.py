@@ -50,7 +50,7 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
     # Pre-labeling: the first iteration is judged with the model the user gave, not trained.
     initial = settings.initial_model_artifacts
     given = initial if (initial and it == 1) else ""
-    previous = state.get("ModelArtifacts") if tasks.get(settings.task_type).continues_training else None
+    previous = model_to_continue(settings.task_type, state.get("ModelArtifacts"), initial)
     return IterationPlan.model_validate({
         "Train": not given,
         "GivenModelArtifacts": given,
@@ -76,6 +76,15 @@ def split_validation(event: dict[str, Any]) -> dict[str, Any]:
             "OutputUri": paths.unlabeled_predictions,
         },
     }).dump()
+
+
+def model_to_continue(task_type: str, previous: str | None, given: str | None) -> str | None:
+    """The model this iteration's training starts from: the previous iteration's, for task types
+    that continue training, and only one this loop trained (a given model may have been trained on
+    items that now validate)."""
+    if not previous or previous == given or not tasks.get(task_type).continues_training:
+        return None
+    return previous
 
 
 def training_channels(paths: layout.IterationPaths, previous_model: str | None) -> list[dict[str, Any]]:

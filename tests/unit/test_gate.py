@@ -331,3 +331,15 @@ def test_the_per_class_promise_keeps_a_bad_class_out_that_the_whole_lets_in(tmp_
     assert line["label-metadata"]["labelloop-calibration"] == {
         "threshold": 0.99, "accuracy-lower-bound": cal["ClassLowerBounds"][0], "support": cal["ClassSupports"][0],
         "class-name": "a"}
+
+
+def test_only_boxes_and_masks_continue_and_only_from_a_model_the_loop_trained():
+    from labelloop.steps.split import model_to_continue
+
+    previous, given = "s3://b/out/models/j-001-train/output/model.tar.gz", "s3://b/models/mine/model.tar.gz"
+    assert model_to_continue("semantic-segmentation", previous, None) == previous
+    assert model_to_continue("object-detection", previous, given) == previous
+    assert model_to_continue("object-detection", given, given) is None  # iteration 2 after pre-labeling
+    assert model_to_continue("object-detection", None, None) is None  # iteration 1, or a resumed run
+    assert model_to_continue("image-classification", previous, None) is None
+    assert model_to_continue("text-classification", previous, None) is None
