@@ -47,19 +47,19 @@ def previous_model(config_file: str) -> tuple[Path, dict] | None:
 
 @dataclass
 class Start:
-    """What a training script takes from the previous model: the network's weights and the
+    """What a training script takes from the previous model besides the network's weights: the
     input normalisation they were trained on, and the weights of each head that still fits."""
 
-    weights: dict
     input_spec: dict
     heads: dict[str, dict]
 
 
-def starting_point(config_file: str, weights_file: str, architecture: dict, channels: int,
+def starting_point(net, config_file: str, weights_file: str, architecture: dict, channels: int,
                    heads: dict[str, tuple[dict | None, str]]) -> Start | None:
-    """The previous model's weights when its network has exactly `architecture` and reads
-    `channels` channels, else None (and the log says why). `heads` maps a config key to the
-    head's architecture (None: no head this time) and its weights file."""
+    """Load the previous model's weights into `net` when its network has exactly `architecture`
+    and reads `channels` channels, and return what else it offers; else None (the log says why).
+    `heads` maps a config key to the head's architecture (None: no head this time) and its
+    weights file."""
     import torch  # noqa: PLC0415  (the training containers have it; this module's finder does not need it)
 
     import script_mode  # noqa: PLC0415
@@ -79,4 +79,5 @@ def starting_point(config_file: str, weights_file: str, architecture: dict, chan
             if arch is not None and config.get(key) == arch and (folder / file).is_file()}
     script_mode.log(f"continuing from the previous model (trained on {config.get('train_count')} images"
                     f"{', with its ' + ', '.join(k.replace('_', ' ') for k in kept) if kept else ''})")
-    return Start(load(weights_file), config["input"], kept)
+    net.load_state_dict(load(weights_file))
+    return Start(config["input"], kept)

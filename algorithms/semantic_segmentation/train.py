@@ -196,11 +196,9 @@ def train(args: dict) -> None:
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     net = unet.build(arch)
     head_arch = region_head.architecture(channels, k, args["head_width"]) if args["region_head"] else None
-    start = (warm_start.starting_point(CONFIG_FILE, WEIGHTS_FILE, arch, channels, {"region_head": (head_arch, HEAD_FILE)})
+    start = (warm_start.starting_point(net, CONFIG_FILE, WEIGHTS_FILE, arch, channels, {"region_head": (head_arch, HEAD_FILE)})
              if args["warm_start"] else None)
-    if start is not None:
-        net.load_state_dict(start.weights)
-        spec = start.input_spec  # the weights were trained on that normalisation
+    spec = start.input_spec if start is not None else spec  # the weights were trained on that normalisation
     net = net.to(device)
     script_mode.log(f"training {epochs} epochs of {max(1, n // batch_size)} steps, batch size {batch_size}, {threads} threads, on {device.type}")
 

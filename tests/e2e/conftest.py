@@ -28,3 +28,11 @@ def digits_as_fashion_mnist(tmp_path_factory) -> Path:
         _idx(source / f"{split}-images-idx3-ubyte.gz", items[part], 0x803)
         _idx(source / f"{split}-labels-idx1-ubyte.gz", digits.target[part], 0x801)
     return source
+
+
+@pytest.fixture(scope="session")
+def training_logs():
+    """training_logs(work) -> a local run's training jobs' logs by the name's end (`001-train`, ...)."""
+    def read(work: Path) -> dict[str, str]:
+        return {path.parent.name[-9:]: path.read_text() for path in (work / "jobs" / "training").glob("*/logs.txt")}
+    return read

@@ -46,9 +46,8 @@ def test_the_loop_runs_boxes_through_the_real_state_machine(boxes_run):
     assert result.summary["HumanLabeled"] + result.summary["AutoLabeled"] + result.summary["Unlabeled"] == CANVASES
 
 
-def test_each_iteration_trains_on_from_the_model_before_it(boxes_run):
-    out = boxes_run[-1]
-    logs = {path.parent.name[-9:]: path.read_text() for path in (out / "work" / "jobs" / "training").glob("*/logs.txt")}
+def test_each_iteration_trains_on_from_the_model_before_it(boxes_run, training_logs):
+    logs = training_logs(boxes_run[-1] / "work")
     assert sorted(logs) == ["001-train", "002-train"], sorted(logs)
     assert "continuing from the previous model" not in logs["001-train"]
     assert "continuing from the previous model (trained on" in logs["002-train"]
