@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from labelloop import storage, tasks
-from labelloop.calibration import class_confidence, start_for, starting_support
+from labelloop.calibration import FIRST_TEST_SHORTFALL, class_confidence, start_for, starting_support
 from labelloop.config import ConfigurationError, JobSettings, parse_label_category_config
 
 
@@ -52,7 +52,7 @@ def _tolerant(settings: JobSettings) -> str:
         level = class_confidence(settings.confidence_level, _per_class(settings))
         return f" (all right; each of the {_per_class(settings)} classes tested at {100 * level:.4g} % confidence)"
     n = max(settings.min_validation_support, starting_support(settings.target_accuracy, settings.confidence_level))
-    wrong = math.floor(n * (1.0 - settings.target_accuracy) / 2.0)
+    wrong = math.floor(n * (1.0 - settings.target_accuracy) * FIRST_TEST_SHORTFALL)
     return f" (all right; from {n} on, {wrong} may be wrong)" if wrong else " (all right)"
 
 
