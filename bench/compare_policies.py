@@ -83,7 +83,7 @@ DATASETS = {
     "fashion-mnist-5k": ("fashion-mnist", 5000, 250),
     "fashion-mnist": ("fashion-mnist", None, 2000),
     "spamassassin": ("spamassassin", None, 200),
-    "fashion-mnist-detection-5k": ("fashion-mnist-detection", 5000, 250),
+    "fashion-mnist-detection-5k": ("fashion-mnist-detection", 5000, 500),
     "fashion-mnist-detection-small": ("fashion-mnist-detection", 150, 50),  # code paths only: too few to certify
     "fashion-mnist-segmentation-3k": ("fashion-mnist-segmentation", 3000, 250),
     "fashion-mnist-segmentation-small": ("fashion-mnist-segmentation", 120, 40),  # code paths only: too few to certify
