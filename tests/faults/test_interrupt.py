@@ -38,8 +38,12 @@ def test_ctrl_c_stops_in_one_line_and_the_same_command_resumes(tmp_path, recorde
     assert manifest == tmp_path / "data" / "manifest.jsonl"
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO), "AWS_DEFAULT_REGION": "us-east-1"}
+    # Ctrl-C as a terminal delivers it, whatever this test runs under: a shell's background job
+    # (`nohup pytest &`) ignores SIGINT, its children inherit that, and Python then never raises
+    # KeyboardInterrupt, so the run would go on to the end.
     proc = subprocess.Popen(command(tmp_path / "data", out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)
+                            env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     answered = False
     try:
         deadline = time.monotonic() + 120
@@ -53,7 +57,7 @@ def test_ctrl_c_stops_in_one_line_and_the_same_command_resumes(tmp_path, recorde
             os.killpg(proc.pid, signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=90)
     assert answered, stdout[-2000:] + stderr[-2000:]
-    assert proc.returncode == outcome.EXIT_INTERRUPTED, stderr[-3000:]
+    assert proc.returncode == outcome.EXIT_INTERRUPTED, stdout[-3000:] + stderr[-3000:]
     assert stderr == outcome.STOPPED_LINE + "\n"
     assert "Traceback" not in stdout
     assert not (out / "output" / "output.manifest").exists(), "the loop must not have gone down its failure path"
