@@ -14,7 +14,6 @@ import json
 import os
 import tarfile
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 CHANNEL = "model"
@@ -45,39 +44,32 @@ def previous_model(config_file: str) -> tuple[Path, dict] | None:
         raise ValueError(f"the {CHANNEL} channel's {config_file} cannot be read: {exc}") from None
 
 
-@dataclass
-class Start:
-    """What a training script takes from the previous model besides the network's weights: the
-    input normalisation they were trained on, and the weights of each head that still fits."""
+def starting_point(net, enabled: bool, config_file: str, weights_file: str, architecture: dict, spec: dict,
+                   head: tuple[str, dict | None, str]) -> tuple[dict, dict | None]:
+    """Load the previous model's weights into `net` when `enabled`, a previous model came and its
+    network has exactly `architecture` and reads `spec`'s channels (else the log says why not).
 
-    input_spec: dict
-    heads: dict[str, dict]
-
-
-def starting_point(net, config_file: str, weights_file: str, architecture: dict, channels: int,
-                   heads: dict[str, tuple[dict | None, str]]) -> Start | None:
-    """Load the previous model's weights into `net` when its network has exactly `architecture`
-    and reads `channels` channels, and return what else it offers; else None (the log says why).
-    `heads` maps a config key to the head's architecture (None: no head this time) and its
-    weights file."""
+    Returns the input normalisation to train with (the previous model's, which its weights
+    learned, when it continues; else `spec`) and the head's weights to start from, or None.
+    `head` is the head's config key, its architecture this time (None: no head) and its file."""
     import torch  # noqa: PLC0415  (the training containers have it; this module's finder does not need it)
 
     import script_mode  # noqa: PLC0415
 
-    found = previous_model(config_file)
+    found = previous_model(config_file) if enabled else None
     if found is None:
-        return None
+        return spec, None
     folder, config = found
-    if config.get("architecture") != architecture or config.get("input", {}).get("channels") != channels:
+    if config.get("architecture") != architecture or config.get("input", {}).get("channels") != spec["channels"]:
         script_mode.log("the previous model has another architecture or input: training from scratch")
-        return None
+        return spec, None
 
     def load(name: str) -> dict:
         return torch.load(folder / name, map_location="cpu", weights_only=True)
 
-    kept = {key: load(file) for key, (arch, file) in heads.items()
-            if arch is not None and config.get(key) == arch and (folder / file).is_file()}
-    script_mode.log(f"continuing from the previous model (trained on {config.get('train_count')} images"
-                    f"{', with its ' + ', '.join(k.replace('_', ' ') for k in kept) if kept else ''})")
+    key, head_arch, head_file = head
+    head_state = load(head_file) if head_arch is not None and config.get(key) == head_arch and (folder / head_file).is_file() else None
+    with_head = f", with its {key.replace('_', ' ')}" if head_state is not None else ""
+    script_mode.log(f"continuing from the previous model (trained on {config.get('train_count')} images{with_head})")
     net.load_state_dict(load(weights_file))
-    return Start(config["input"], kept)
+    return config["input"], head_state

@@ -195,9 +195,8 @@ def train(args: dict) -> None:
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     net = centernet.build(arch)
     head_arch = refiner.architecture(channels, k, args["head_width"]) if args["box_head"] else None
-    start = (warm_start.starting_point(net, CONFIG_FILE, WEIGHTS_FILE, arch, channels, {"box_head": (head_arch, HEAD_FILE)})
-             if args["warm_start"] else None)
-    spec = start.input_spec if start is not None else spec  # the weights were trained on that normalisation
+    spec, head_start = warm_start.starting_point(net, args["warm_start"], CONFIG_FILE, WEIGHTS_FILE, arch, spec,
+                                                 ("box_head", head_arch, HEAD_FILE))
     net = net.to(device)
     script_mode.log(f"training {epochs} epochs of {max(1, n // batch_size)} steps, batch size {batch_size}, {threads} threads, on {device.type}")
 
@@ -210,7 +209,6 @@ def train(args: dict) -> None:
     torch_training.fit(net, train_batch_loss, ["focal", "class", "size", "offset"], args, n=n, batch_size=batch_size,
                        epochs=epochs, generator=generator, timer=timer)
 
-    head_start = start.heads.get("box_head") if start is not None else None
     head = train_head(args, x_train, b_train, c_train, spec, generator, timer, head_start) if args["box_head"] else None
 
     val_loss = None

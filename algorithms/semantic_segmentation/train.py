@@ -196,9 +196,8 @@ def train(args: dict) -> None:
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     net = unet.build(arch)
     head_arch = region_head.architecture(channels, k, args["head_width"]) if args["region_head"] else None
-    start = (warm_start.starting_point(net, CONFIG_FILE, WEIGHTS_FILE, arch, channels, {"region_head": (head_arch, HEAD_FILE)})
-             if args["warm_start"] else None)
-    spec = start.input_spec if start is not None else spec  # the weights were trained on that normalisation
+    spec, head_start = warm_start.starting_point(net, args["warm_start"], CONFIG_FILE, WEIGHTS_FILE, arch, spec,
+                                                 ("region_head", head_arch, HEAD_FILE))
     net = net.to(device)
     script_mode.log(f"training {epochs} epochs of {max(1, n // batch_size)} steps, batch size {batch_size}, {threads} threads, on {device.type}")
 
@@ -214,7 +213,6 @@ def train(args: dict) -> None:
     torch_training.fit(net, batch_loss, ["ce", "dice"], args, n=n, batch_size=batch_size, epochs=epochs,
                        generator=generator, timer=timer)
 
-    head_start = start.heads.get("region_head") if start is not None else None
     head = train_head(args, x_train, y_train, spec, channels, generator, timer, head_start) if args["region_head"] else None
 
     val_loss = val_iou = None
