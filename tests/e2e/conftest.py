@@ -1,6 +1,5 @@
 """What the image end-to-end tests share: a Fashion-MNIST stand-in small enough to ship with them."""
 
-import gzip
 from pathlib import Path
 
 import numpy as np
@@ -8,14 +7,8 @@ import pytest
 from PIL import Image
 
 
-def _idx(path: Path, array: np.ndarray, magic: int) -> None:
-    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as handle:
-        handle.write(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture(scope="session")
-def digits_as_fashion_mnist(tmp_path_factory) -> Path:
+def digits_as_fashion_mnist(tmp_path_factory, write_fashion_split) -> Path:
     """scikit-learn's digits as the IDX files the Fashion-MNIST preparers read: each 8x8 digit grown
     to Fashion-MNIST's 28x28 (centred, 20 px tall), the first 1,500 as `train`, the rest as `t10k`."""
     from sklearn.datasets import load_digits
@@ -25,8 +18,7 @@ def digits_as_fashion_mnist(tmp_path_factory) -> Path:
                       for img in digits.images])
     source = tmp_path_factory.mktemp("idx")
     for split, part in (("train", slice(0, 1500)), ("t10k", slice(1500, None))):
-        _idx(source / f"{split}-images-idx3-ubyte.gz", items[part], 0x803)
-        _idx(source / f"{split}-labels-idx1-ubyte.gz", digits.target[part], 0x801)
+        write_fashion_split(source, split, items[part], digits.target[part])
     return source
 
 

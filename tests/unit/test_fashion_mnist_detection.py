@@ -1,11 +1,10 @@
 """`labelloop prepare fashion-mnist-detection`: canvases of Fashion-MNIST items with their true
 boxes kept in a Ground Truth output manifest beside the (unlabeled) input manifest.
 
-The source is a small IDX set written here (blob-shaped items), so the tests need no download."""
+The source is tests/conftest.py's small IDX set of blob-shaped items, so the tests need no download."""
 
 from __future__ import annotations
 
-import gzip
 import json
 from itertools import combinations
 from pathlib import Path
@@ -21,32 +20,10 @@ from labelloop.datasets import fashion_mnist_detection as fmd
 from labelloop.datasets.fashion_mnist import CLASS_NAMES
 
 
-def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
-    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as handle:
-        handle.write(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture(scope="module")
-def source(tmp_path_factory) -> Path:
-    """40 items: bright ellipses of random extent, the way Fashion-MNIST centres its items."""
-    folder = tmp_path_factory.mktemp("fashion")
-    rng = np.random.default_rng(7)
-    yy, xx = np.mgrid[0:28, 0:28]
-    for split, n in (("train", 30), ("t10k", 10)):
-        items = np.zeros((n, 28, 28), np.uint8)
-        for i in range(n):
-            ry, rx = rng.uniform(5, 13, size=2)
-            items[i][((yy - 13.5) / ry) ** 2 + ((xx - 13.5) / rx) ** 2 <= 1] = rng.integers(150, 256)
-        write_idx(folder / f"{split}-images-idx3-ubyte.gz", items, 0x803)
-        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, size=n), 0x801)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def prepared(source, tmp_path_factory):
+def prepared(blob_fashion_source, tmp_path_factory):
     out = tmp_path_factory.mktemp("fmd")
-    return out, fmd.prepare_fashion_mnist_detection(out, source=source, limit=60, seed=3)
+    return out, fmd.prepare_fashion_mnist_detection(out, source=blob_fashion_source, limit=60, seed=3)
 
 
 def truth_lines(out: Path) -> list[dict]:
@@ -99,12 +76,12 @@ def test_canvases_hold_one_to_four_objects_inside_the_image_overlapping_at_most_
     assert min(sides) < 30 and max(sides) > 45  # several sizes
 
 
-def test_without_clutter_a_box_is_exactly_the_extent_of_the_objects_pixels(source, tmp_path, monkeypatch):
+def test_without_clutter_a_box_is_exactly_the_extent_of_the_objects_pixels(blob_fashion_source, tmp_path, monkeypatch):
     monkeypatch.setattr(canvases, "FRAGMENTS", (0, 0))
     monkeypatch.setattr(canvases, "BACKGROUND_LEVEL", (0, 0))
     monkeypatch.setattr(canvases, "NOISE_SD", (0.0, 0.0))
     monkeypatch.setattr(canvases, "MAX_OBJECTS", 1)
-    fmd.prepare_fashion_mnist_detection(tmp_path, source=source, limit=10, seed=1)
+    fmd.prepare_fashion_mnist_detection(tmp_path, source=blob_fashion_source, limit=10, seed=1)
     for line in truth_lines(tmp_path):
         (box,) = line["label"]["annotations"]
         rows, cols = np.nonzero(np.asarray(Image.open(line["source-ref"])))
@@ -112,7 +89,7 @@ def test_without_clutter_a_box_is_exactly_the_extent_of_the_objects_pixels(sourc
         assert (box["width"], box["height"]) == (cols.max() - cols.min() + 1, rows.max() - rows.min() + 1)
 
 
-def test_same_seed_same_dataset_other_seed_another(source, tmp_path):
+def test_same_seed_same_dataset_other_seed_another(blob_fashion_source, tmp_path):
     def snapshot(folder: Path) -> tuple[str, str, list[bytes]]:
         images = sorted((folder / "images").glob("*.png"))
         return ((folder / "truth.manifest").read_text().replace(str(folder), ""),
@@ -120,18 +97,19 @@ def test_same_seed_same_dataset_other_seed_another(source, tmp_path):
                 [p.read_bytes() for p in images])
 
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        fmd.prepare_fashion_mnist_detection(tmp_path / name, source=source, limit=12, seed=seed)
+        fmd.prepare_fashion_mnist_detection(tmp_path / name, source=blob_fashion_source, limit=12, seed=seed)
     assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
     assert snapshot(tmp_path / "a")[0] != snapshot(tmp_path / "c")[0]
 
 
-def test_cli_prepares_it_and_bad_limits_are_refused(source, tmp_path, capsys):
+def test_cli_prepares_it_and_bad_limits_are_refused(blob_fashion_source, tmp_path, capsys):
     assert PREPARERS["fashion-mnist-detection"] is fmd.prepare_fashion_mnist_detection
-    code = cli.main(["prepare", "fashion-mnist-detection", "--out", str(tmp_path / "d"), "--limit", "7", "--source", str(source)])
+    code = cli.main(["prepare", "fashion-mnist-detection", "--out", str(tmp_path / "d"), "--limit", "7",
+                     "--source", str(blob_fashion_source)])
     assert code == 0
     assert "fashion-mnist-detection: 7 items" in capsys.readouterr().out
     assert len((tmp_path / "d" / "truth.manifest").read_text().splitlines()) == 7
     with pytest.raises(ValueError, match="limit must be a positive integer"):
-        fmd.prepare_fashion_mnist_detection(tmp_path / "e", source=source, limit=0)
+        fmd.prepare_fashion_mnist_detection(tmp_path / "e", source=blob_fashion_source, limit=0)
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
         fmd.prepare_fashion_mnist_detection(tmp_path / "f", source=tmp_path / "nowhere", limit=3)

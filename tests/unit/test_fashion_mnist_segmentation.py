@@ -1,11 +1,10 @@
 """`labelloop prepare fashion-mnist-segmentation`: cluttered canvases of Fashion-MNIST items with
 their true masks kept as a Ground Truth output manifest of painted PNGs beside the input manifest.
 
-The source is a small IDX set written here (blob-shaped items), so the tests need no download."""
+The source is tests/conftest.py's small IDX set of blob-shaped items, so the tests need no download."""
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
@@ -24,32 +23,10 @@ from labelloop.truth import check_truth, read_truth
 TASK = tasks.get("semantic-segmentation")
 
 
-def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
-    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as handle:
-        handle.write(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture(scope="module")
-def source(tmp_path_factory) -> Path:
-    """40 items: bright ellipses of random extent, the way Fashion-MNIST centres its items."""
-    folder = tmp_path_factory.mktemp("fashion")
-    rng = np.random.default_rng(7)
-    yy, xx = np.mgrid[0:28, 0:28]
-    for split, n in (("train", 30), ("t10k", 10)):
-        items = np.zeros((n, 28, 28), np.uint8)
-        for i in range(n):
-            ry, rx = rng.uniform(5, 13, size=2)
-            items[i][((yy - 13.5) / ry) ** 2 + ((xx - 13.5) / rx) ** 2 <= 1] = rng.integers(150, 256)
-        write_idx(folder / f"{split}-images-idx3-ubyte.gz", items, 0x803)
-        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, size=n), 0x801)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def prepared(source, tmp_path_factory):
+def prepared(blob_fashion_source, tmp_path_factory):
     out = tmp_path_factory.mktemp("fms")
-    return out, fms.prepare_fashion_mnist_segmentation(out, source=source, limit=24, seed=3)
+    return out, fms.prepare_fashion_mnist_segmentation(out, source=blob_fashion_source, limit=24, seed=3)
 
 
 def truth_lines(out: Path) -> list[dict]:
@@ -92,13 +69,13 @@ def test_a_mask_is_exactly_the_items_drawn_pixels_one_to_four_items_a_canvas(pre
     assert min(counts) >= 1 and max(counts) <= 4 and len(set(counts)) >= 2
 
 
-def test_without_clutter_the_mask_is_every_non_background_pixel(source, tmp_path, monkeypatch):
+def test_without_clutter_the_mask_is_every_non_background_pixel(blob_fashion_source, tmp_path, monkeypatch):
     from labelloop.datasets import canvases
 
     monkeypatch.setattr(canvases, "FRAGMENTS", (0, 0))
     monkeypatch.setattr(canvases, "BACKGROUND_LEVEL", (0, 0))
     monkeypatch.setattr(canvases, "NOISE_SD", (0.0, 0.0))
-    fms.prepare_fashion_mnist_segmentation(tmp_path, source=source, limit=6, seed=1)
+    fms.prepare_fashion_mnist_segmentation(tmp_path, source=blob_fashion_source, limit=6, seed=1)
     for line in truth_lines(tmp_path):
         assert np.array_equal(true_mask(line) > 0, np.asarray(Image.open(line["source-ref"])) > 0)
 
@@ -113,17 +90,17 @@ def test_the_truth_serves_simulated_annotators_and_fits_the_manifest(prepared):
     assert np.array_equal(decode_mask(value), true_mask(truth_lines(out)[0]))
 
 
-def test_same_seed_same_dataset_and_the_cli_prepares_it(source, tmp_path, capsys):
+def test_same_seed_same_dataset_and_the_cli_prepares_it(blob_fashion_source, tmp_path, capsys):
     def snapshot(folder: Path) -> tuple[str, list[bytes]]:
         return ((folder / "truth.manifest").read_text().replace(str(folder), ""),
                 [p.read_bytes() for p in sorted((folder / "masks").glob("*.png"))])
 
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        fms.prepare_fashion_mnist_segmentation(tmp_path / name, source=source, limit=5, seed=seed)
+        fms.prepare_fashion_mnist_segmentation(tmp_path / name, source=blob_fashion_source, limit=5, seed=seed)
     assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b") != snapshot(tmp_path / "c")
     assert PREPARERS["fashion-mnist-segmentation"] is fms.prepare_fashion_mnist_segmentation
     code = cli.main(["prepare", "fashion-mnist-segmentation", "--out", str(tmp_path / "d"), "--limit", "4",
-                     "--source", str(source)])
+                     "--source", str(blob_fashion_source)])
     assert code == 0 and "fashion-mnist-segmentation: 4 items" in capsys.readouterr().out
     with pytest.raises(ValueError, match="limit must be a positive integer"):
-        fms.prepare_fashion_mnist_segmentation(tmp_path / "e", source=source, limit=0)
+        fms.prepare_fashion_mnist_segmentation(tmp_path / "e", source=blob_fashion_source, limit=0)
