@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from labelloop.local.worker_page import PeopleWorkforce
-from test_worker_page_browser import image_loaded, make_job, output_lines, press, start_job, wait_for, wait_item
+from test_worker_page_browser import image_loaded, labeling_page, make_job, output_lines, press, wait_for, wait_item
 
 CLASSES = ["car", "pedestrian", "sign"]
 
@@ -44,44 +43,35 @@ def test_boxes_drawn_moved_resized_and_deleted_with_the_mouse(tmp_path, open_bro
         {"source-ref": str(tmp_path / "b.png"), "labelloop-role": "train", "labelloop-guess": suggestion},
         {"source-ref": str(tmp_path / "c.png"), "labelloop-role": "validation", "labelloop-guess": suggestion},
     ], name="street-001-label", categories=CLASSES, attribute="objects", lambdas="BoundingBox")
-    with PeopleWorkforce(port=0) as workforce:
-        thread, box = start_job(workforce, params)
-        driver = open_browser()
-        try:
-            driver.get(workforce.url)
-            s = wait_item(driver)
-            wait_for(lambda: image_loaded(driver), 10, "the image")
-            assert s["index"] == 0 and s["guess"] is None and boxes_shown(driver) == []
-            drag(driver, (20, 20), (60, 50))  # draw a box, then name it: a car
-            press(driver, "1")
-            drag(driver, (100, 30), (120, 90))  # and a pedestrian
-            press(driver, "2")
-            drag(driver, (5, 5), (6, 6))  # a click, not a box
-            assert [b["cls"] for b in boxes_shown(driver)] == [0, 1]
-            drag(driver, (110, 60), (130, 60))  # move the pedestrian 20 px right
-            drag(driver, (140, 90), (150, 95))  # its corner handle: resize to 30 x 65
-            drag(driver, (40, 35), (40, 35))  # select the car ...
-            press(driver, "\ue017")  # ... and Delete it
-            assert [b["cls"] for b in boxes_shown(driver)] == [1]
-            press(driver, "\ue007")  # Enter submits
-            s = wait_item(driver, other_than=(s["job"], 0))
-            wait_for(lambda: image_loaded(driver), 10, "the image")
-            # A routed image starts from the model's boxes; adjust: re-class it as a car, then submit.
-            assert s["index"] == 1 and "the model's boxes (71 %)" in s["guess"]
-            assert boxes_shown(driver) == [{"cls": 2, "selected": False}]
-            drag(driver, (160, 20), (160, 20))
-            press(driver, "1")
-            press(driver, "\ue007")
-            s = wait_item(driver, other_than=(s["job"], 1))
-            wait_for(lambda: image_loaded(driver), 10, "the image")
-            # A validation image is drawn blind: no model boxes, no suggestion; "No objects" answers it.
-            assert s["index"] == 2 and s["guess"] is None and boxes_shown(driver) == []
-            driver.find_element("id", "box-none").click()
-            thread.join(10)
-            assert box.get("describe", {}).get("LabelingJobStatus") == "Completed", box
-            assert console_errors(driver) == []
-        finally:
-            driver.quit()
+    with labeling_page(open_browser, console_errors, params) as page:
+        driver, s = page.driver, page.first
+        wait_for(lambda: image_loaded(driver), 10, "the image")
+        assert s["index"] == 0 and s["guess"] is None and boxes_shown(driver) == []
+        drag(driver, (20, 20), (60, 50))  # draw a box, then name it: a car
+        press(driver, "1")
+        drag(driver, (100, 30), (120, 90))  # and a pedestrian
+        press(driver, "2")
+        drag(driver, (5, 5), (6, 6))  # a click, not a box
+        assert [b["cls"] for b in boxes_shown(driver)] == [0, 1]
+        drag(driver, (110, 60), (130, 60))  # move the pedestrian 20 px right
+        drag(driver, (140, 90), (150, 95))  # its corner handle: resize to 30 x 65
+        drag(driver, (40, 35), (40, 35))  # select the car ...
+        press(driver, "\ue017")  # ... and Delete it
+        assert [b["cls"] for b in boxes_shown(driver)] == [1]
+        press(driver, "\ue007")  # Enter submits
+        s = wait_item(driver, other_than=(s["job"], 0))
+        wait_for(lambda: image_loaded(driver), 10, "the image")
+        # A routed image starts from the model's boxes; adjust: re-class it as a car, then submit.
+        assert s["index"] == 1 and "the model's boxes (71 %)" in s["guess"]
+        assert boxes_shown(driver) == [{"cls": 2, "selected": False}]
+        drag(driver, (160, 20), (160, 20))
+        press(driver, "1")
+        press(driver, "\ue007")
+        s = wait_item(driver, other_than=(s["job"], 1))
+        wait_for(lambda: image_loaded(driver), 10, "the image")
+        # A validation image is drawn blind: no model boxes, no suggestion; "No objects" answers it.
+        assert s["index"] == 2 and s["guess"] is None and boxes_shown(driver) == []
+        driver.find_element("id", "box-none").click()
     lines = output_lines(params)
     first = lines[0]["objects"]
     assert first["image_size"] == [{"width": 200, "height": 100, "depth": 3}]

@@ -10,12 +10,11 @@ import numpy as np
 from PIL import Image
 
 from labelloop import tasks
-from labelloop.local.worker_page import PeopleWorkforce
 from labelloop.tasks.semantic_segmentation.clicks import extreme_points, iou
 from labelloop.tasks.semantic_segmentation import decode_mask, hex_colors, mask_value
 from test_box_widget_browser import drag
 from test_mask_widget_browser import click_at, ctrl_z, ready, rgb, shown
-from test_worker_page_browser import make_job, output_lines, press, start_job, wait_for, wait_item
+from test_worker_page_browser import labeling_page, make_job, output_lines, press, wait_for, wait_item
 
 CLASSES = ["shirt", "bag", "shoe"]  # class ids 1, 2, 3
 W, H = 128, 96
@@ -60,50 +59,41 @@ def test_an_object_from_four_extreme_clicks_corrected_by_one_more(tmp_path, open
                                   "labelloop-guess": {"class": mask_value(model), "confidence": 0.9}}],
                       name="clothes-001-label", categories=CLASSES, attribute=ATTRIBUTE, lambdas="SemanticSegmentation")
     colors = hex_colors(len(CLASSES))
-    with PeopleWorkforce(port=0) as workforce:
-        thread, box = start_job(workforce, params)
-        driver = open_browser()
-        try:
-            driver.get(workforce.url)
-            s = wait_item(driver)
-            wait_for(lambda: ready(driver), 10, "the mask widget")
-            assert s["guess"] is None and shown(driver, 10, 10)[3] == 0, "a validation image is painted blind"
-            press(driver, "2")  # bag
-            press(driver, "c")  # the click tool
-            top, left, bottom, right = extreme_points(ellipse)
-            click_at(driver, *((x + 0.5, y + 0.5) for x, y in (top, left, bottom)))
-            assert "extreme point 3 of 4" in status(driver) and shown(driver, 45, 50)[3] == 0
-            seconds = clicked(driver, right)
-            assert seconds < 1.0, f"the proposed mask took {seconds:.2f} s"
-            bag = [*rgb(colors[2]), 255]
-            assert shown(driver, 45, 50) == bag and shown(driver, 64, 24) == bag, "the object, and the blob in its box"
-            assert shown(driver, 100, 40)[3] == 0
-            clicked(driver, (64, 24))  # on the blob, which the mask has: "not the object"
-            assert shown(driver, 64, 24)[3] == 0 and shown(driver, 45, 50) == bag
-            ctrl_z(driver)  # takes back that click, not the object
-            assert shown(driver, 64, 24) == bag and shown(driver, 45, 50) == bag
-            assert s["index"] == 0 and wait_item(driver)["index"] == 0, "Ctrl+Z took back a click, not an answer"
-            clicked(driver, (64, 24))
-            screenshot(driver, tmp_path / "mask-clicks.png")
-            press(driver, "\ue007")  # Enter: the object is done (the next Enter submits)
-            press(driver, "3")  # shoe: a second object, its four clicks in another order
-            r_top, r_left, r_bottom, r_right = extreme_points(rectangle)
-            click_at(driver, *((x + 0.5, y + 0.5) for x, y in (r_left, r_right, r_top)))
-            clicked(driver, r_bottom)
-            done = driver.find_element("id", "mask-object-done")
-            assert done.is_enabled()
-            done.click()
-            assert not done.is_enabled(), "the object is done: the next click starts another"
-            assert shown(driver, 100, 40) == [*rgb(colors[3]), 255] and shown(driver, 45, 50) == bag
-            press(driver, "1")  # shirt: the brush still paints the last pixels
-            press(driver, "b")
-            drag(driver, (5.5, 90.5), (5.5, 90.5))
-            press(driver, "\ue007")  # Enter submits
-            thread.join(10)
-            assert box.get("describe", {}).get("LabelingJobStatus") == "Completed", box
-            assert console_errors(driver) == []
-        finally:
-            driver.quit()
+    with labeling_page(open_browser, console_errors, params) as page:
+        driver, s = page.driver, page.first
+        wait_for(lambda: ready(driver), 10, "the mask widget")
+        assert s["guess"] is None and shown(driver, 10, 10)[3] == 0, "a validation image is painted blind"
+        press(driver, "2")  # bag
+        press(driver, "c")  # the click tool
+        top, left, bottom, right = extreme_points(ellipse)
+        click_at(driver, *((x + 0.5, y + 0.5) for x, y in (top, left, bottom)))
+        assert "extreme point 3 of 4" in status(driver) and shown(driver, 45, 50)[3] == 0
+        seconds = clicked(driver, right)
+        assert seconds < 1.0, f"the proposed mask took {seconds:.2f} s"
+        bag = [*rgb(colors[2]), 255]
+        assert shown(driver, 45, 50) == bag and shown(driver, 64, 24) == bag, "the object, and the blob in its box"
+        assert shown(driver, 100, 40)[3] == 0
+        clicked(driver, (64, 24))  # on the blob, which the mask has: "not the object"
+        assert shown(driver, 64, 24)[3] == 0 and shown(driver, 45, 50) == bag
+        ctrl_z(driver)  # takes back that click, not the object
+        assert shown(driver, 64, 24) == bag and shown(driver, 45, 50) == bag
+        assert s["index"] == 0 and wait_item(driver)["index"] == 0, "Ctrl+Z took back a click, not an answer"
+        clicked(driver, (64, 24))
+        screenshot(driver, tmp_path / "mask-clicks.png")
+        press(driver, "\ue007")  # Enter: the object is done (the next Enter submits)
+        press(driver, "3")  # shoe: a second object, its four clicks in another order
+        r_top, r_left, r_bottom, r_right = extreme_points(rectangle)
+        click_at(driver, *((x + 0.5, y + 0.5) for x, y in (r_left, r_right, r_top)))
+        clicked(driver, r_bottom)
+        done = driver.find_element("id", "mask-object-done")
+        assert done.is_enabled()
+        done.click()
+        assert not done.is_enabled(), "the object is done: the next click starts another"
+        assert shown(driver, 100, 40) == [*rgb(colors[3]), 255] and shown(driver, 45, 50) == bag
+        press(driver, "1")  # shirt: the brush still paints the last pixels
+        press(driver, "b")
+        drag(driver, (5.5, 90.5), (5.5, 90.5))
+        press(driver, "\ue007")  # Enter submits
     task = tasks.get("semantic-segmentation")
     mask = decode_mask(task.line_label(output_lines(params)[0], ATTRIBUTE, CLASSES))
     assert mask.shape == (H, W)

@@ -8,10 +8,9 @@ import numpy as np
 from PIL import Image
 
 from labelloop import tasks
-from labelloop.local.worker_page import PeopleWorkforce
 from labelloop.tasks.semantic_segmentation import decode_mask, hex_colors, mask_value
 from test_box_widget_browser import drag
-from test_worker_page_browser import image_loaded, journal, make_job, output_lines, page_state, press, start_job, wait_for, \
+from test_worker_page_browser import image_loaded, journal, labeling_page, make_job, output_lines, page_state, press, wait_for, \
     wait_item
 
 CLASSES = ["road", "car", "person"]  # class ids 1, 2, 3; 0 is background
@@ -81,64 +80,55 @@ def test_masks_painted_filled_erased_and_undone_with_the_mouse(tmp_path, open_br
         {"source-ref": str(tmp_path / "c.png"), "labelloop-role": "validation", "labelloop-guess": suggestion},
     ], name="streets-001-label", categories=CLASSES, attribute=ATTRIBUTE, lambdas="SemanticSegmentation")
     colors = hex_colors(len(CLASSES))
-    with PeopleWorkforce(port=0) as workforce:
-        thread, box = start_job(workforce, params)
-        driver = open_browser()
-        try:
-            driver.get(workforce.url)
-            s = wait_item(driver)
-            wait_for(lambda: ready(driver), 10, "the mask widget")
-            assert s["index"] == 0 and s["guess"] is None and painted_pixels(driver) == 0
-            for _ in range(5):  # the brush starts at 4 px on this image; ] widens it
-                press(driver, "]")
-            assert driver.find_element("id", "mask-size-label").text == "9 px"
-            press(driver, "2")  # car: a 9 px stroke along y = 20
-            drag(driver, (20, 20), (60, 20))
-            press(driver, "1")  # road: a polygon, closed by clicking its first corner again
-            press(driver, "p")
-            click_at(driver, (70, 10), (110, 10), (110, 50), (70, 50), (70, 10))
-            assert shown(driver, 80, 30) == [*rgb(colors[1]), 255]
-            press(driver, "e")  # erase a 9 px column through the polygon
-            drag(driver, (90, 5), (90, 55))
-            press(driver, "b")
-            press(driver, "3")  # person: two strokes taken back (Ctrl+Z, then the button), one kept
-            drag(driver, (20, 70), (60, 70))
-            ctrl_z(driver)
-            drag(driver, (20, 85), (40, 85))
-            driver.find_element("id", "mask-undo").click()
-            drag(driver, (10, 60), (10, 90))
-            assert shown(driver, 40, 70)[3] == 0 and shown(driver, 30, 85)[3] == 0
-            assert page_state(driver)["index"] == 0, "Ctrl+Z took back a stroke, not the last answer"
-            screenshot(driver, tmp_path / "mask-widget.png")
-            # This browser has CompressionStream; without it the widget writes stored deflate blocks.
-            driver.execute_script("window.savedCompression = window.CompressionStream; window.CompressionStream = undefined;")
-            press(driver, "\ue007")  # Enter submits
-            s = wait_item(driver, other_than=(s["job"], 0))
-            driver.execute_script("window.CompressionStream = window.savedCompression;")
-            wait_for(lambda: ready(driver), 10, "the model's mask")
-            # A routed image starts from the model's mask: fix it with a person's dab, then submit.
-            assert s["index"] == 1 and "the model's mask (64 %)" in s["guess"]
-            assert shown(driver, 50, 40) == [*rgb(colors[2]), 255] and shown(driver, 100, 80)[3] == 0
-            assert painted_pixels(driver) == 40 * 40
-            press(driver, "3")
-            drag(driver, (100.5, 80.5), (100.5, 80.5))
-            press(driver, "p")  # a triangle closed with Enter, then taken back whole with Ctrl+Z
-            click_at(driver, (100, 10), (124, 10), (124, 34))
-            press(driver, "\ue007")
-            assert shown(driver, 120, 14) == [*rgb(colors[3]), 255]
-            ctrl_z(driver)
-            assert shown(driver, 120, 14)[3] == 0 and shown(driver, 100, 80)[3] == 255
-            press(driver, "\ue007")
-            s = wait_item(driver, other_than=(s["job"], 1))
-            wait_for(lambda: ready(driver), 10, "the mask widget")
-            # A validation image is painted blind: no model mask, no suggestion.
-            assert s["index"] == 2 and s["guess"] is None and painted_pixels(driver) == 0
-            driver.find_element("id", "mask-submit").click()
-            thread.join(10)
-            assert box.get("describe", {}).get("LabelingJobStatus") == "Completed", box
-            assert console_errors(driver) == []
-        finally:
-            driver.quit()
+    with labeling_page(open_browser, console_errors, params) as page:
+        driver, s = page.driver, page.first
+        wait_for(lambda: ready(driver), 10, "the mask widget")
+        assert s["index"] == 0 and s["guess"] is None and painted_pixels(driver) == 0
+        for _ in range(5):  # the brush starts at 4 px on this image; ] widens it
+            press(driver, "]")
+        assert driver.find_element("id", "mask-size-label").text == "9 px"
+        press(driver, "2")  # car: a 9 px stroke along y = 20
+        drag(driver, (20, 20), (60, 20))
+        press(driver, "1")  # road: a polygon, closed by clicking its first corner again
+        press(driver, "p")
+        click_at(driver, (70, 10), (110, 10), (110, 50), (70, 50), (70, 10))
+        assert shown(driver, 80, 30) == [*rgb(colors[1]), 255]
+        press(driver, "e")  # erase a 9 px column through the polygon
+        drag(driver, (90, 5), (90, 55))
+        press(driver, "b")
+        press(driver, "3")  # person: two strokes taken back (Ctrl+Z, then the button), one kept
+        drag(driver, (20, 70), (60, 70))
+        ctrl_z(driver)
+        drag(driver, (20, 85), (40, 85))
+        driver.find_element("id", "mask-undo").click()
+        drag(driver, (10, 60), (10, 90))
+        assert shown(driver, 40, 70)[3] == 0 and shown(driver, 30, 85)[3] == 0
+        assert page_state(driver)["index"] == 0, "Ctrl+Z took back a stroke, not the last answer"
+        screenshot(driver, tmp_path / "mask-widget.png")
+        # This browser has CompressionStream; without it the widget writes stored deflate blocks.
+        driver.execute_script("window.savedCompression = window.CompressionStream; window.CompressionStream = undefined;")
+        press(driver, "\ue007")  # Enter submits
+        s = wait_item(driver, other_than=(s["job"], 0))
+        driver.execute_script("window.CompressionStream = window.savedCompression;")
+        wait_for(lambda: ready(driver), 10, "the model's mask")
+        # A routed image starts from the model's mask: fix it with a person's dab, then submit.
+        assert s["index"] == 1 and "the model's mask (64 %)" in s["guess"]
+        assert shown(driver, 50, 40) == [*rgb(colors[2]), 255] and shown(driver, 100, 80)[3] == 0
+        assert painted_pixels(driver) == 40 * 40
+        press(driver, "3")
+        drag(driver, (100.5, 80.5), (100.5, 80.5))
+        press(driver, "p")  # a triangle closed with Enter, then taken back whole with Ctrl+Z
+        click_at(driver, (100, 10), (124, 10), (124, 34))
+        press(driver, "\ue007")
+        assert shown(driver, 120, 14) == [*rgb(colors[3]), 255]
+        ctrl_z(driver)
+        assert shown(driver, 120, 14)[3] == 0 and shown(driver, 100, 80)[3] == 255
+        press(driver, "\ue007")
+        s = wait_item(driver, other_than=(s["job"], 1))
+        wait_for(lambda: ready(driver), 10, "the mask widget")
+        # A validation image is painted blind: no model mask, no suggestion.
+        assert s["index"] == 2 and s["guess"] is None and painted_pixels(driver) == 0
+        driver.find_element("id", "mask-submit").click()
     task = tasks.get("semantic-segmentation")
     lines = output_lines(params)
     first, routed, blind = (decode_mask(task.line_label(line, ATTRIBUTE, CLASSES)) for line in lines)

@@ -9,12 +9,14 @@ suggestion confirmed with Enter, letter shortcuts, text items, and two browsers 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import threading
 import time
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -301,6 +303,24 @@ def start_job(workforce: PeopleWorkforce, params: dict) -> tuple[threading.Threa
     return thread, box
 
 
+@contextlib.contextmanager
+def labeling_page(open_browser, console_errors, params: dict):
+    """The labeling job `params` served locally and open in one fresh browser; yields `.driver`,
+    `.workforce` and `.first` (the first item's page state). When the body ends without an error,
+    the job must have completed and the browser console stayed clean."""
+    with PeopleWorkforce(port=0) as workforce:
+        thread, box = start_job(workforce, params)
+        driver = open_browser()
+        try:
+            driver.get(workforce.url)
+            yield SimpleNamespace(driver=driver, workforce=workforce, first=wait_item(driver))
+            thread.join(10)
+            assert box.get("describe", {}).get("LabelingJobStatus") == "Completed", box
+            assert console_errors(driver) == []
+        finally:
+            driver.quit()
+
+
 def output_lines(params: dict) -> list[dict]:
     path = Path(params["OutputConfig"]["S3OutputPath"]) / params["LabelingJobName"] / "manifests" / "output" / "output.manifest"
     return [json.loads(line) for line in path.read_text().splitlines()]
@@ -319,44 +339,35 @@ def test_suggestion_enter_letters_and_text_items(tmp_path, open_browser, screens
         {"source-ref": str(image)},
         {"source": "It says moo, supposedly.", "labelloop-guess": {"class": 5}},
     ])
-    with PeopleWorkforce(port=0) as workforce:
-        thread, box = start_job(workforce, params)
-        driver = open_browser()
-        try:
-            driver.get(workforce.url)
-            s = wait_item(driver)
-            assert s["index"] == 0
-            assert "model suggests: dog (87 %)" in s["guess"]
-            assert "0 / 4 done" in s["progress"]
-            labels = driver.execute_script(
-                "return [...document.querySelectorAll('#categories button')].map(b => b.textContent)")
-            assert labels[0] == "1cat" and labels[9] == "0frog" and labels[10] == "alion" and labels[11] == "btiger"
-            screenshot(driver, tmp_path / "worker-page-suggestion.png", full_page=False)
-            press(driver, "\ue007")  # Enter confirms the suggestion
-            s = wait_item(driver, other_than=(s["job"], 0))
-            assert s["index"] == 1 and s["guess"] is None
-            shown = driver.execute_script("return document.getElementById('text').textContent")
-            assert shown == "<b>not bold</b> & a big striped cat", "text is shown as text, never as HTML"
-            press(driver, "\ue007")  # no suggestion: Enter does nothing
-            time.sleep(0.5)
-            assert page_state(driver)["index"] == 1 and "1 / 4 done" in page_state(driver)["progress"]
-            press(driver, "b")  # the 12th category's shortcut
-            s = wait_item(driver, other_than=(s["job"], 1))
-            assert s["index"] == 2
-            wait_for(lambda: image_loaded(driver), 10, "the image")
-            click(driver, '#categories button[data-class="10"]')
-            s = wait_item(driver, other_than=(s["job"], 2))
-            assert s["index"] == 3 and s["guess"].startswith("model suggests: cow —"), "no confidence, no percentage"
-            press(driver, "1")  # correct the model
-            thread.join(10)
-            assert box.get("describe", {}).get("LabelingJobStatus") == "Completed", box
-            wait_for(lambda: page_state(driver)["state"] == "idle", 10, "the page to say the batch is done")
-            assert "complete" in page_state(driver)["message"]
-            assert console_errors(driver) == []
-        finally:
-            driver.quit()
+    with labeling_page(open_browser, console_errors, params) as page:
+        driver, s = page.driver, page.first
+        assert s["index"] == 0
+        assert "model suggests: dog (87 %)" in s["guess"]
+        assert "0 / 4 done" in s["progress"]
+        labels = driver.execute_script(
+            "return [...document.querySelectorAll('#categories button')].map(b => b.textContent)")
+        assert labels[0] == "1cat" and labels[9] == "0frog" and labels[10] == "alion" and labels[11] == "btiger"
+        screenshot(driver, tmp_path / "worker-page-suggestion.png", full_page=False)
+        press(driver, "\ue007")  # Enter confirms the suggestion
+        s = wait_item(driver, other_than=(s["job"], 0))
+        assert s["index"] == 1 and s["guess"] is None
+        shown = driver.execute_script("return document.getElementById('text').textContent")
+        assert shown == "<b>not bold</b> & a big striped cat", "text is shown as text, never as HTML"
+        press(driver, "\ue007")  # no suggestion: Enter does nothing
+        time.sleep(0.5)
+        assert page_state(driver)["index"] == 1 and "1 / 4 done" in page_state(driver)["progress"]
+        press(driver, "b")  # the 12th category's shortcut
+        s = wait_item(driver, other_than=(s["job"], 1))
+        assert s["index"] == 2
+        wait_for(lambda: image_loaded(driver), 10, "the image")
+        click(driver, '#categories button[data-class="10"]')
+        s = wait_item(driver, other_than=(s["job"], 2))
+        assert s["index"] == 3 and s["guess"].startswith("model suggests: cow —"), "no confidence, no percentage"
+        press(driver, "1")  # correct the model
+        wait_for(lambda: page_state(driver)["state"] == "idle", 10, "the page to say the batch is done")
+        assert "complete" in page_state(driver)["message"]
     assert output_labels(params) == [1, 11, 10, 0]
-    assert workforce.answered == 4
+    assert page.workforce.answered == 4
 
 
 def test_two_browsers_are_two_workers_and_never_get_the_same_item(tmp_path, open_browser):
@@ -390,32 +401,23 @@ def test_a_validation_item_reaches_the_page_blind(tmp_path, open_browser, consol
         {"source": "A small animal that purrs.", "labelloop-role": "validation", "labelloop-guess": guess},
         {"source": "It barks.", "labelloop-role": "train", "labelloop-guess": guess},
     ])
-    with PeopleWorkforce(port=0) as workforce:
-        thread, box = start_job(workforce, params)
-        driver = open_browser()
-        try:
-            driver.get(workforce.url)
-            s = wait_item(driver)
-            assert s["index"] == 0 and s["guess"] is None, "no suggestion on a validation item"
-            shown = driver.execute_script(
-                "return {text: document.body.innerText, suggested: document.querySelectorAll('.suggested').length}")
-            assert "suggests" not in shown["text"] and "87" not in shown["text"] and shown["suggested"] == 0
-            seen = driver.execute_async_script(
-                """const done = arguments[arguments.length - 1];
-                fetch('/api/next', {method: 'POST', headers: {'Content-Type': 'application/json',
-                    'X-Labelloop-Token': new URLSearchParams(location.search).get('token')}, body: '{}'})
-                  .then(r => r.text()).then(done, e => done('error: ' + e));""")
-            assert '"guess": null' in seen and "0.87" not in seen, "what the page gets from the server has no guess"
-            press(driver, "\ue007")  # Enter confirms a suggestion: there is none, so nothing is answered
-            time.sleep(0.5)
-            assert page_state(driver)["index"] == 0 and "0 / 2 done" in page_state(driver)["progress"]
-            press(driver, "3")
-            s = wait_item(driver, other_than=(s["job"], 0))
-            assert s["index"] == 1 and "model suggests: dog (87 %)" in s["guess"], "a training item keeps its suggestion"
-            press(driver, "\ue007")
-            thread.join(10)
-            assert box.get("describe", {}).get("LabelingJobStatus") == "Completed", box
-            assert console_errors(driver) == []
-        finally:
-            driver.quit()
+    with labeling_page(open_browser, console_errors, params) as page:
+        driver, s = page.driver, page.first
+        assert s["index"] == 0 and s["guess"] is None, "no suggestion on a validation item"
+        shown = driver.execute_script(
+            "return {text: document.body.innerText, suggested: document.querySelectorAll('.suggested').length}")
+        assert "suggests" not in shown["text"] and "87" not in shown["text"] and shown["suggested"] == 0
+        seen = driver.execute_async_script(
+            """const done = arguments[arguments.length - 1];
+            fetch('/api/next', {method: 'POST', headers: {'Content-Type': 'application/json',
+                'X-Labelloop-Token': new URLSearchParams(location.search).get('token')}, body: '{}'})
+              .then(r => r.text()).then(done, e => done('error: ' + e));""")
+        assert '"guess": null' in seen and "0.87" not in seen, "what the page gets from the server has no guess"
+        press(driver, "\ue007")  # Enter confirms a suggestion: there is none, so nothing is answered
+        time.sleep(0.5)
+        assert page_state(driver)["index"] == 0 and "0 / 2 done" in page_state(driver)["progress"]
+        press(driver, "3")
+        s = wait_item(driver, other_than=(s["job"], 0))
+        assert s["index"] == 1 and "model suggests: dog (87 %)" in s["guess"], "a training item keeps its suggestion"
+        press(driver, "\ue007")
     assert output_labels(params) == [2, 1]
