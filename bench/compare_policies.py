@@ -175,13 +175,19 @@ def curve(run_dir: Path, quality: Callable[[str, Any], float]) -> list[tuple[int
     return sorted(set(points))
 
 
-def run_policy(name, policy, dataset, args, workdir: Path):
+def run_policy(name, policy, dataset, args, workdir: Path, resume: bool = False):
+    """Run one policy through the local loop and score its output manifest against the truth.
+
+    With `resume`, a run folder an interrupted run left goes on where it stopped (the loop
+    resumes from its ledger, every label kept); `seconds` is then this part's time only."""
     manifest, truth_path, label_config, task_type, classes, count = dataset
     task = tasks.get(task_type)
     truth = read_truth(truth_path).labels
     target = args.target or task.default_target
     run_dir = workdir / name
-    shutil.rmtree(run_dir, ignore_errors=True)
+    resumed = resume and (run_dir / "iterations").is_dir()
+    if not resumed:
+        shutil.rmtree(run_dir, ignore_errors=True)
     workforce = SimulatedWorkforce(truth, accuracy=args.annotator_accuracy, seed=args.seed,
                                    annotator=getattr(args, "simulated_annotator", None))
     engine = LocalEngine(run_dir / "work", workforce)
@@ -229,6 +235,7 @@ def run_policy(name, policy, dataset, args, workdir: Path):
         "clicks": summary.get("HumanClicks"),  # masks clicked by the simulated annotators; None: not counted
         "iterations": summary["Iterations"],
         "seconds": seconds,
+        "resumed": resumed,
         "stop": summary["StopReason"],
         "seed": args.seed,
         "curve": curve(run_dir, scorer(task, truth, classes)),

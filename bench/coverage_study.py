@@ -40,7 +40,7 @@ def exact_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 def one_seed(args: argparse.Namespace, dataset, seed: int) -> dict:
     run_args = argparse.Namespace(**{**vars(args), "seed": seed})
     work = Path(args.work) / f"coverage-{args.dataset}" / f"seed-{seed}"
-    row = run_policy("labelloop", POLICIES["labelloop"], dataset, run_args, work)
+    row = run_policy("labelloop", POLICIES["labelloop"], dataset, run_args, work, resume=args.resume)
     row.pop("curve")
     row["seed"] = seed
     return row
@@ -53,7 +53,7 @@ def seed_line(row: dict, boxes: bool) -> str:
     return (f"seed {row['seed']}: {100 * row['auto_share']:.1f} % auto-labeled, auto-labels' "
             f"{'mean IoU' if boxes else 'accuracy'} {quality} vs truth, target kept: {'yes' if row['met'] else 'no'}"
             f"{' (nothing auto-labeled)' if row['auto_accuracy'] is None else ''}, "
-            f"{row['seconds'] / 60:.1f} min")
+            f"{row['seconds'] / 60:.1f} min{' (resumed: the last part only)' if row.get('resumed') else ''}")
 
 
 def main(argv=None) -> int:
@@ -62,7 +62,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (each run's jobs share the cores)")
-    parser.add_argument("--resume", action="store_true", help="keep the seeds an earlier study already wrote")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the seeds an earlier study already wrote, and go on with a seed it left unfinished")
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--target", type=float, default=None, help="default: the task type's (accuracy 0.95, mean IoU 0.6)")
     parser.add_argument("--max-iterations", type=int, default=None, help="stop each run after this many (quick checks)")
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
         acc = "—" if r["auto_accuracy"] is None else show(r["auto_accuracy"])
         human = f"{r['human']:,} ({pct(r['human'] / r['items'])})"
         lines.append(f"| {r['seed']} | {human} | {pct(r['auto_share'])} | {acc} | {'yes' if r['met'] else 'no'} | "
-                     f"{r['seconds'] / 60:.1f} |")
+                     f"{r['seconds'] / 60:.1f}{' (resumed)' if r.get('resumed') else ''} |")
     judged = [r["auto_accuracy"] for r in rows if r["auto_accuracy"] is not None]
     lines += [
         "",

@@ -68,8 +68,9 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     labeled_share = 100.0 * (state["Total"] - remaining) / max(1, state["Total"])
     rest = np.nonzero(~confident)[0]
     # An iteration that retrained on retired validation items asked no humans: it has nothing to
-    # show for them, and its gate routes the batch its predecessor held back.
-    retrained_on_retired = bool(state.get("RetrainFirst"))
+    # show for them, and its gate routes the batch its predecessor held back. (A resumed run that
+    # trains first on a batch merged before it stopped did ask humans: that batch is its progress.)
+    retrained_on_retired = bool(state.get("RetrainFirst")) and not state.get("HumanLabeledThisIteration")
     limit = _limit_reached(settings, it, progress if not retrained_on_retired else 1, labeled_share)
     retired: dict[int, str] = {}
     verdicts: dict[int, dict] = {}

@@ -44,8 +44,12 @@ def resume_state(config: dict[str, Any], settings: JobSettings) -> dict[str, Any
                 by_batch.setdefault(label["iteration"], set()).add(record["id"])
                 if label.get("clicks") is not None:
                     clicks = (clicks or 0) + label["clicks"]
+    # The last step done merged a human batch, and the run stopped before a model was trained on
+    # it: go on from there (train, calibrate, gate), as the run would have, not ask people for more.
+    merged_last = stage == "human"
+    remaining = total - pre - human - auto
     state = LoopState.model_validate({
-        "Iteration": next_iteration,
+        "Iteration": iteration if merged_last else next_iteration,
         "LedgerUri": ledger_uri,
         "Total": total,
         "Rejected": sum(1 for _ in storage.iter_lines(layout.rejected_uri(out))) if storage.exists(layout.rejected_uri(out)) else 0,
@@ -54,10 +58,13 @@ def resume_state(config: dict[str, Any], settings: JobSettings) -> dict[str, Any
         "HumanAdjusted": _adjusted(out, by_batch),
         "HumanClicks": clicks,
         "AutoLabeled": auto,
-        "Remaining": total - pre - human - auto,
+        "Remaining": remaining,
+        "HumanLabeledThisIteration": len(by_batch.get(iteration, ())) if merged_last else 0,
         "HumanBatch": {"Count": 0},
-        # The last gate held its batch back to retrain first: do that, as it would have.
-        "RetrainFirst": not pending and stage == "auto" and bool(_stored_metrics(out, iteration).get("RetrainFirst")),
+        # Train first when the merged batch left items to gate, or when the last gate held its
+        # batch back to retrain on retired validation items: do that, as it would have.
+        "RetrainFirst": (merged_last and remaining > 0)
+        or (not pending and stage == "auto" and bool(_stored_metrics(out, iteration).get("RetrainFirst"))),
         "ModelArtifacts": None,
         "StopReason": None,
         "Resumed": True,
@@ -72,9 +79,9 @@ def resume_state(config: dict[str, Any], settings: JobSettings) -> dict[str, Any
         }
         if answered:
             # Paid-for answers that the crash kept from being merged: merge them now, and let the
-            # loop carry on from the next step with nothing sent to humans twice.
+            # loop carry on from the next step (training on them) with nothing sent to humans twice.
             state = merge_answers(config, state, answered)
-            state["Iteration"] = next_iteration + 1
+            state["RetrainFirst"] = state["Remaining"] > 0
     return state
 
 

@@ -46,7 +46,7 @@ def answer_batch(state, drop_last=False):
     return out, {l["labelloop-id"] for l in lines}
 
 
-def test_crash_after_the_labeling_job_keeps_its_answers(job):
+def test_crash_after_the_labeling_job_keeps_its_answers_and_trains_on_them_first(job):
     first = boot(job, "run-1")
     state = steps.sample_for_humans(first)
     _, answered_ids = answer_batch(state)
@@ -54,11 +54,36 @@ def test_crash_after_the_labeling_job_keeps_its_answers(job):
     second = boot(job, "run-2")
     resumed = second["state"]
     assert resumed["Resumed"] and resumed["HumanLabeled"] == 10 and resumed["Remaining"] == 40
-    assert resumed["Iteration"] == 2
-    # The next batch never contains an item already answered.
-    nxt = steps.sample_for_humans(second)
-    sent = {json.loads(l)["labelloop-id"] for l in open(nxt["HumanBatch"]["ManifestUri"])}
-    assert len(sent) == 10 and not sent & answered_ids
+    # It goes on as the first run would have: a model trained on those answers, then its gate,
+    # in the same iteration; nobody is asked for more labels before that.
+    assert resumed["Iteration"] == 1 and resumed["RetrainFirst"] and resumed["HumanLabeledThisIteration"] == 10
+    assert steps.sample_for_humans(second) == resumed
+    ledger = [json.loads(l) for l in open(resumed["LedgerUri"])]
+    assert {r["id"] for r in ledger if r["label"]} == answered_ids
+
+
+def test_crash_after_the_merge_trains_on_the_batch_before_asking_for_more(job):
+    first = boot(job, "run-1")
+    state = steps.sample_for_humans(first)
+    out, _ = answer_batch(state)
+    merged = steps.merge_human_labels({**first, "state": state, "labeling": {"OutputManifestUri": out}})
+    # The process dies here, before the model of iteration 1 is trained. The same command runs again:
+    resumed = boot(job, "run-2")["state"]
+    assert resumed["Iteration"] == 1 and resumed["RetrainFirst"]
+    assert resumed["LedgerUri"] == merged["LedgerUri"] and resumed["HumanLabeledThisIteration"] == 10
+    assert (resumed["HumanLabeled"], resumed["Remaining"]) == (10, 40)
+
+
+def test_a_merge_that_labeled_everything_goes_on_to_the_export(job, tmp_path):
+    manifest = tmp_path / "small.jsonl"
+    manifest.write_text("".join(json.dumps({"source": f"text {i}"}) + "\n" for i in range(10)))
+    small = {**job, "ManifestUri": str(manifest), "OutputUri": str(tmp_path / "small-out")}
+    first = boot(small, "run-1")
+    state = steps.sample_for_humans(first)
+    out, _ = answer_batch(state)
+    steps.merge_human_labels({**first, "state": state, "labeling": {"OutputManifestUri": out}})
+    resumed = boot(small, "run-2")["state"]
+    assert resumed["Remaining"] == 0 and not resumed["RetrainFirst"], "nothing left to gate: no training"
 
 
 def test_crash_before_the_labeling_job_resends_the_same_batch(job):
