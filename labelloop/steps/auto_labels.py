@@ -53,18 +53,24 @@ def plain(value: Any) -> Any:
     return int(value) if isinstance(value, np.integer) else value
 
 
-def confident_mask(probs: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
+def confident_mask(probs: np.ndarray, confidence: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
+    """The items the calibration auto-labels: their confidence at or above its threshold (the
+    scale it was calibrated on), or for the fixed-margin gate their top two routing probabilities
+    further apart than the margin."""
     threshold = calibration["Threshold"]
     if threshold is None:
         return np.zeros(len(probs), dtype=bool)
     if calibration["Method"] == "fixed-margin":
         top2 = np.sort(probs, axis=1)[:, -2:]
         return (top2[:, 1] - top2[:, 0]) > threshold
+    # Never the routing probabilities' maximum: for boxes and masks that is (1 + c) / 2, on
+    # another scale than the confidence c every threshold is calibrated on.
+    confidence = np.asarray(confidence, dtype=float)
     per_class = calibration.get("ClassThresholds")
     if per_class is not None:  # each item gated by the threshold of the class the model gives it
         limits = np.array([np.inf if t is None else t for t in per_class], dtype=float)
-        return probs.max(axis=1) >= limits[probs.argmax(axis=1)]
-    return probs.max(axis=1) >= threshold
+        return confidence >= limits[probs.argmax(axis=1)]
+    return confidence >= threshold
 
 
 def worst_case_tail_mask(

@@ -52,11 +52,11 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     if oracle:
         truth_quality = oracle_quality(settings, task, config["ClassNames"], iteration["UnlabeledTransform"]["OutputUri"], pool)
         cal = {**cal, "Threshold": oracle_threshold(conf, truth_quality, target=cal["WorkingTarget"])}
-    confident = confident_mask(p, cal)
+    confident = confident_mask(p, conf, cal)
     if draws_validation:
         val, _ = predictions(iteration["ValidationTransform"]["OutputUri"], task, n_classes, iteration["ValidationCount"])
         val_ids, val_p = val.ids, val.probs
-        val_confident = confident_mask(val_p, cal)
+        val_confident = confident_mask(val_p, val.confidence, cal)
     tail, pool_bound = worst_case_tail_mask(settings, state, cal, confident)
     confident |= tail
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from labelloop.config import ConfigurationError, JobSettings
+from labelloop import tasks
 from labelloop.steps.auto_labels import confident_mask
 from labelloop.threshold_rules import oracle_threshold, tbal_class_thresholds, tbal_threshold
 
@@ -83,7 +84,20 @@ def test_tbal_is_class_wise():
 def test_class_thresholds_gate_each_item_by_the_class_the_model_gives_it():
     probs = np.array([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8], [0.1, 0.9]])
     cal = {"Method": "tbal", "Threshold": 0.65, "ClassThresholds": [0.65, None]}
-    assert confident_mask(probs, cal).tolist() == [True, True, False, False]
+    assert confident_mask(probs, probs.max(axis=1), cal).tolist() == [True, True, False, False]
+
+
+@pytest.mark.parametrize("task_type", ["object-detection", "semantic-segmentation"])
+def test_a_box_or_mask_threshold_gates_the_confidence_it_was_calibrated_on(task_type):
+    # Routing ranks (1 + c) / 2 against (1 - c) / 2; the bound's threshold is on c itself. Gating
+    # that distribution's maximum would auto-label every image whose c is above 2t - 1.
+    confidence = np.array([0.9, 0.6, 0.5, 0.3, 0.1])
+    probs = tasks.get(task_type).routing_probs(np.empty(5, dtype=object), confidence)
+    for method in ("lower-bound", "tbal", "oracle"):
+        cal = {"Method": method, "Threshold": 0.55}
+        assert confident_mask(probs, confidence, cal).tolist() == [True, True, False, False, False], method
+    margin = {"Method": "fixed-margin", "Threshold": 0.5}  # the fixed-score policy: c above 0.5
+    assert confident_mask(probs, confidence, margin).tolist() == [True, True, False, False, False]
 
 
 # ---------------------------------------------------------------- the oracle stays out of real runs
