@@ -218,8 +218,8 @@ def _gate(settings, state, model, status, auto, verdict, carries, calibrator, sp
 
     ids = np.nonzero((status == OPEN) | ((status == AUTO) if scope.provisional else False))[0]
     draws_validation = settings.validation.draws_validation and len(val_ids) > 0
-    confident = confident_mask(conf[ids, None], cal)  # a one-column "probability" matrix: its max is the confidence
-    val_confident = confident_mask(conf[val_ids, None], cal)
+    confident = confident_mask(conf[ids, None], conf[ids], cal)  # one column of "probabilities": the confidence
+    val_confident = confident_mask(conf[val_ids, None], conf[val_ids], cal)
     tail, pool_bound = worst_case_tail_mask(settings, state, cal, confident)
     confident |= tail
 
