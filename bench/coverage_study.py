@@ -83,12 +83,19 @@ def main(argv=None) -> int:
     rows = [r for r in json.loads(results.read_text()) if r["seed"] in seeds] if args.resume and results.exists() else []
     todo = [s for s in seeds if s not in {r["seed"] for r in rows}]
     started = time.monotonic()
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=get_context("spawn")) as pool:
-        for future in as_completed([pool.submit(one_seed, args, dataset, seed) for seed in todo]):
-            row = future.result()
-            rows.append(row)
-            print(seed_line(row, boxes), flush=True)
-            results.write_text(json.dumps(sorted(rows, key=lambda r: r["seed"]), indent=1))
+
+    def done(row: dict) -> None:
+        rows.append(row)
+        print(seed_line(row, boxes), flush=True)
+        results.write_text(json.dumps(sorted(rows, key=lambda r: r["seed"]), indent=1))
+
+    if args.jobs <= 1:  # in this process: stopping the study stops its run (no pool worker left behind)
+        for seed in todo:
+            done(one_seed(args, dataset, seed))
+    else:
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+            for future in as_completed([pool.submit(one_seed, args, dataset, seed) for seed in todo]):
+                done(future.result())
     rows.sort(key=lambda r: r["seed"])
 
     met = sum(r["met"] for r in rows)
