@@ -34,18 +34,20 @@ def start_job(tmp_path, **settings):
     return boot["config"], steps.sample_for_humans(boot)
 
 
-def humans_answer(config, state):
-    """Every item of the routed batch gets class 0 from the humans."""
+def humans_answer(config, state, answer=None):
+    """Every item of the routed batch gets class 0 from the humans (or the fields of `answer`)."""
     batch = state["HumanBatch"]
     out = Path(batch["OutputUri"]) / batch["LabelingJobName"] / "manifests" / "output" / "output.manifest"
     out.parent.mkdir(parents=True)
     lines = [json.loads(l) for l in open(batch["ManifestUri"])]
-    out.write_text("".join(json.dumps({**l, "label": 0}) + "\n" for l in lines))
+    out.write_text("".join(json.dumps({**l, **(answer or {"label": 0})}) + "\n" for l in lines))
     return steps.merge_human_labels({"config": config, "state": state, "labeling": {"OutputManifestUri": str(out)}})
 
 
-def model_judges(config, state, probabilities):
-    """One iteration after the humans answered: split, a model that says `probabilities`, calibrate, gate."""
+def model_judges(config, state, probabilities=None, *, output=None):
+    """One iteration after the humans answered: split, a model that says `probabilities` (or
+    answers `output(line)`, a whole SageMakerOutput), calibrate, gate."""
+    output = output or (lambda line: {"probabilities": probabilities(line)})
     iteration = steps.split_validation({"config": config, "state": state})
     base = Path(config["Settings"]["OutputUri"]) / "iterations" / f"{state['Iteration']:03d}"
     for kind, src in (("ValidationTransform", "channels/validation/validation.manifest"),
@@ -53,7 +55,7 @@ def model_judges(config, state, probabilities):
         dst = Path(iteration[kind]["OutputUri"]) / (Path(src).name + ".out")
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_text("".join(
-            json.dumps({**json.loads(l), "SageMakerOutput": {"probabilities": probabilities(json.loads(l))}}) + "\n"
+            json.dumps({**json.loads(l), "SageMakerOutput": output(json.loads(l))}) + "\n"
             for l in open(base / src)
         ))
     cal = steps.calibrate_threshold({"config": config, "state": state, "iteration": iteration})

@@ -8,6 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from labelloop import steps
+from test_gate import humans_answer, model_judges
 
 DEPLOYMENT = {"Algorithms": {"object-detection": {"TrainingImage": "i", "InferenceImage": "i", "SourceDirUri": "/src.tar.gz"}}}
 SIZE = [{"width": 32, "height": 32, "depth": 1}]
@@ -38,28 +39,15 @@ def test_the_gate_auto_labels_the_images_at_or_above_the_threshold_and_no_others
     boot = steps.bootstrap({"Input": job, "ExecutionName": "b1", "Deployment": DEPLOYMENT})
     config, state = boot["config"], steps.sample_for_humans(boot)
 
-    batch = state["HumanBatch"]  # people box the true object on every image
-    out = Path(batch["OutputUri"]) / batch["LabelingJobName"] / "manifests" / "output" / "output.manifest"
-    out.parent.mkdir(parents=True)
-    out.write_text("".join(json.dumps({**json.loads(l), "objects": {"image_size": SIZE, "annotations": [TRUE_BOX]}}) + "\n"
-                           for l in open(batch["ManifestUri"])))
-    state = steps.merge_human_labels({"config": config, "state": state, "labeling": {"OutputManifestUri": str(out)}})
-
-    iteration = steps.split_validation({"config": config, "state": state})
-    base = Path(job["OutputUri"]) / "iterations" / "001"
-    for kind, src in (("ValidationTransform", "channels/validation/validation.manifest"),
-                      ("UnlabeledTransform", "transform-input/unlabeled/unlabeled.manifest")):
-        dst = Path(iteration[kind]["OutputUri"]) / (Path(src).name + ".out")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_text("".join(json.dumps({**json.loads(l), "SageMakerOutput": detector(json.loads(l))}) + "\n"
-                               for l in open(base / src)))
-    cal = steps.calibrate_threshold({"config": config, "state": state, "iteration": iteration})
+    # People box the true object on every image.
+    state = humans_answer(config, state, {"objects": {"image_size": SIZE, "annotations": [TRUE_BOX]}})
+    after = model_judges(config, state, output=detector)
     # Every right box scores 0.7, every wrong one 0.5: the bound stops at the right ones.
-    assert cal["Threshold"] == 0.7 and cal["LowerBound"] >= 0.6
-    after = steps.gate_and_route({"config": config, "state": state, "iteration": iteration, "calibration": cal})
+    assert after["LastMetrics"]["Threshold"] == 0.7 and after["LastMetrics"]["LowerBound"] >= 0.6
 
     records = [json.loads(l) for l in open(after["LedgerUri"])]
     auto = {r["id"] for r in records if r["label"] and not r["label"]["human"]}
+    base = Path(job["OutputUri"]) / "iterations" / "001"
     unlabeled = {int(json.loads(l)["labelloop-id"]) for l in open(base / "transform-input/unlabeled/unlabeled.manifest")}
     assert auto == {i for i in unlabeled if i % 2 == 0}, "the 0.5-scored (wrong) images must not be auto-labeled"
     assert after["AutoLabeled"] == len(auto) > 0

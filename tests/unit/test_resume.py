@@ -62,11 +62,16 @@ def test_crash_after_the_labeling_job_keeps_its_answers_and_trains_on_them_first
     assert {r["id"] for r in ledger if r["label"]} == answered_ids
 
 
-def test_crash_after_the_merge_trains_on_the_batch_before_asking_for_more(job):
+def answered_and_merged(job):
+    """The first batch answered and merged; returns the merged state."""
     first = boot(job, "run-1")
     state = steps.sample_for_humans(first)
     out, _ = answer_batch(state)
-    merged = steps.merge_human_labels({**first, "state": state, "labeling": {"OutputManifestUri": out}})
+    return steps.merge_human_labels({**first, "state": state, "labeling": {"OutputManifestUri": out}})
+
+
+def test_crash_after_the_merge_trains_on_the_batch_before_asking_for_more(job):
+    merged = answered_and_merged(job)
     # The process dies here, before the model of iteration 1 is trained. The same command runs again:
     resumed = boot(job, "run-2")["state"]
     assert resumed["Iteration"] == 1 and resumed["RetrainFirst"]
@@ -78,10 +83,7 @@ def test_a_merge_that_labeled_everything_goes_on_to_the_export(job, tmp_path):
     manifest = tmp_path / "small.jsonl"
     manifest.write_text("".join(json.dumps({"source": f"text {i}"}) + "\n" for i in range(10)))
     small = {**job, "ManifestUri": str(manifest), "OutputUri": str(tmp_path / "small-out")}
-    first = boot(small, "run-1")
-    state = steps.sample_for_humans(first)
-    out, _ = answer_batch(state)
-    steps.merge_human_labels({**first, "state": state, "labeling": {"OutputManifestUri": out}})
+    answered_and_merged(small)
     resumed = boot(small, "run-2")["state"]
     assert resumed["Remaining"] == 0 and not resumed["RetrainFirst"], "nothing left to gate: no training"
 
