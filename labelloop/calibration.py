@@ -20,12 +20,19 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from scipy.stats import beta
 
-from labelloop.bounds import hoeffding_bentkus_lower
+from labelloop import tasks
+from labelloop.bounds import betting_log_wealth, betting_lower, hoeffding_bentkus_lower
+
+
+BOUNDS = {
+    "hoeffding-bentkus": "Hoeffding-Bentkus: needs only the count and sum of the qualities",
+    "betting": "the betting bound (Waudby-Smith and Ramdas): tighter where the qualities cluster",
+}
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,8 @@ def calibrate_threshold(
     carried_correct: float = 0,
     carried_total: int = 0,
     bounded_mean: bool = False,
+    bound: str = "hoeffding-bentkus",
+    read_order: Sequence[float] | None = None,
 ) -> Calibration:
     """Lowest confidence threshold whose auto-labels meet `target_accuracy` with `confidence_level`.
 
@@ -143,8 +152,16 @@ def calibrate_threshold(
 
     With `bounded_mean`, `correct` holds each validation label's quality in [0, 1] (an IoU) and
     `target_accuracy` is the target mean quality: the Hoeffding–Bentkus bound replaces the exact
-    binomial one, and the same fixed sequence is tested.
+    binomial one, and the same fixed sequence is tested. `bound="betting"` tests each threshold
+    with the betting bound instead (`bounds.betting_lower`), reading the qualities in the order of
+    `read_order` (one key per item, independent of the qualities); it needs every quality, so it takes
+    no carried verdicts.
     """
+    if bound not in BOUNDS:
+        raise ValueError(f"bound must be one of {sorted(BOUNDS)}, got {bound!r}")
+    if bound == "betting" and (not bounded_mean or carried_total or read_order is None or len(read_order) != len(confidences)):
+        raise ValueError("the betting bound is for a mean quality in [0, 1], reads one order key per "
+                         "validation item and takes no carried verdicts")
     if not 0.0 < target_accuracy < 1.0:
         raise ValueError(f"target accuracy must be in (0, 1), got {target_accuracy}")
     if not 0.0 < confidence_level < 1.0:
@@ -164,8 +181,8 @@ def calibrate_threshold(
     if n_val + carried_total < start or n_val == 0:
         return nothing
 
-    order = np.argsort(-conf, kind="stable")
-    conf, ok = conf[order], ok[order]
+    by_confidence = np.argsort(-conf, kind="stable")
+    conf, ok = conf[by_confidence], ok[by_confidence]
     # One candidate per distinct confidence value: the last position of each run of ties.
     last_of_run = np.r_[conf[1:] != conf[:-1], True]
     idx = np.nonzero(last_of_run)[0]
@@ -178,8 +195,12 @@ def calibrate_threshold(
     idx, support, hits = idx[keep], support[keep], hits[keep]
     if idx.size == 0:
         return nothing
-    bounds = lower_bound(hits, support, confidence_level, bounded_mean)
-    passed = bounds >= target_accuracy
+    if bound == "betting":
+        keys = np.asarray(read_order, dtype=float)[by_confidence]
+        bounds, passed = _betting_sequence(ok, keys, idx, target_accuracy, confidence_level)
+    else:
+        bounds = lower_bound(hits, support, confidence_level, bounded_mean)
+        passed = bounds >= target_accuracy
     # Fixed-sequence testing: only the unbroken run of passes from the top counts.
     failures = np.nonzero(~passed)[0]
     n_pass = int(failures[0]) if failures.size else int(passed.size)
@@ -200,6 +221,52 @@ def calibrate_threshold(
         carried_correct=carried_correct,
         pool_bound=float(bounds[j]),
     )
+
+
+def bound_problems(settings: Any) -> list[str]:
+    """What makes IouBound impossible with the other settings, each said with the way out."""
+    if settings.iou_bound not in BOUNDS:
+        return [f"IouBound {settings.iou_bound!r} is not one of {sorted(BOUNDS)}"]
+    if settings.iou_bound == "hoeffding-bentkus":
+        return []
+    p = []
+    if settings.calibration_scope == "cumulative":
+        p.append("IouBound 'betting' works with CalibrationScope 'job' (the default) or 'iteration', not "
+                 "'cumulative': it reads every quality, and the cumulative scope carries earlier verdicts as sums")
+    if settings.task_type in tasks.names() and not tasks.get(settings.task_type).bounded_mean:
+        p.append(f"IouBound is for boxes and masks (a mean IoU); a {settings.task_type} label is right or wrong "
+                 "and has the exact Clopper-Pearson bound")
+    return p
+
+
+def read_order(ids: np.ndarray) -> np.ndarray:
+    """A key per item id for the betting bound's reading order: the ids scrambled (splitmix64's
+    finaliser), so the order is fixed for a job, the same on a resumed run, and unrelated to the
+    items' content even where ids follow it (a manifest sorted by class)."""
+    z = np.asarray(ids).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return ((z ^ (z >> np.uint64(31))) >> np.uint64(11)).astype(np.float64) / 2.0**53
+
+
+def _betting_sequence(qualities: np.ndarray, keys: np.ndarray, idx: np.ndarray, target: float,
+                      confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """(bounds, passed) of the fixed sequence under the betting bound: candidate j holds the items
+    0..idx[j] (most confident first), read in the order of their keys. Tests stop at the first
+    failure (later ones cannot count); a passed candidate's bound is only computed for the last."""
+    level = math.log(1.0 / (1.0 - confidence))
+    passed = np.zeros(idx.size, bool)
+    bounds = np.zeros(idx.size)
+    for j, last in enumerate(idx):
+        held = qualities[: last + 1][np.argsort(keys[: last + 1], kind="stable")]
+        if betting_log_wealth(held, np.array(target), confidence) < level:
+            break
+        passed[j] = True
+    if passed.any():
+        j = int(np.nonzero(passed)[0][-1])
+        held = qualities[: idx[j] + 1][np.argsort(keys[: idx[j] + 1], kind="stable")]
+        bounds[: j + 1] = betting_lower(held, confidence)  # each passed bound is at least the target
+    return bounds, passed
 
 
 def worst_case_tail(pool_bound: float | None, pool_size: int, target_accuracy: float) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from labelloop import layout, metrics_table, tasks
+from labelloop.calibration import BOUNDS
 from labelloop.cli_help import LABEL_ATTRIBUTE_HELP, TASK_TYPE_HELP, use_everywhere
 from labelloop.cli_run import add_cost_options, cost_settings, summary_lines
 from labelloop.config import CALIBRATION_METHODS, CALIBRATION_SCOPES, VALIDATION_POLICIES, ConfigurationError, JobSettings
@@ -54,6 +55,7 @@ def _execution_input(args: argparse.Namespace, output: Path) -> dict[str, Any]:
         "CalibrationMethod": args.calibration,
         "CalibrationScope": args.calibration_scope,
         "PerClassPromise": args.per_class,
+        "IouBound": args.iou_bound,
         "SlackReserve": args.slack_reserve,
         "RetrainBeforeRoutingGrowth": args.retrain_before_routing or None,
         "MarginThreshold": args.margin_threshold,
@@ -269,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "model gives it at confidence 1 - (1 - --confidence) / classes, so it needs more validation "
                           "labels (10 classes at 95 %%/95 %%: 104 a class), and the adaptive policy's validation set "
                           "grows to hold that many for every class unless --validation-size is given")
+    run.add_argument("--iou-bound", choices=sorted(BOUNDS), default="hoeffding-bentkus",
+                     help="boxes and masks: the bound on the auto-labels' mean IoU: " + _choices_help(BOUNDS))
     run.add_argument("--slack-reserve", type=float, default=0.0,
                      help="cumulative scope: share of the accuracy slack (1 - target) kept back while the pool is full, "
                           "released as it empties (0: none)")

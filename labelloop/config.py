@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from labelloop import aws_limits, per_class, tasks
+from labelloop import aws_limits, calibration, per_class, tasks
 from labelloop.policies import CALIBRATION_SCOPES as _SCOPES
 from labelloop.policies import VALIDATION_POLICIES as _POLICIES
 from labelloop.policies import CalibrationScope, Routing, ValidationPolicy
@@ -61,6 +61,7 @@ class JobSettings:
     calibration_method: str = "lower-bound"
     calibration_scope: str = "job"  # the scope docs/promise.md measures keeping the promise
     per_class: bool = False  # every class's auto-labels meet the target (labelloop.per_class)
+    iou_bound: str = "hoeffding-bentkus"  # boxes and masks: the bound on their mean IoU (calibration.BOUNDS)
     reserve: float = 0.0  # cumulative scope: share of the accuracy slack kept back while the pool is full
     retrain_growth: float | None = 0.5  # cumulative scope: see retrains_before_routing; None: never
     worst_case_tail: bool = True  # cumulative scope: spend the bound's slack on items counted as errors
@@ -101,6 +102,7 @@ class JobSettings:
         "CalibrationMethod": "calibration_method",
         "CalibrationScope": "calibration_scope",
         "PerClassPromise": "per_class",
+        "IouBound": "iou_bound",
         "SlackReserve": "reserve",
         "RetrainBeforeRoutingGrowth": "retrain_growth",
         "WorstCaseTail": "worst_case_tail",
@@ -186,7 +188,7 @@ class JobSettings:
             p.append(f"ValidationPolicy {self.validation_policy!r} is not one of {sorted(VALIDATION_POLICIES)}")
         if self.calibration_method not in CALIBRATION_METHODS and self.calibration_method not in BENCHMARK_METHODS:
             p.append(f"CalibrationMethod {self.calibration_method!r} is not one of {sorted(CALIBRATION_METHODS)}")
-        p += self._oracle_problems() + per_class.settings_problems(self)
+        p += self._oracle_problems() + per_class.settings_problems(self) + calibration.bound_problems(self)
         if not _is_number(self.reserve) or not 0.0 <= float(self.reserve) < 1.0:
             p.append(f"SlackReserve must be a number in [0, 1), got {self.reserve!r}")
         if self.retrain_growth is not None and (not _is_number(self.retrain_growth) or self.retrain_growth <= 0):

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from labelloop import layout, storage, tasks
-from labelloop.calibration import Calibration, calibrate_per_class
+from labelloop.calibration import Calibration, calibrate_per_class, read_order
 from labelloop.calibration import calibrate_threshold as calibrate
 from labelloop.config import JobSettings
 from labelloop.contracts import CalibrationResult
@@ -40,6 +40,8 @@ def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
         carried_correct=carried["Correct"],
         carried_total=carried["Count"],
         bounded_mean=task.bounded_mean,
+        bound=settings.iou_bound if task.bounded_mean else "hoeffding-bentkus",
+        read_order=read_order(val.ids),
     )
     bound_chose = method == "lower-bound"
     class_thresholds = per_class = None

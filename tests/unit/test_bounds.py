@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from labelloop.bounds import hoeffding_bentkus_lower
-from labelloop.calibration import calibrate_threshold, clopper_pearson_lower, starting_support
+from labelloop.bounds import betting_lower, hoeffding_bentkus_lower
+from labelloop.calibration import calibrate_threshold, clopper_pearson_lower, read_order, starting_support
 
 
 def test_all_perfect_labels_give_the_exact_bound():
@@ -86,3 +86,52 @@ def test_the_first_test_of_a_mean_iou_tolerates_right_labels_that_sit_below_iou_
     assert starting_support(0.6, 0.95, True) == 116  # 116 images averaging 0.7 pass; 24 would need 0.8
     cal = calibrate_threshold(conf, iou, target_accuracy=0.6, confidence_level=0.95, bounded_mean=True)
     assert cal.threshold is not None and cal.support >= 200 and cal.lower_bound >= 0.6
+
+
+@pytest.mark.parametrize("a,b,n", [(6, 2, 30), (6, 2, 300), (1, 1, 100), (0.3, 0.3, 200), (20, 2, 50)])
+def test_the_betting_bound_covers_the_true_mean_at_the_stated_confidence(a, b, n):
+    rng = np.random.default_rng(n + 1)
+    true_mean = a / (a + b)
+    bounds = np.array([betting_lower(x, 0.95) for x in rng.beta(a, b, size=(1000, n))])
+    assert np.mean(bounds > true_mean) <= 0.05
+    assert np.all(bounds >= 0) and np.mean(bounds) > true_mean - 0.25
+
+
+def test_the_betting_bound_is_tighter_than_hoeffding_bentkus_where_qualities_cluster():
+    # Masks and boxes that are right sit near one IoU: the spread Hoeffding-Bentkus must allow for is not there.
+    rng = np.random.default_rng(7)
+    x = np.clip(rng.normal(0.75, 0.05, 173), 0, 1)
+    assert betting_lower(x, 0.95) > 0.7 > hoeffding_bentkus_lower(x.sum(), x.size, 0.95)
+    assert betting_lower(x, 0.95) < x.mean()
+    assert betting_lower(np.array([]), 0.95) == 0.0 and betting_lower(np.zeros(50), 0.95) == 0.0
+
+
+def test_a_mean_iou_threshold_chosen_by_betting_meets_its_target_at_the_stated_confidence():
+    """As the Hoeffding-Bentkus test above, through calibrate_threshold with the betting bound."""
+    misses = trials = 0
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        conf = rng.uniform(0.2, 1.0, 1000)
+        iou = rng.beta(8 * conf + 1e-3, 8 * (1 - conf) + 1e-3)
+        cal = calibrate_threshold(conf, iou, target_accuracy=0.8, confidence_level=0.95, bounded_mean=True,
+                                  bound="betting", read_order=read_order(np.arange(1000)))
+        if cal.threshold is None:
+            continue
+        trials += 1
+        misses += (1 + cal.threshold) / 2 < 0.8
+    assert trials > 250
+    assert misses / trials <= 0.05
+
+
+def test_the_betting_bound_reads_an_order_fixed_by_the_item_ids_and_takes_no_sums():
+    keys = read_order(np.arange(2000))
+    assert np.array_equal(keys, read_order(np.arange(2000))) and len(np.unique(keys)) == 2000
+    assert np.all((keys >= 0) & (keys < 1)) and abs(np.corrcoef(keys, np.arange(2000))[0, 1]) < 0.1  # scrambled
+    conf, iou = np.linspace(1, 0, 300), np.full(300, 0.9)
+    with pytest.raises(ValueError, match="takes no carried verdicts"):
+        calibrate_threshold(conf, iou, target_accuracy=0.6, confidence_level=0.95, bounded_mean=True, bound="betting",
+                            read_order=read_order(np.arange(300)), carried_correct=50, carried_total=60)
+    with pytest.raises(ValueError, match="one order key per"):
+        calibrate_threshold(conf, iou, target_accuracy=0.6, confidence_level=0.95, bounded_mean=True, bound="betting")
+    with pytest.raises(ValueError, match="bound must be one of"):
+        calibrate_threshold(conf, iou, target_accuracy=0.6, confidence_level=0.95, bounded_mean=True, bound="bentkus")

@@ -177,6 +177,25 @@ def test_the_per_class_promise_is_refused_where_it_cannot_hold(change, message):
         JobSettings.parse({**BASE, "PerClassPromise": "yes"})
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"TaskType": "image-classification"}, "IouBound is for boxes and masks (a mean IoU); a image-classification label"),
+        ({"TaskType": "object-detection", "CalibrationScope": "cumulative"},
+         "IouBound 'betting' works with CalibrationScope 'job' (the default) or 'iteration', not 'cumulative'"),
+    ],
+)
+def test_the_betting_bound_is_refused_where_it_cannot_hold(change, message):
+    with pytest.raises(ConfigurationError) as err:
+        JobSettings.parse({**BASE, "IouBound": "betting", **change})
+    assert message in str(err.value)
+    JobSettings.parse({**BASE, **change})  # the default bound takes the same settings
+    masks = {**BASE, "TaskType": "semantic-segmentation", "LabelAttributeName": "label-ref", "IouBound": "betting"}
+    assert JobSettings.parse(masks).iou_bound == "betting"
+    with pytest.raises(ConfigurationError, match="IouBound 'bentkus' is not one of"):
+        JobSettings.parse({**BASE, "IouBound": "bentkus"})
+
+
 def test_the_per_class_promise_holds_enough_validation_labels_for_every_class():
     settings = JobSettings.parse({**BASE, "PerClassPromise": True})
     assert settings.validation_size_for(5000, n_classes=10) == 1040  # 104 a class at 99.5 %
