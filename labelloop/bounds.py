@@ -12,8 +12,8 @@ fixed-sequence threshold test as the exact bound, from the highest threshold dow
 The betting bound (Waudby-Smith and Ramdas, "Estimating means of bounded random variables by
 betting", JRSS B 2024) adapts to the spread of the qualities: a gambler starts with 1 and stakes
 a share of their wealth on each quality in turn being above the hypothesised mean m; while the
-mean is at most m the wealth is a nonnegative supermartingale, so it reaches 1/δ with chance at
-most δ (Ville's inequality), and every m at which it does is below the true mean with
+mean is at most m the wealth is a nonnegative supermartingale, so it ends at 1/δ or more with
+chance at most δ (Markov's inequality), and every m at which it does is below the true mean with
 confidence 1 − δ. The stakes are the predictable plug-in of the paper's empirical-Bernstein
 bettor for a known count n. Masks' IoUs cluster (right objects near 0.9), so the bound sits far
 closer to their mean than Hoeffding–Bentkus, which must allow for the widest spread. It reads
@@ -76,8 +76,10 @@ BET_CAP = 0.75  # at most this share of the wealth that a quality of 0 could los
 
 
 def betting_log_wealth(qualities: np.ndarray, means: np.ndarray, confidence: float) -> np.ndarray:
-    """The gambler's highest log wealth, betting that the mean of `qualities` (read in the given
-    order) exceeds each of `means`: an array shaped like `means`. Rejects a mean where it reaches log(1/δ)."""
+    """The gambler's log wealth after all of `qualities` (read in the given order), betting that
+    their mean exceeds each of `means`: an array shaped like `means`. A mean is rejected where it
+    reaches log(1/δ) (Markov's inequality at the known count; each bet shrinks as the mean rises,
+    so the wealth falls with it and the rejected means are those below the bound)."""
     x = np.asarray(qualities, dtype=float)
     m = np.asarray(means, dtype=float)
     n = x.size
@@ -90,8 +92,7 @@ def betting_log_wealth(qualities: np.ndarray, means: np.ndarray, confidence: flo
     stake = np.sqrt(2.0 * math.log(1.0 / (1.0 - confidence)) / (n * before))
     safe_m = np.maximum(m, 1e-12)[..., None]
     bets = np.minimum(stake, BET_CAP / safe_m)
-    wealth = np.cumsum(np.log1p(bets * (x - safe_m)), axis=-1)
-    return wealth.max(axis=-1)
+    return np.log1p(bets * (x - safe_m)).sum(axis=-1)
 
 
 def betting_lower(qualities: np.ndarray, confidence: float) -> float:
@@ -104,7 +105,7 @@ def betting_lower(qualities: np.ndarray, confidence: float) -> float:
     if x.size == 0:
         return 0.0
     level = math.log(1.0 / (1.0 - confidence))
-    lo, hi = 0.0, float(x.mean())  # a mean at or above the observed one is never rejected
+    lo, hi = 0.0, 1.0
     if betting_log_wealth(x, np.array(1e-9), confidence) < level:
         return 0.0
     for _ in range(_BISECTIONS):

@@ -265,7 +265,7 @@ def _betting_sequence(qualities: np.ndarray, keys: np.ndarray, idx: np.ndarray, 
     if passed.any():
         j = int(np.nonzero(passed)[0][-1])
         held = qualities[: idx[j] + 1][np.argsort(keys[: idx[j] + 1], kind="stable")]
-        bounds[: j + 1] = betting_lower(held, confidence)  # each passed bound is at least the target
+        bounds[: j + 1] = betting_lower(held, confidence)  # at least the target: the wealth falls as the mean rises
     return bounds, passed
 
 
