@@ -95,6 +95,11 @@ def betting_log_wealth(qualities: np.ndarray, means: np.ndarray, confidence: flo
     return np.log1p(bets * (x - safe_m)).sum(axis=-1)
 
 
+def betting_passes(qualities: np.ndarray, mean: float, confidence: float) -> bool:
+    """Whether the gambler's wealth rejects "the mean of `qualities` is at most `mean`" at `confidence`."""
+    return bool(betting_log_wealth(qualities, np.array(mean), confidence) >= math.log(1.0 / (1.0 - confidence)))
+
+
 def betting_lower(qualities: np.ndarray, confidence: float) -> float:
     """Lower confidence bound on the mean of qualities in [0, 1], read in the given order: the
     largest mean the gambler's wealth rejects (0 when it rejects none); its wealth falls as the
@@ -104,13 +109,12 @@ def betting_lower(qualities: np.ndarray, confidence: float) -> float:
     x = np.asarray(qualities, dtype=float)
     if x.size == 0:
         return 0.0
-    level = math.log(1.0 / (1.0 - confidence))
     lo, hi = 0.0, 1.0
-    if betting_log_wealth(x, np.array(1e-9), confidence) < level:
+    if not betting_passes(x, 1e-9, confidence):
         return 0.0
     for _ in range(_BISECTIONS):
         mid = (lo + hi) / 2.0
-        if betting_log_wealth(x, np.array(mid), confidence) >= level:
+        if betting_passes(x, mid, confidence):
             lo = mid
         else:
             hi = mid

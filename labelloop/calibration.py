@@ -26,7 +26,7 @@ import numpy as np
 from scipy.stats import beta
 
 from labelloop import tasks
-from labelloop.bounds import betting_log_wealth, betting_lower, hoeffding_bentkus_lower
+from labelloop.bounds import betting_lower, betting_passes, hoeffding_bentkus_lower
 
 
 BOUNDS = {
@@ -253,19 +253,19 @@ def _betting_sequence(qualities: np.ndarray, keys: np.ndarray, idx: np.ndarray, 
                       confidence: float) -> tuple[np.ndarray, np.ndarray]:
     """(bounds, passed) of the fixed sequence under the betting bound: candidate j holds the items
     0..idx[j] (most confident first), read in the order of their keys. Tests stop at the first
-    failure (later ones cannot count); a passed candidate's bound is only computed for the last."""
-    level = math.log(1.0 / (1.0 - confidence))
+    failure (later ones cannot count); only the last passed candidate's bound is computed (the one
+    the caller reports)."""
     passed = np.zeros(idx.size, bool)
     bounds = np.zeros(idx.size)
+    last_held = None
     for j, last in enumerate(idx):
         held = qualities[: last + 1][np.argsort(keys[: last + 1], kind="stable")]
-        if betting_log_wealth(held, np.array(target), confidence) < level:
+        if not betting_passes(held, target, confidence):
             break
-        passed[j] = True
-    if passed.any():
-        j = int(np.nonzero(passed)[0][-1])
-        held = qualities[: idx[j] + 1][np.argsort(keys[: idx[j] + 1], kind="stable")]
-        bounds[: j + 1] = betting_lower(held, confidence)  # at least the target: the wealth falls as the mean rises
+        passed[j], last_held = True, held
+    if last_held is not None:
+        j = int(np.count_nonzero(passed)) - 1
+        bounds[j] = betting_lower(last_held, confidence)  # at least the target: the wealth falls as the mean rises
     return bounds, passed
 
 

@@ -40,7 +40,7 @@ def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
         carried_correct=carried["Correct"],
         carried_total=carried["Count"],
         bounded_mean=task.bounded_mean,
-        bound=settings.iou_bound if task.bounded_mean else "hoeffding-bentkus",
+        bound=settings.iou_bound,  # the settings refuse "betting" for classification
         read_order=read_order(val.ids),
     )
     bound_chose = method == "lower-bound"
