@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from test_worker_page_browser import image_loaded, labeling_page, make_job, output_lines, press, wait_for, wait_item
+from worker_page_browser_helpers import image_loaded, labeling_page, make_job, output_lines, press, wait_for, wait_item
 
 CLASSES = ["car", "pedestrian", "sign"]
 

@@ -14,7 +14,7 @@ from labelloop.tasks.semantic_segmentation.clicks import extreme_points, iou
 from labelloop.tasks.semantic_segmentation import decode_mask, hex_colors, mask_value
 from test_box_widget_browser import drag
 from test_mask_widget_browser import click_at, ctrl_z, ready, rgb, shown
-from test_worker_page_browser import labeling_page, make_job, output_lines, press, wait_for, wait_item
+from worker_page_browser_helpers import labeling_page, make_job, output_lines, press, wait_for, wait_item
 
 CLASSES = ["shirt", "bag", "shoe"]  # class ids 1, 2, 3
 W, H = 128, 96

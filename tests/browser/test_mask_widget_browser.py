@@ -10,7 +10,7 @@ from PIL import Image
 from labelloop import tasks
 from labelloop.tasks.semantic_segmentation import decode_mask, hex_colors, mask_value
 from test_box_widget_browser import drag
-from test_worker_page_browser import image_loaded, journal, labeling_page, make_job, output_lines, page_state, press, wait_for, \
+from worker_page_browser_helpers import image_loaded, journal, labeling_page, make_job, output_lines, page_state, press, wait_for, \
     wait_item
 
 CLASSES = ["road", "car", "person"]  # class ids 1, 2, 3; 0 is background

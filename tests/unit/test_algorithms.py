@@ -10,15 +10,9 @@ SM_NUM_CPUS=1: on a shared 2-core machine that is both faster and steadier than 
 from __future__ import annotations
 
 import gzip
-import hashlib
-import importlib.util
 import json
-import os
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -27,104 +21,12 @@ from PIL import Image
 
 from labelloop.algorithm_source import INFERENCE_PROGRAM, TRAIN_PROGRAM, package_source, source_files
 
+from algorithm_helpers import (
+    assert_trained, extract_source, import_from, run_training, steps_style, transform, write_channel,
+)
+
 ROOT = Path(__file__).resolve().parents[2]
 COMMON = sorted(p.name for p in (ROOT / "algorithms" / "common").glob("*.py"))
-TRAIN_TIMEOUT = 240
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def extract_source(task_type: str, workdir: Path) -> Path:
-    archive = package_source(task_type, workdir / "package")
-    src = workdir / "src"
-    src.mkdir(parents=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(src, filter="data")
-    return src
-
-
-def import_from(src: Path, module: str) -> ModuleType:
-    """Import `module` from an extracted source dir under a unique name, as a serving container
-    would (its folder on sys.path), without leaving its top-level modules in sys.modules."""
-    local = {p.stem for p in src.glob("*.py")}
-    saved = {name: sys.modules.pop(name) for name in list(sys.modules) if name in local}
-    sys.path.insert(0, str(src))
-    try:
-        alias = f"_labelloop_{module}_{hashlib.md5(str(src).encode()).hexdigest()[:8]}"
-        spec = importlib.util.spec_from_file_location(alias, src / f"{module}.py")
-        assert spec and spec.loader
-        loaded = importlib.util.module_from_spec(spec)
-        sys.modules[alias] = loaded  # dataclasses look their module up while the class is made
-        spec.loader.exec_module(loaded)
-        return loaded
-    finally:
-        sys.path.remove(str(src))
-        for name in local:
-            sys.modules.pop(name, None)
-        sys.modules.update(saved)
-
-
-def write_channel(folder: Path, lines: list[dict[str, Any]], name: str = "data.manifest") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
-    return path
-
-
-def run_training(
-    src: Path,
-    workdir: Path,
-    hps: dict[str, Any],
-    *,
-    validation: Path | None = None,
-    args: list[str] | None = None,
-) -> tuple[subprocess.CompletedProcess, Path, Path]:
-    model_dir, failure = workdir / "model", workdir / "output" / "failure"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
-    env.update(
-        SM_MODEL_DIR=str(model_dir),
-        SM_CHANNEL_TRAIN=str(workdir / "train"),
-        SM_CHANNEL_VALIDATION=str(validation if validation is not None else workdir / "validation"),
-        SM_HPS=json.dumps(hps),
-        SM_NUM_CPUS="1",
-        SM_OUTPUT_FAILURE=str(failure),
-    )
-    proc = subprocess.run(
-        [sys.executable, TRAIN_PROGRAM, *(args or [])],
-        cwd=src,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TRAIN_TIMEOUT,
-    )
-    return proc, model_dir, failure
-
-
-def assert_trained(proc: subprocess.CompletedProcess) -> None:
-    assert proc.returncode == 0, f"train.py failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-
-
-def transform(inference: ModuleType, model: Any, lines: list[dict[str, Any]], content_type: str = "application/jsonlines") -> np.ndarray:
-    """One batch-transform request: N lines in, N probability rows out (checked)."""
-    body = "".join(json.dumps(line) + "\n" for line in lines).encode("utf-8")
-    output = inference.output_fn(inference.predict_fn(inference.input_fn(body, content_type), model), "application/jsonlines")
-    if isinstance(output, tuple):  # (body, content type), as the serving containers take it
-        output, answered_as = output
-        assert answered_as == "application/jsonlines"
-    assert isinstance(output, str)
-    out_lines = output.splitlines()
-    assert len(out_lines) == len(lines)
-    rows = [json.loads(line)["probabilities"] for line in out_lines]
-    probs = np.array(rows, dtype=float)
-    assert np.all(np.isfinite(probs)) and np.all(probs >= 0)
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
-    return probs
-
-
-def steps_style(hps: dict[str, Any]) -> dict[str, str]:
-    """Hyperparameters as the orchestrator sends them: every value JSON-encoded into a string."""
-    return {k: json.dumps(v) for k, v in hps.items()}
 
 
 # ---------------------------------------------------------------- data
@@ -154,24 +56,6 @@ def digit_lines(paths: list[str], labels: np.ndarray, ids: np.ndarray, with_labe
             line["label-metadata"] = {"class-name": str(labels[i]), "human-annotated": "yes"}
         lines.append(line)
     return lines
-
-
-def synthetic_texts(n: int, k: int, seed: int) -> tuple[list[str], np.ndarray]:
-    """Short documents: 30 % of the words from the class's topic, the rest shared or noise."""
-    rng = np.random.default_rng(seed)
-    topics = [[f"{'abcdefgh'[c]}topic{j}" for j in range(30)] for c in range(k)]
-    shared = [f"word{j}" for j in range(200)]
-    texts, labels = [], []
-    for _ in range(n):
-        c = int(rng.integers(k))
-        words = []
-        for _ in range(int(rng.integers(8, 20))):
-            r = rng.random()
-            pool = topics[c] if r < 0.3 else topics[int(rng.integers(k))] if r < 0.4 else shared
-            words.append(pool[int(rng.integers(len(pool)))])
-        texts.append(" ".join(words).capitalize() + ".")
-        labels.append(c)
-    return texts, np.array(labels)
 
 
 # ---------------------------------------------------------------- packaging
@@ -335,113 +219,6 @@ def test_image_inference_rejects_unsupported_content_type(image_src):
         inference.output_fn(np.full((1, 2), 0.5), "application/x-recordio-protobuf")
 
 
-# ---------------------------------------------------------------- text classification
-
-
-@pytest.fixture(scope="module")
-def text_src(tmp_path_factory) -> Path:
-    return extract_source("text-classification", tmp_path_factory.mktemp("text-src"))
-
-
-@pytest.fixture(scope="module")
-def texts() -> tuple[list[str], np.ndarray]:
-    return synthetic_texts(1200, 4, seed=0)
-
-
-def text_lines(texts: list[str], labels: np.ndarray, ids, with_label: bool = True, k_shift: int = 0) -> list[dict[str, Any]]:
-    lines = []
-    for i in ids:
-        line: dict[str, Any] = {"labelloop-id": int(i), "source": texts[i]}
-        if with_label:
-            line["label"] = int(labels[i]) + k_shift
-        lines.append(line)
-    return lines
-
-
-def test_text_training_and_inference(text_src, texts, tmp_path):
-    docs, labels = texts
-    write_channel(tmp_path / "train", text_lines(docs, labels, range(0, 400)))
-    write_channel(tmp_path / "validation", text_lines(docs, labels, range(400, 500)))
-    proc, model_dir, _ = run_training(
-        text_src, tmp_path, steps_style({"label-attribute": "label", "num-classes": 4, "seed": 0}), args=["--regularization-c", "10"]
-    )
-    assert_trained(proc)
-    assert "validation-accuracy=" in proc.stdout
-    config = json.loads((model_dir / "model-config.json").read_text())
-    assert config["hyperparameters"]["regularization-c"] == 10.0
-    inference = import_from(text_src, "inference")
-    model = inference.model_fn(str(model_dir))
-    probs = transform(inference, model, text_lines(docs, labels, range(500, 1200), with_label=False))
-    assert probs.shape == (700, 4)
-    accuracy = float((probs.argmax(axis=1) == labels[500:1200]).mean())
-    print(f"held-out text accuracy: {accuracy:.4f} (700 items)")
-    assert accuracy >= 0.85, accuracy
-
-
-def test_text_missing_class_and_no_validation(text_src, texts, tmp_path):
-    """Labels shifted to 1..4 of num-classes 6: classes 0 and 5 never trained, no validation channel."""
-    docs, labels = texts
-    write_channel(tmp_path / "train", text_lines(docs, labels, range(0, 200), k_shift=1))
-    (tmp_path / "validation").mkdir()  # present but empty
-    proc, model_dir, _ = run_training(text_src, tmp_path, {"label-attribute": "label", "num-classes": 6})
-    assert_trained(proc)
-    assert "validation-accuracy=" not in proc.stdout
-    inference = import_from(text_src, "inference")
-    probs = transform(inference, inference.model_fn(str(model_dir)), text_lines(docs, labels, range(200, 260), False))
-    assert probs.shape == (60, 6)
-    assert np.all(probs[:, [0, 5]] == 0.0)
-    assert float((probs.argmax(axis=1) == labels[200:260] + 1).mean()) >= 0.7
-
-
-def test_text_single_class_training(text_src, texts, tmp_path):
-    docs, _ = texts
-    write_channel(tmp_path / "train", [{"labelloop-id": i, "source": docs[i], "category": 2} for i in range(10)])
-    proc, model_dir, _ = run_training(text_src, tmp_path, {"label-attribute": "category", "num-classes": 3})
-    assert_trained(proc)
-    inference = import_from(text_src, "inference")
-    probs = transform(inference, inference.model_fn(str(model_dir)), [{"source": "anything"}, {"source": ""}])
-    np.testing.assert_array_equal(probs, [[0, 0, 1], [0, 0, 1]])
-
-
-def test_text_bad_channel_line_fails_naming_the_line(text_src, texts, tmp_path):
-    docs, labels = texts
-    manifest = write_channel(tmp_path / "train", text_lines(docs, labels, range(10)))
-    with manifest.open("a") as handle:
-        handle.write('{"labelloop-id": 99, "source": "truncated\n')
-    proc, _, failure = run_training(text_src, tmp_path, {"label-attribute": "label", "num-classes": 4})
-    assert proc.returncode != 0
-    reason = failure.read_text()
-    assert f"{manifest} line 11" in reason and "not valid JSON" in reason, reason
-
-
-def test_text_missing_required_hyperparameter_fails(text_src, texts, tmp_path):
-    docs, labels = texts
-    write_channel(tmp_path / "train", text_lines(docs, labels, range(10)))
-    proc, _, failure = run_training(text_src, tmp_path, {"label-attribute": "label"})
-    assert proc.returncode != 0
-    assert "num-classes is required" in failure.read_text()
-
-
-def test_text_inference_request_formats(text_src, tmp_path):
-    inference = import_from(text_src, "inference")
-    with pytest.raises(ValueError, match="text/csv"):
-        inference.input_fn("a,b\n", "text/csv")
-    body = '{"source": "one"}\n\n{"source": "two"}\r\n'
-    assert [r["source"] for r in inference.input_fn(body, "application/jsonlines; charset=utf-8")] == ["one", "two"]
-    assert len(inference.input_fn(b'[{"source": "x"}, {"source": "y"}]', "application/json")) == 2
-    with pytest.raises(ValueError, match="request line 2"):
-        inference.input_fn(b'{"source": "x"}\nnot json\n', "application/jsonlines")
-
-
-def test_text_output_names_its_content_type(text_src):
-    """A bare string leaves the scikit-learn container to label the reply text/html."""
-    inference = import_from(text_src, "inference")
-    for accept in ("application/jsonlines", "*/*", None):
-        body, content_type = inference.output_fn(np.array([[0.25, 0.75]]), accept)
-        assert content_type == "application/jsonlines" and json.loads(body) == {"probabilities": [0.25, 0.75]}
-    assert inference.output_fn(np.array([[1.0, 0.0]]), "application/json")[1] == "application/json"
-
-
 # ---------------------------------------------------------------- batch transform limits
 
 
@@ -473,24 +250,3 @@ def test_a_full_mini_batch_gets_a_reply_the_model_server_sends_in_time(image_src
     assert lines <= aws_limits.MAX_LINES_PER_REQUEST
     reads = lines * 0.2 / workers
     assert reads <= aws_limits.MODEL_SERVER_TIMEOUT / 4, reads
-
-
-# ---------------------------------------------------------------- hyperparameters
-
-
-def test_hyperparameters_from_sm_hps_and_command_line(text_src):
-    hp = import_from(text_src, "hyperparameters")
-    specs = [
-        hp.Spec("label-attribute", str, "label"),
-        hp.Spec("num-classes", int),
-        hp.Spec("learning-rate", float, 0.1),
-        hp.Spec("epochs", int, None, allow_auto=True),
-        hp.Spec("augment", bool, True),
-    ]
-    warnings: list[str] = []
-    environ = {"SM_HPS": json.dumps({"label-attribute": '"category"', "num-classes": "4", "epochs": "auto", "typo": 1})}
-    values = hp.parse(specs, ["--learning-rate", "0.5", "--augment=false"], environ, warn=warnings.append)
-    assert values == {"label_attribute": "category", "num_classes": 4, "learning_rate": 0.5, "epochs": None, "augment": False}
-    assert warnings == ["ignoring unknown hyperparameter 'typo'"]
-    with pytest.raises(hp.HyperparameterError, match="num-classes"):
-        hp.parse(specs, ["--num-classes", "four"], {})

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from labelloop.tasks.semantic_segmentation import clicks as sc
-import test_worker_page
-from test_worker_page import Job, make_params, texts
+import worker_page_helpers
+from worker_page_helpers import Job, make_params, texts
 
-workforce = test_worker_page.workforce  # the worker page's fixture, used here too
+workforce = worker_page_helpers.workforce  # the worker page's fixture, used here too
 
 H, W = 96, 128
 SEGMENTATION = "arn:aws:lambda:us-east-1:432418664414:function:PRE-SemanticSegmentation"
