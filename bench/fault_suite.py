@@ -72,7 +72,7 @@ EXTERNAL = {
     "test_open_connections_are_capped_and_the_rest_answered_503": ("bad-input", 1),
 }
 # Failed tests of these modules were trying bad inputs (one each counted as tried, none as clear).
-BAD_INPUT_MODULES = ("test_input_checks", "test_changed_inputs", "test_manifest", "test_config", "test_worker_page")
+BAD_INPUT_MODULES = ("test_input_checks", "test_input_checks_lines", "test_changed_inputs", "test_manifest", "test_config", "test_worker_page")
 E2E_TRAINING_RUN = ("test_failed_training_job_fails0/out", "label")
 
 

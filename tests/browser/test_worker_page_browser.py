@@ -3,8 +3,9 @@
 The first tests share one real local run: the real state machine, handlers and CNN (training
 and batch transform in subprocesses), with both human batches answered on the worker page by
 typing and clicking, including a skip and an undo. The report of that run is then rendered in
-Chromium. The last tests drive the page's own features on a synthesized batch: the model's
-suggestion confirmed with Enter, letter shortcuts, text items, and two browsers as two workers.
+Chromium. The page's own features on a synthesized batch (the model's suggestion confirmed with
+Enter, letter shortcuts, text items, two browsers as two workers) are in
+test_worker_page_browser_features.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Dataset preparers: digits end to end, IDX parsing, SpamAssassin parsing, truth and label configs."""
+"""Dataset preparers: digits end to end, IDX parsing, truth and label configs (SpamAssassin: test_datasets_spamassassin.py)."""
 
 from __future__ import annotations
 

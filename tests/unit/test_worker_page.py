@@ -1,4 +1,5 @@
-"""The local worker page over plain HTTP: answers, leases, several workers, the journal, bad requests.
+"""The local worker page over plain HTTP: answers, bad requests, hardening (several workers, leases
+and the journal: test_worker_page_journal.py; widgets: test_worker_page_widgets.py).
 
 Each test serves a small synthesized batch with `PeopleWorkforce` on a random loopback port and
 talks to it over HTTP (http.client), as the page's script does.
