@@ -38,6 +38,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from labelloop.algorithm_source import source_files  # noqa: E402
+
 CUTOFFS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
 
 
@@ -113,9 +115,8 @@ def source_dir(work: Path) -> Path:
     src = work / "src"
     shutil.rmtree(src, ignore_errors=True)
     src.mkdir(parents=True)
-    for folder in ("common", "object_detection"):
-        for path in (ROOT / "algorithms" / folder).glob("*.py"):
-            shutil.copyfile(path, src / path.name)
+    for file_name, path in source_files("object-detection").items():
+        shutil.copyfile(path, src / file_name)
     return src
 
 

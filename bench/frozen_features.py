@@ -42,6 +42,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from compare_policies import prepare  # noqa: E402
 from segmenter_study import load_module  # noqa: E402
 
+from labelloop.algorithm_source import source_files  # noqa: E402
+
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -69,9 +71,8 @@ def product_cnn(paths: list[str], labels: np.ndarray, n: int, test: slice, k: in
     for folder in (src, channel, model):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-    for folder in ("common", "image_classification"):
-        for path in (ROOT / "algorithms" / folder).glob("*.py"):
-            shutil.copyfile(path, src / path.name)
+    for name, path in source_files("image-classification").items():
+        shutil.copyfile(path, src / name)
     (channel / "train.manifest").write_text(
         "".join(json.dumps({"source-ref": p, "label": int(y)}) + "\n" for p, y in zip(paths[:n], labels[:n])))
     env = {key: v for key, v in os.environ.items() if not key.startswith("SM_")}
@@ -82,11 +83,7 @@ def product_cnn(paths: list[str], labels: np.ndarray, n: int, test: slice, k: in
     if proc.returncode:
         raise SystemExit(f"training on {n} items failed:\n{proc.stderr[-2000:]}")
     seconds = time.monotonic() - started
-    sys.path.insert(0, str(src))
-    try:
-        inference = load_module(src, "inference")
-    finally:
-        sys.path.remove(str(src))
+    inference = load_module(src, "inference")
     net = inference.model_fn(str(model))
     body = "".join(json.dumps({"source-ref": p}) + "\n" for p in paths[test])
     return inference.predict_fn(inference.input_fn(body, "application/jsonlines"), net), seconds

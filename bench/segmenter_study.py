@@ -37,6 +37,7 @@ from scipy.stats import spearmanr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from labelloop.algorithm_source import source_files  # noqa: E402
 from labelloop.datasets.fashion_mnist import CLASS_NAMES  # noqa: E402
 from labelloop.datasets.fashion_mnist_segmentation import ATTRIBUTE, TRUTH_NAME, prepare_fashion_mnist_segmentation  # noqa: E402
 from labelloop.tasks.semantic_segmentation import unpaint  # noqa: E402
@@ -61,9 +62,8 @@ def source_dir(work: Path) -> Path:
     src = work / "src"
     shutil.rmtree(src, ignore_errors=True)
     src.mkdir(parents=True)
-    for folder in ("common", "semantic_segmentation"):
-        for path in (ROOT / "algorithms" / folder).glob("*.py"):
-            shutil.copyfile(path, src / path.name)
+    for file_name, path in source_files("semantic-segmentation").items():
+        shutil.copyfile(path, src / file_name)
     return src
 
 

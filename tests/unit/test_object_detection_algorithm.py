@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,18 +20,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from algorithm_helpers import extract_source
+
 ROOT = Path(__file__).resolve().parents[2]
 WIDTH, HEIGHT = 96, 80
 
 
 def source_dir(workdir: Path) -> Path:
-    """The flattened source dir SageMaker extracts: algorithms/common + algorithms/object_detection."""
-    src = workdir / "src"
-    src.mkdir(parents=True)
-    for folder in ("common", "object_detection"):
-        for path in (ROOT / "algorithms" / folder).glob("*.py"):
-            shutil.copyfile(path, src / path.name)
-    return src
+    """The source dir SageMaker extracts for object detection (the packaged tarball, unpacked)."""
+    return extract_source("object-detection", workdir)
 
 
 def shapes(folder: Path, n: int, seed: int) -> list[dict[str, Any]]:

@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segmentation_algorithm_helpers import COLORS, load_module, source_dir
+from algorithm_helpers import import_from
+from segmentation_algorithm_helpers import COLORS, source_dir
 
 WIDTH, HEIGHT = 96, 80
 
@@ -150,9 +151,9 @@ def test_training_continues_from_the_previous_model_it_is_given(trained):
 
 def test_batch_transform_answers_masks_at_the_images_size_that_find_the_shapes(trained):
     work, src, model_dir, _ = trained
-    inference = load_module(src, "inference")
-    image_iou = load_module(src, "confidence").image_iou
-    names = load_module(src, "confidence").NAMES
+    inference = import_from(src, "inference")
+    image_iou = import_from(src, "confidence").image_iou
+    names = import_from(src, "confidence").NAMES
     model = inference.model_fn(str(model_dir))
     test = shapes(work / "test-images", 24, seed=2)
     body = "".join(json.dumps({"source-ref": line["source-ref"], "labelloop-id": i}) + "\n" for i, line in enumerate(test))
@@ -180,7 +181,7 @@ def test_batch_transform_answers_masks_at_the_images_size_that_find_the_shapes(t
 
 def test_a_blank_image_gets_an_empty_mask_and_high_confidence_a_noisy_one_less(trained):
     work, src, model_dir, _ = trained
-    inference = load_module(src, "inference")
+    inference = import_from(src, "inference")
     model = inference.model_fn(str(model_dir))
     rng = np.random.default_rng(7)
     Image.fromarray(np.clip(rng.normal(60, 20, (HEIGHT, WIDTH)), 0, 255).astype(np.uint8)).save(work / "blank.png")
@@ -192,7 +193,7 @@ def test_a_blank_image_gets_an_empty_mask_and_high_confidence_a_noisy_one_less(t
 
 def test_requests_without_an_image_fail_naming_the_line(trained):
     work, src, model_dir, _ = trained
-    inference = load_module(src, "inference")
+    inference = import_from(src, "inference")
     model = inference.model_fn(str(model_dir))
     body = json.dumps({"source-ref": str(work / "images" / "0.png")}) + '\n{"x": 1}\n'
     with pytest.raises(ValueError, match="request line 2: missing 'source-ref'"):

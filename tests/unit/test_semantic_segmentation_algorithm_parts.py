@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segmentation_algorithm_helpers import COLORS, load_module, source_dir
+from algorithm_helpers import import_from
+from segmentation_algorithm_helpers import COLORS, source_dir
 
 
 def test_the_reply_line_bound_holds_for_the_least_compressible_mask(tmp_path):
     src = source_dir(tmp_path)
-    inference, names = load_module(src, "inference"), load_module(src, "confidence").NAMES
+    inference, names = import_from(src, "inference"), import_from(src, "confidence").NAMES
     rng = np.random.default_rng(0)
     for width, height in ((128, 128), (96, 80), (640, 480)):
         worst = rng.integers(0, 256, (height, width)).astype(np.uint8)
@@ -25,7 +26,7 @@ def test_the_reply_line_bound_holds_for_the_least_compressible_mask(tmp_path):
 
 
 def test_masks_are_upsampled_to_the_image_class_by_class(tmp_path):
-    inference = load_module(source_dir(tmp_path), "inference")
+    inference = import_from(source_dir(tmp_path), "inference")
     small = np.zeros((4, 4), np.uint8)
     small[:, :2], small[3, 3] = 1, 2  # left half class 1, one corner pixel class 2
     mask = inference.full_size_mask(small, 200, 100)
@@ -34,7 +35,7 @@ def test_masks_are_upsampled_to_the_image_class_by_class(tmp_path):
 
 
 def test_gt_image_iou_and_the_confidence_candidates(tmp_path):
-    confidence = load_module(source_dir(tmp_path), "confidence")
+    confidence = import_from(source_dir(tmp_path), "confidence")
     a = np.zeros((4, 4), np.uint8)
     b = a.copy()
     a[:2, :2], b[:2, :1], b[3, 3] = 1, 1, 2  # class 1: IoU 2/4; class 2 only in b: 0; background not counted
@@ -57,7 +58,7 @@ def test_gt_image_iou_and_the_confidence_candidates(tmp_path):
 
 
 def test_each_object_gets_the_class_most_probable_over_it(tmp_path):
-    regions = load_module(source_dir(tmp_path), "regions")
+    regions = import_from(source_dir(tmp_path), "regions")
     probs = np.zeros((4, 6, 10), np.float32)
     probs[0] = 0.9
     probs[1:, :, :] = 0.1 / 3
@@ -84,7 +85,7 @@ def test_each_object_gets_the_class_most_probable_over_it(tmp_path):
 
 
 def test_objects_are_each_classes_connected_regions_framed_by_squares(tmp_path):
-    region_head = load_module(source_dir(tmp_path), "region_head")
+    region_head = import_from(source_dir(tmp_path), "region_head")
     masks = np.zeros((2, 8, 8), np.uint8)
     masks[0, 0:2, 0:3] = 1  # touching the next one, but another class: two objects
     masks[0, 0:2, 3:5], masks[0, 2, 5] = 2, 2  # a diagonal neighbour belongs to its object
@@ -103,7 +104,7 @@ def test_objects_are_each_classes_connected_regions_framed_by_squares(tmp_path):
 def test_the_region_head_renames_an_object_the_unet_doubts_but_not_one_it_is_sure_of(tmp_path):
     import torch
 
-    region_head = load_module(source_dir(tmp_path), "region_head")
+    region_head = import_from(source_dir(tmp_path), "region_head")
     head = region_head.build(region_head.architecture(1, 3, 4)).eval()
     with torch.no_grad():  # a head that says "class 1" with 0.8 whatever it sees
         head.classes.weight.zero_()
@@ -125,7 +126,7 @@ def test_the_region_head_renames_an_object_the_unet_doubts_but_not_one_it_is_sur
 
 
 def test_rgb_masks_are_read_by_the_color_map_and_unusable_masks_are_explained(tmp_path):
-    mask_labels = load_module(source_dir(tmp_path), "mask_labels")
+    mask_labels = import_from(source_dir(tmp_path), "mask_labels")
     colors = mask_labels.color_map({"internal-color-map": COLORS}, 2)
     rgb = np.zeros((2, 3, 3), np.uint8) + 255
     rgb[0, 0], rgb[1, 2] = (255, 0, 0), (0, 255, 0)
