@@ -27,7 +27,7 @@ from labelloop.calibration import Calibration, calibrate_threshold
 from labelloop.config import JobSettings
 from labelloop.steps.auto_labels import confident_mask, retire_confident_validation, worst_case_tail_mask
 from labelloop.steps.gate import _limit_reached
-from labelloop.steps.human_batch import human_batch_limit, human_candidates
+from labelloop.steps.human_batch import batch_size, human_batch_limit, human_candidates
 
 OPEN, TRAIN, VALIDATION, RETIRED, AUTO = range(5)
 
@@ -235,7 +235,7 @@ def _gate(settings, state, model, status, auto, verdict, carries, calibrator, sp
         retired, _ = retire_confident_validation(settings, it, val_ids, conf[val_ids, None], val_confident)
     retrain_first = not limit and remaining > 0 and settings.retrains_before_routing(len(retired), train_count)
     candidates = human_candidates(settings, len(ids), len(rest))
-    want = 0 if (limit or retrain_first) else human_batch_limit(settings, state, candidates)
+    want = 0 if (limit or retrain_first) else human_batch_limit(settings, state, candidates, batch_size(settings, len(rest)))
 
     n_validation = 0
     if settings.validation.draws_validation:

@@ -64,6 +64,7 @@ def _execution_input(args: argparse.Namespace, output: Path) -> dict[str, Any]:
         "ClassBalance": not args.no_class_balance,
         "Diversity": args.diversity,
         "WorstCaseTail": not args.no_worst_case_tail,
+        "TailBatch": not args.full_tail_batch,
         "MaxIterations": args.max_iterations,
         "Seed": args.seed,
         **cost_settings(args),
@@ -282,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-worst-case-tail", action="store_true",
                      help="cumulative scope: do not auto-label the items still open when the slack the bound leaves "
                           "above the target covers all of them, each counted as an error (the promise holds either way)")
+    run.add_argument("--full-tail-batch", action="store_true",
+                     help="route a full --human-batch-size even when few uncertain items are left (by default a batch "
+                          "then holds at most half of them, never fewer than a quarter of the batch size)")
     run.add_argument("--margin-threshold", type=float, default=0.5, help="fixed-margin calibration's margin")
     run.add_argument("--validation-policy", choices=sorted(VALIDATION_POLICIES), default="adaptive",
                      help="which human labels judge the model: " + _choices_help(VALIDATION_POLICIES))

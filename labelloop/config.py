@@ -65,6 +65,7 @@ class JobSettings:
     reserve: float = 0.0  # cumulative scope: share of the accuracy slack kept back while the pool is full
     retrain_growth: float | None = 0.5  # cumulative scope: see retrains_before_routing; None: never
     worst_case_tail: bool = True  # cumulative scope: spend the bound's slack on items counted as errors
+    tail_batch: bool = True  # few uncertain items left: a smaller batch (steps.human_batch.batch_size)
     margin_threshold: float = 0.5  # fixed-margin method only
     oracle_truth_uri: str = ""  # oracle method only (benchmarks): the truth file it chooses thresholds by
     selection_strategy: str = "least-confidence"
@@ -106,6 +107,7 @@ class JobSettings:
         "SlackReserve": "reserve",
         "RetrainBeforeRoutingGrowth": "retrain_growth",
         "WorstCaseTail": "worst_case_tail",
+        "TailBatch": "tail_batch",
         "MarginThreshold": "margin_threshold",
         "OracleTruthUri": "oracle_truth_uri",
         "SelectionStrategy": "selection_strategy",
@@ -209,7 +211,7 @@ class JobSettings:
         if adjusted is not None and (not _is_number(adjusted) or adjusted < 0):
             p.append(f"PricePerAdjustedLabel must be a non-negative number, got {adjusted!r}")
         for name, value in (("ClassBalance", self.class_balance), ("Diversity", self.diversity),
-                            ("WorstCaseTail", self.worst_case_tail)):
+                            ("WorstCaseTail", self.worst_case_tail), ("TailBatch", self.tail_batch)):
             if not isinstance(value, bool):
                 p.append(f"{name} must be true or false, got {value!r}")
         if not isinstance(self.initial_model_artifacts, str):

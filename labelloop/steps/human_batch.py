@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from labelloop import layout, ledger, storage
@@ -11,10 +12,27 @@ ROLE_KEY = "labelloop-role"  # carried in the human batch manifest: why an item 
 GUESS_KEY = "labelloop-guess"  # the model's guess, shown to people on the local worker page
 
 
-def human_batch_limit(settings: JobSettings, state: dict[str, Any], candidates: int) -> int:
-    """How many items the next batch may hold: the batch size, the budget left, the candidates."""
+def human_batch_limit(settings: JobSettings, state: dict[str, Any], candidates: int, batch_size: int | None = None) -> int:
+    """How many items the next batch may hold: the batch size (default: the job's), the budget
+    left, the candidates."""
     left = settings.human_labels_left(state["HumanLabeled"], state.get("HumanAdjusted") or 0)
-    return max(0, min(settings.human_batch_size, candidates if left is None else left, candidates))
+    size = settings.human_batch_size if batch_size is None else batch_size
+    return max(0, min(size, candidates if left is None else left, candidates))
+
+
+def batch_size(settings: JobSettings, n_uncertain: int) -> int:
+    """The batch a gate routes when it leaves `n_uncertain` items the model is unsure of.
+
+    In a job's tail a full batch would buy labels the next model no longer needs: retrained on
+    part of the tail, it certifies most of the rest. So a batch holds at most half of the
+    uncertain items, but never fewer than a quarter of the batch size (more iterations of a
+    handful of labels each would cost more in training than they save). Only how many of the
+    uncertain items people get changes; the calibration does not.
+    """
+    size = settings.human_batch_size
+    if not settings.tail_batch:
+        return size
+    return min(size, max(math.ceil(size / 4), math.ceil(n_uncertain / 2)))
 
 
 def human_candidates(settings: JobSettings, n_open: int, n_uncertain: int) -> int:

@@ -203,3 +203,9 @@ def test_the_per_class_promise_holds_enough_validation_labels_for_every_class():
     assert JobSettings.parse(BASE).validation_size_for(5000, n_classes=10) == 400
     given = JobSettings.parse({**BASE, "PerClassPromise": True, "ValidationSize": 300})
     assert given.validation_size_for(5000, n_classes=10) == 300  # the user's size wins
+
+
+@pytest.mark.parametrize("name", ["TailBatch", "WorstCaseTail", "ClassBalance", "Diversity"])
+def test_a_switch_that_is_not_true_or_false_is_refused(name):
+    with pytest.raises(ConfigurationError, match=f"{name} must be true or false, got 'no'"):
+        JobSettings.parse({**BASE, name: "no"})

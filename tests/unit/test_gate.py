@@ -345,3 +345,20 @@ def test_only_boxes_and_masks_continue_and_only_from_a_model_the_loop_trained():
     assert model_to_continue("object-detection", None, None) is None  # iteration 1, or a resumed run
     assert model_to_continue("image-classification", previous, None) is None
     assert model_to_continue("text-classification", previous, None) is None
+
+
+def test_a_short_tail_gets_a_smaller_batch_and_full_tail_batch_restores_it(tmp_path):
+    # The model is unsure (and wrong) only of ids 1 mod 10: a gate leaves about 26 items open.
+    unsure_few = lambda line: [0.4, 0.6] if line["labelloop-id"] % 10 == 1 else [0.99, 0.01]  # noqa: E731
+    sizes = {}
+    for tail_batch in (True, False):
+        config, state = start_job(tmp_path / str(tail_batch), CalibrationScope="iteration", **LENIENT, TailBatch=tail_batch)
+        state = model_judges(config, humans_answer(config, state), unsure_few)
+        open_ids = [r["id"] for r in ledger_records(state) if r["label"] is None and r.get("split") is None]
+        routed = [json.loads(line)["labelloop-id"] for line in open(state["HumanBatch"]["ManifestUri"])]
+        assert set(routed) <= set(open_ids) and all(i % 10 == 1 for i in routed)
+        sizes[tail_batch] = (len(routed), len(open_ids))
+    (smaller, left), (full, left_too) = sizes[True], sizes[False]
+    assert left == left_too and 20 < left < 40  # fewer than a batch (40) is left either way
+    assert full == left  # without the rule: every one of them
+    assert smaller == -(-left // 2)  # with it: half of them, rounded up (more than a quarter batch, 10)
