@@ -92,13 +92,17 @@ TASK_TYPES = {"spamassassin": "text-classification", "fashion-mnist-detection": 
               "fashion-mnist-segmentation": "semantic-segmentation"}  # else images
 TRUTH_NAMES = ("truth.jsonl", "truth.manifest")  # a prepared dataset's hidden truth: classes, or boxes and masks
 
+# The baselines route full batches to the end, as the public sample does; labelloop's smaller
+# batch for the tail is its own (TailBatch).
 POLICIES = {
-    "all-human": {"CalibrationMethod": "none", "SelectionStrategy": "random", "ValidationPolicy": "frozen-first"},
+    "all-human": {"CalibrationMethod": "none", "SelectionStrategy": "random", "ValidationPolicy": "frozen-first",
+                  "TailBatch": False},
     "fixed-score": {
         "CalibrationMethod": "fixed-margin",  # for boxes: image confidence > 0.5 (see the module's doc)
         "MarginThreshold": 0.5,
         "ValidationPolicy": "frozen-first",
         "ValidationFraction": 0.1,
+        "TailBatch": False,
     },
     "sample": {
         "CalibrationMethod": "fixed-margin",
@@ -108,6 +112,7 @@ POLICIES = {
         "ValidationFraction": 0.1,
         "ClassBalance": False,
         "RandomFraction": 0.0,
+        "TailBatch": False,
     },
     "labelloop": {},
     "labelloop-cumulative": {"CalibrationScope": "cumulative"},
