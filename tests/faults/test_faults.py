@@ -115,10 +115,10 @@ def test_failed_labeling_job_keeps_the_labels_of_earlier_jobs(tmp_path, recorder
 
 
 def test_labeling_job_answering_part_of_its_items_reroutes_the_rest(tmp_path, recorder):
-    # 30 items, batches of 20: the second batch holds every item still unlabeled, so the ten the
-    # first job left unanswered must be in it.
+    # 30 items, full batches of 20: the second batch holds every item still unlabeled, so the ten
+    # the first job left unanswered must be in it.
     plan = FaultPlan(labeling_answer_share=0.5)
-    result, workforce, out = run(tmp_path, plan, n=30)
+    result, workforce, out = run(tmp_path, plan, n=30, TailBatch=False)
     assert result.status == "SUCCEEDED", f"{result.error}: {result.cause}"
     batches = {
         p.parent.name: [json.loads(l)["labelloop-id"] for l in p.read_text().splitlines() if l.strip()]
