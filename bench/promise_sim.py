@@ -3,10 +3,10 @@
 What is the product's here: every decision a gate makes. `calibrate_threshold` picks the threshold
 (with the carried verdicts), `working_target` sets its target, `confident_mask` and
 `worst_case_tail_mask` say what is auto-labeled, `retire_confident_validation` which validation
-items retire, `retrains_before_routing` whether the next model trains first, `_limit_reached` and
-`human_batch_limit` when and how much to route, `validation_target` how many draws validate,
-`Routing.select` / `Routing.shadow` which items go to humans, `first_batch_validation` the first
-batch's split; the random draws use the product's seeds.
+items retire, `retrains_before_routing` whether the next model trains first, `_limit_reached`,
+`human_batch_limit` and `gate_batch_limit` when and how much to route, `validation_target` how
+many draws validate, `Routing.select` / `Routing.shadow` which items go to humans,
+`first_batch_validation` the first batch's split; the random draws use the product's seeds.
 
 What is simulated: what a real run gets from outside. The model (each item has a fixed
 difficulty; a model trained on T human labels is right on it with probability
@@ -27,7 +27,7 @@ from labelloop.calibration import Calibration, calibrate_threshold
 from labelloop.config import JobSettings
 from labelloop.steps.auto_labels import confident_mask, retire_confident_validation, worst_case_tail_mask
 from labelloop.steps.gate import _limit_reached
-from labelloop.steps.human_batch import batch_size, human_batch_limit, human_candidates
+from labelloop.steps.human_batch import gate_batch_limit, human_batch_limit
 
 OPEN, TRAIN, VALIDATION, RETIRED, AUTO = range(5)
 
@@ -234,8 +234,7 @@ def _gate(settings, state, model, status, auto, verdict, carries, calibrator, sp
     if draws_validation and not scope.provisional:
         retired, _ = retire_confident_validation(settings, it, val_ids, conf[val_ids, None], val_confident)
     retrain_first = not limit and remaining > 0 and settings.retrains_before_routing(len(retired), train_count)
-    candidates = human_candidates(settings, len(ids), len(rest))
-    want = 0 if (limit or retrain_first) else human_batch_limit(settings, state, candidates, batch_size(settings, len(rest)))
+    want = 0 if (limit or retrain_first) else gate_batch_limit(settings, state, len(ids), len(rest))
 
     n_validation = 0
     if settings.validation.draws_validation:

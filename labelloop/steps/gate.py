@@ -20,7 +20,7 @@ from labelloop.config import JobSettings
 from labelloop.contracts import LoopState
 from labelloop.manifest import creation_date
 from labelloop.steps.auto_labels import AutoLabels, confident_mask, plain, retire_confident_validation, worst_case_tail_mask
-from labelloop.steps.human_batch import batch_size, human_batch_limit, human_candidates, write_human_batch
+from labelloop.steps.human_batch import gate_batch_limit, write_human_batch
 from labelloop.steps.ledger_files import rewrite_ledger
 from labelloop.steps.oracle import oracle_quality, still_meeting
 from labelloop.steps.predictions import predictions
@@ -78,8 +78,7 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
         retired, verdicts = retire_confident_validation(settings, it, val_ids, val_p, val_confident,
                                                         predicted=(val.values, val.confidence))
     retrain_first = not limit and remaining > 0 and settings.retrains_before_routing(len(retired), iteration["TrainCount"])
-    candidates = human_candidates(settings, len(ids), len(rest))
-    want = 0 if (limit or retrain_first) else human_batch_limit(settings, state, candidates, batch_size(settings, len(rest)))
+    want = 0 if (limit or retrain_first) else gate_batch_limit(settings, state, len(ids), len(rest))
 
     # Adaptive validation: random draws top the validation set up to its size, never past it.
     n_validation = 0

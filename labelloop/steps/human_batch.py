@@ -12,12 +12,20 @@ ROLE_KEY = "labelloop-role"  # carried in the human batch manifest: why an item 
 GUESS_KEY = "labelloop-guess"  # the model's guess, shown to people on the local worker page
 
 
-def human_batch_limit(settings: JobSettings, state: dict[str, Any], candidates: int, batch_size: int | None = None) -> int:
+def human_batch_limit(settings: JobSettings, state: dict[str, Any], candidates: int, size: int | None = None) -> int:
     """How many items the next batch may hold: the batch size (default: the job's), the budget
     left, the candidates."""
     left = settings.human_labels_left(state["HumanLabeled"], state.get("HumanAdjusted") or 0)
-    size = settings.human_batch_size if batch_size is None else batch_size
+    size = settings.human_batch_size if size is None else size
     return max(0, min(size, candidates if left is None else left, candidates))
+
+
+def gate_batch_limit(settings: JobSettings, state: dict[str, Any], n_open: int, n_uncertain: int) -> int:
+    """How many items a gate that leaves `n_open` items unlabeled by humans, `n_uncertain` of them
+    below its threshold, may send to people: `human_batch_limit` over `human_candidates`, with
+    the tail's `batch_size`."""
+    candidates = human_candidates(settings, n_open, n_uncertain)
+    return human_batch_limit(settings, state, candidates, batch_size(settings, n_uncertain))
 
 
 def batch_size(settings: JobSettings, n_uncertain: int) -> int:
