@@ -32,15 +32,20 @@ def batch_size(settings: JobSettings, n_uncertain: int) -> int:
     """The batch a gate routes when it leaves `n_uncertain` items the model is unsure of.
 
     In a job's tail a full batch would buy labels the next model no longer needs: retrained on
-    part of the tail, it certifies most of the rest. So a batch holds at most half of the
-    uncertain items, but never fewer than a quarter of the batch size (more iterations of a
-    handful of labels each would cost more in training than they save). Only how many of the
-    uncertain items people get changes; the calibration does not.
+    part of the tail, it certifies most of the rest. So while more than half a batch is left, a
+    batch holds half of the uncertain items. Once at most half a batch is left, it holds twice
+    their number (at least a quarter batch): room for every one of them beside the validation
+    top-up, which may take half of a batch. Halving a handful would leave a few items to yet
+    another gate, which costs a training run and, under the job scope, a fresh judgement of
+    every auto-label; a full batch would draw more validation top-ups than the job's last gates
+    need. Only how many of the uncertain items people get changes; the calibration does not.
     """
     size = settings.human_batch_size
     if not settings.tail_batch:
         return size
-    return min(size, max(math.ceil(size / 4), math.ceil(n_uncertain / 2)))
+    if 2 * n_uncertain <= size:
+        return max(math.ceil(size / 4), 2 * n_uncertain)
+    return min(size, math.ceil(n_uncertain / 2))
 
 
 def human_candidates(settings: JobSettings, n_open: int, n_uncertain: int) -> int:

@@ -362,3 +362,17 @@ def test_a_short_tail_gets_a_smaller_batch_and_full_tail_batch_restores_it(tmp_p
     assert left == left_too and 20 < left < 40  # fewer than a batch (40) is left either way
     assert full == left  # without the rule: every one of them
     assert smaller == -(-left // 2)  # with it: half of them, rounded up (more than a quarter batch, 10)
+
+
+@pytest.mark.parametrize("scope", ["iteration", "job"])
+def test_a_tail_of_at_most_half_a_batch_is_routed_whole(tmp_path, scope):
+    # Unsure (and wrong) only of ids 1 mod 20: a gate leaves about 13 items, at most half a batch
+    # of 40. Halving them would leave a few to yet another gate; the batch takes every one, and
+    # under the job scope still has room for the validation top-up drawn beside them.
+    unsure_fewer = lambda line: [0.4, 0.6] if line["labelloop-id"] % 20 == 1 else [0.99, 0.01]  # noqa: E731
+    config, state = start_job(tmp_path, CalibrationScope=scope, **LENIENT)
+    state = model_judges(config, humans_answer(config, state), unsure_fewer)
+    unsure_open = {r["id"] for r in ledger_records(state) if r["label"] is None and r.get("split") is None and r["id"] % 20 == 1}
+    routed = {json.loads(line)["labelloop-id"] for line in open(state["HumanBatch"]["ManifestUri"])}
+    assert 10 < len(unsure_open) <= 20  # more than a quarter batch, at most half of one
+    assert unsure_open <= routed
