@@ -284,8 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cumulative scope: do not auto-label the items still open when the slack the bound leaves "
                           "above the target covers all of them, each counted as an error (the promise holds either way)")
     run.add_argument("--full-tail-batch", action="store_true",
-                     help="route a full --human-batch-size even when few uncertain items are left (by default a batch "
-                          "then holds at most half of them, never fewer than a quarter of the batch size)")
+                     help="route a full --human-batch-size even when few uncertain items are left (by default, with "
+                          "fewer than two batches of them left, a batch holds half of them, and with at most half a "
+                          "batch left, twice their number, at least a quarter batch)")
     run.add_argument("--margin-threshold", type=float, default=0.5, help="fixed-margin calibration's margin")
     run.add_argument("--validation-policy", choices=sorted(VALIDATION_POLICIES), default="adaptive",
                      help="which human labels judge the model: " + _choices_help(VALIDATION_POLICIES))
