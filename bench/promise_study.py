@@ -43,6 +43,7 @@ def _spent_over_iterations(confidences, correct, *, confidence_level, **kw):
 CUMULATIVE = {"CalibrationScope": "cumulative"}
 SETTINGS = {
     "job": ({"CalibrationScope": "job"}, calibrate_threshold, False),
+    "job-full-batches": ({"CalibrationScope": "job", "TailBatch": False}, calibrate_threshold, False),
     "iteration": ({"CalibrationScope": "iteration"}, calibrate_threshold, False),
     "cumulative": (CUMULATIVE, calibrate_threshold, False),
     "cumulative-no-tail": ({**CUMULATIVE, "WorstCaseTail": False}, calibrate_threshold, False),
