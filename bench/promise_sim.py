@@ -4,8 +4,8 @@ What is the product's here: every decision a gate makes. `calibrate_threshold` p
 (with the carried verdicts), `working_target` sets its target, `confident_mask` and
 `worst_case_tail_mask` say what is auto-labeled, `retire_confident_validation` which validation
 items retire, `retrains_before_routing` whether the next model trains first, `_limit_reached`,
-`human_batch_limit` and `gate_batch_limit` when and how much to route, `validation_target` how
-many draws validate, `Routing.select` / `Routing.shadow` which items go to humans,
+`human_batch_limit` and `gate_batch_limit` when and how much to route, `validation_target` and
+`top_up_limit` how many draws validate, `Routing.select` / `Routing.shadow` which items go to humans,
 `first_batch_validation` the first batch's split; the random draws use the product's seeds.
 
 What is simulated: what a real run gets from outside. The model (each item has a fixed
@@ -27,7 +27,7 @@ from labelloop.calibration import Calibration, calibrate_threshold
 from labelloop.config import JobSettings
 from labelloop.steps.auto_labels import confident_mask, retire_confident_validation, worst_case_tail_mask
 from labelloop.steps.gate import _limit_reached
-from labelloop.steps.human_batch import gate_batch_limit, human_batch_limit
+from labelloop.steps.human_batch import gate_batch_limit, human_batch_limit, top_up_limit
 
 OPEN, TRAIN, VALIDATION, RETIRED, AUTO = range(5)
 
@@ -240,7 +240,7 @@ def _gate(settings, state, model, status, auto, verdict, carries, calibrator, sp
     if settings.validation.draws_validation:
         active = len(val_ids) - len(retired)
         n_validation = min(settings.validation_target(state["Total"], active, carried_total + len(retired)),
-                           want // 2 or want)
+                           top_up_limit(want))
     validation_pick = np.zeros(0, dtype=np.int64)
     if scope.provisional and n_validation:
         draw = np.random.default_rng([settings.seed, it, 2]).choice(len(ids), size=min(n_validation, len(ids)), replace=False)

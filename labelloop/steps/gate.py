@@ -20,7 +20,7 @@ from labelloop.config import JobSettings
 from labelloop.contracts import LoopState
 from labelloop.manifest import creation_date
 from labelloop.steps.auto_labels import AutoLabels, confident_mask, plain, retire_confident_validation, worst_case_tail_mask
-from labelloop.steps.human_batch import gate_batch_limit, write_human_batch
+from labelloop.steps.human_batch import gate_batch_limit, top_up_limit, write_human_batch
 from labelloop.steps.ledger_files import rewrite_ledger
 from labelloop.steps.oracle import oracle_quality, still_meeting
 from labelloop.steps.predictions import predictions
@@ -85,7 +85,7 @@ def gate_and_route(event: dict[str, Any]) -> dict[str, Any]:
     if settings.validation.draws_validation:
         active = iteration["ValidationCount"] - len(retired)
         retired_total = (iteration.get("RetiredValidation") or {}).get("Count", 0) + len(retired)
-        n_validation = min(settings.validation_target(state["Total"], active, retired_total, n_classes), want // 2 or want)
+        n_validation = min(settings.validation_target(state["Total"], active, retired_total, n_classes), top_up_limit(want))
     validation_pick = np.zeros(0, dtype=np.int64)
     if scope.provisional and n_validation:
         # Job scope: validation stands for every item no human has labeled, auto-labeled or not,

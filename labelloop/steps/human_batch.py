@@ -28,6 +28,13 @@ def gate_batch_limit(settings: JobSettings, state: dict[str, Any], n_open: int, 
     return human_batch_limit(settings, state, candidates, batch_size(settings, n_uncertain))
 
 
+def top_up_limit(batch: int) -> int:
+    """The most validation top-ups a batch of `batch` items may hold: half of it (all of a
+    one-item batch), so the uncertain items keep the other half. `batch_size` sizes the tail's
+    last batch by it."""
+    return batch // 2 or batch
+
+
 def batch_size(settings: JobSettings, n_uncertain: int) -> int:
     """The batch a gate routes when it leaves `n_uncertain` items the model is unsure of.
 
@@ -35,7 +42,7 @@ def batch_size(settings: JobSettings, n_uncertain: int) -> int:
     part of the tail, it certifies most of the rest. So while more than half a batch is left, a
     batch holds half of the uncertain items. Once at most half a batch is left, it holds twice
     their number (at least a quarter batch): room for every one of them beside the validation
-    top-up, which may take half of a batch. Halving a handful would leave a few items to yet
+    top-up, which may take half of a batch (`top_up_limit`). Halving a handful would leave a few items to yet
     another gate, which costs a training run and, under the job scope, a fresh judgement of
     every auto-label; a full batch would draw more validation top-ups than the job's last gates
     need. Only how many of the uncertain items people get changes; the calibration does not.
