@@ -235,6 +235,8 @@ def run_policy(name, policy, dataset, args, workdir: Path, resume: bool = False)
         "dataset_accuracy": ev.dataset_accuracy,
         "target": target,
         "met": ev.auto_accuracy is None or ev.auto_accuracy >= target,
+        # Each class's auto-labels: how often a label of that class is right (boxes: its mean IoU).
+        "class_accuracy": {name: c["auto_correct"] / c["auto"] for name, c in ev.per_class.items() if c["auto"]},
         "cost": summary["HumanCost"],
         "adjusted": summary.get("HumanAdjusted", 0),
         "clicks": summary.get("HumanClicks"),  # masks clicked by the simulated annotators; None: not counted
