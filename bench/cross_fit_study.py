@@ -46,7 +46,6 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.stats import beta
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import normalize
@@ -56,6 +55,7 @@ for folder in (ROOT, ROOT / "bench", ROOT / "algorithms" / "common", ROOT / "alg
     sys.path.insert(0, str(folder))
 
 from compare_policies import prepare  # noqa: E402
+from coverage_study import exact_interval  # noqa: E402
 import temperature_scaling  # noqa: E402
 from text_model import build_pipeline  # noqa: E402
 
@@ -195,12 +195,6 @@ def pool_rank(conf: np.ndarray, pool_conf: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.sort(pool_conf), conf, side="right") / len(pool_conf)
 
 
-def interval(k: int, n: int) -> tuple[float, float]:
-    lo = 0.0 if k == 0 else beta.ppf(0.025, k, n - k + 1)
-    hi = 1.0 if k == n else beta.ppf(0.975, k + 1, n - k)
-    return lo, hi
-
-
 def report(rows: list[dict], args) -> str:
     lines = [f"{args.dataset}, first batch {args.batch} (two folds of {args.batch // 2}), target {args.target:.0%}, "
              f"confidence {args.confidence:.0%}, {len(rows)} random first batches", "",
@@ -220,7 +214,7 @@ def report(rows: list[dict], args) -> str:
         res = [r[arm] for r in rows]
         some = [r for r in res if r["share"] > 0]
         misses = sum(r["missed"] for r in res)
-        lo, hi = interval(misses, len(res))
+        lo, hi = exact_interval(misses, len(res))
         base = arm.replace("_small_start", "").replace("_two_starts", "")
         z = np.concatenate([r[f"{base}_z"] for r in rows]) if rows else np.zeros(0)
         acc = f"{np.mean([r['accuracy'] for r in some]):.2%}" if some else "—"
