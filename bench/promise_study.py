@@ -8,6 +8,9 @@ them, at the end of the job) are less accurate than the target, with its exact (
 
   python bench/promise_study.py --runs 1000 --jobs 2
   python bench/promise_study.py --runs 48 --settings job,point-estimate
+  python bench/promise_study.py --runs 700 --settings job-per-class --profiles uneven-classes,easy,hard,binary,five-class,easy-first-hard-tail,flat-at-target
+
+Under `job-per-class` a run misses when any class's auto-labels (by the class they give) miss.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from promise_sim import POOL_SIZES, PROFILES, point_estimate_threshold, run_job  # noqa: E402
+from promise_sim import POOL_SIZES, PROFILES, STUDY_PROFILES, point_estimate_threshold, run_job  # noqa: E402
 
 from labelloop.calibration import calibrate_threshold  # noqa: E402
 
@@ -44,6 +47,8 @@ CUMULATIVE = {"CalibrationScope": "cumulative"}
 SETTINGS = {
     "job": ({"CalibrationScope": "job"}, calibrate_threshold, False),
     "job-full-batches": ({"CalibrationScope": "job", "TailBatch": False}, calibrate_threshold, False),
+    # The per-class promise: a run misses when any class's auto-labels miss the target.
+    "job-per-class": ({"CalibrationScope": "job", "PerClassPromise": True}, calibrate_threshold, False),
     "iteration": ({"CalibrationScope": "iteration"}, calibrate_threshold, False),
     "cumulative": (CUMULATIVE, calibrate_threshold, False),
     "cumulative-no-tail": ({**CUMULATIVE, "WorstCaseTail": False}, calibrate_threshold, False),
@@ -161,7 +166,7 @@ def main(argv=None) -> int:
     parser.add_argument("--settings", default=DEFAULT_SETTINGS, help=f"comma-separated, of {sorted(SETTINGS)}")
     parser.add_argument("--jobs", type=int, default=1, help="processes")
     parser.add_argument("--seed", type=int, default=0, help="first run's seed")
-    parser.add_argument("--profiles", default=",".join(PROFILES), help=f"comma-separated, of {sorted(PROFILES)}")
+    parser.add_argument("--profiles", default=",".join(STUDY_PROFILES), help=f"comma-separated, of {sorted(PROFILES)}")
     parser.add_argument("--sizes", default=",".join(map(str, POOL_SIZES)), help="pool sizes, comma-separated")
     parser.add_argument("--out", default=None, help="folder for promise-study.md and .json")
     args = parser.parse_args(argv)

@@ -67,3 +67,14 @@ def test_the_study_measures_the_products_default():
     assert DEFAULT_SETTINGS.split(",")[0] == "job" == JobSettings.calibration_scope
     options, calibrator, split = SETTINGS["job"]
     assert options == {"CalibrationScope": "job"} and calibrator is calibrate_threshold and not split
+
+
+def test_the_per_class_setting_judges_each_class_where_the_default_hides_a_hard_one():
+    runs = plan(6, seed=0, profiles=["uneven-classes"], sizes=[5000])
+    results = study(["job", "job-per-class"], runs)
+    for r in results["job"]:  # the union meets the target while a hard class's auto-labels do not
+        assert r["accuracy"] >= 0.95 > r["worst_class_accuracy"] and not r["missed"]
+    for r in results["job-per-class"]:
+        assert r["missed"] == (r["worst_class_accuracy"] < 0.95)
+        assert r["worst_class_accuracy"] >= 0.95
+    assert summary(results["job-per-class"])["human"] > summary(results["job"])["human"]  # what it costs
