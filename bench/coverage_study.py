@@ -25,22 +25,14 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
-from scipy.stats import beta
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from compare_policies import POLICIES, prepare, run_policy, task_of  # noqa: E402
+from promise_study import exact_interval  # noqa: E402
 
 PER_CLASS = "labelloop-per-class"
-
-
-def exact_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    a = (1 - level) / 2
-    low = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
-    high = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
-    return low, high
 
 
 def one_seed(args: argparse.Namespace, dataset, seed: int) -> dict:

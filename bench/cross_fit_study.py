@@ -55,7 +55,7 @@ for folder in (ROOT, ROOT / "bench", ROOT / "algorithms" / "common", ROOT / "alg
     sys.path.insert(0, str(folder))
 
 from compare_policies import prepare  # noqa: E402
-from coverage_study import exact_interval  # noqa: E402
+from promise_study import exact_interval  # noqa: E402
 import temperature_scaling  # noqa: E402
 from text_model import build_pipeline  # noqa: E402
 
