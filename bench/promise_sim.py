@@ -1,12 +1,13 @@
 """The promise study's core: one labeling job, its decisions made by the product's code, its model simulated.
 
 What is the product's here: every decision a gate makes. `calibrate_threshold` picks the threshold
-(with the carried verdicts; under the per-class promise `calibrate_per_class`, one per class), `working_target` sets its target, `confident_mask` and
-`worst_case_tail_mask` say what is auto-labeled, `retire_confident_validation` which validation
-items retire, `retrains_before_routing` whether the next model trains first, `_limit_reached`,
+(with the carried verdicts; under the per-class promise `per_class_calibration`, one per class),
+`working_target` sets its target, `confident_mask` and `worst_case_tail_mask` say what is
+auto-labeled, `retire_confident_validation` which validation items retire,
+`retrains_before_routing` whether the next model trains first, `_limit_reached`,
 `human_batch_limit` and `gate_batch_limit` when and how much to route, `validation_target` and
-`top_up_limit` how many draws validate, `Routing.select` / `Routing.shadow` which items go to humans,
-`first_batch_validation` the first batch's split; the random draws use the product's seeds.
+`top_up_limit` how many draws validate, `Routing.select` / `Routing.shadow` which items go to
+humans, `first_batch_validation` the first batch's split; the random draws use the product's seeds.
 
 What is simulated: what a real run gets from outside. The model (each item has a fixed
 difficulty; a model trained on T human labels is right on it with probability
@@ -23,10 +24,10 @@ from typing import Callable
 
 import numpy as np
 
-from labelloop.calibration import Calibration, calibrate_per_class, calibrate_threshold
+from labelloop.calibration import Calibration, calibrate_threshold
 from labelloop.config import JobSettings
 from labelloop.steps.auto_labels import confident_mask, retire_confident_validation, worst_case_tail_mask
-from labelloop.steps.calibrate import _joined
+from labelloop.steps.calibrate import per_class_calibration
 from labelloop.steps.gate import _limit_reached
 from labelloop.steps.human_batch import gate_batch_limit, human_batch_limit, top_up_limit
 
@@ -234,11 +235,10 @@ def _gate(settings, state, model, status, auto, verdict, carries, calibrator, sp
                         carried_correct=carried_correct, carried_total=carried_total)
     k = model.profile.classes
     class_thresholds = None
-    if settings.per_class:  # calibrate.py's per-class step: one test per predicted class, joined
-        classes = calibrate_per_class(conf[choosers], correct[choosers], predicted[choosers], k, target_accuracy=target,
-                                      confidence_level=settings.confidence_level,
-                                      min_support=settings.min_validation_support)
-        result, class_thresholds = _joined(result, classes), [c.threshold for c in classes]
+    if settings.per_class:
+        result, classes = per_class_calibration(settings, result, conf[choosers], correct[choosers],
+                                                predicted[choosers], k, target)
+        class_thresholds = [c.threshold for c in classes]
     cal = {"Method": "lower-bound", "Threshold": result.threshold, "LowerBound": result.lower_bound,
            "WorkingTarget": target, "PoolLowerBound": result.pool_bound, "ClassThresholds": class_thresholds}
 

@@ -46,11 +46,9 @@ def calibrate_threshold(event: dict[str, Any]) -> dict[str, Any]:
     bound_chose = method == "lower-bound"
     class_thresholds = per_class = None
     if settings.per_class:  # every class's auto-labels meet the target (config: lower-bound, classes only)
-        classes = calibrate_per_class(val.confidence, np.asarray(quality) >= 1.0, val.values, n_classes,
-                                      target_accuracy=target, confidence_level=settings.confidence_level,
-                                      min_support=settings.min_validation_support)
-        result, per_class = _joined(result, classes), classes
-        class_thresholds = [c.threshold for c in classes]
+        result, per_class = per_class_calibration(settings, result, val.confidence, np.asarray(quality) >= 1.0,
+                                                  val.values, n_classes, target)
+        class_thresholds = [c.threshold for c in per_class]
     if method == "tbal":
         threshold, class_thresholds = _tbal(task, val, quality, n_classes, target)
     else:  # the oracle's threshold is chosen by GateAndRoute, on the pool's predictions
@@ -85,6 +83,16 @@ def _tbal(task: tasks.TaskType, val: Any, quality: list[float], n_classes: int,
         return tbal_threshold(val.confidence, ok, target=target), None
     per_class = tbal_class_thresholds(val.confidence, ok >= 1.0, val.values, n_classes, target=target)
     return min((t for t in per_class if t is not None), default=None), per_class
+
+
+def per_class_calibration(settings: JobSettings, whole: Calibration, confidence: np.ndarray, correct: np.ndarray,
+                          predicted: np.ndarray, n_classes: int, target: float) -> tuple[Calibration, list[Calibration]]:
+    """The per-class promise's calibration: each predicted class's own test (`calibrate_per_class`),
+    and the whole they make (`_joined`), which stands for them where one threshold is read."""
+    classes = calibrate_per_class(confidence, correct, predicted, n_classes, target_accuracy=target,
+                                  confidence_level=settings.confidence_level,
+                                  min_support=settings.min_validation_support)
+    return _joined(whole, classes), classes
 
 
 def _joined(whole: Calibration, classes: list[Calibration]) -> Calibration:
