@@ -47,12 +47,12 @@ def one_seed(args: argparse.Namespace, dataset, seed: int) -> dict:
     return row
 
 
-def worst_class(row: dict) -> str:
-    """The class whose auto-labels are least often right, as ", worst class NAME 93.1 %"."""
+def worst_class(row: dict) -> str | None:
+    """The class whose auto-labels are least often right, as "NAME 93.1 %" (None: no auto-labels)."""
     if not row.get("class_accuracy"):
-        return ""
+        return None
     name, quality = min(row["class_accuracy"].items(), key=lambda kv: kv[1])
-    return f", worst class {name} {100 * quality:.1f} %"
+    return f"{name} {100 * quality:.1f} %"
 
 
 def seed_line(row: dict, boxes: bool) -> str:
@@ -62,7 +62,7 @@ def seed_line(row: dict, boxes: bool) -> str:
     return (f"seed {row['seed']}: {100 * row['auto_share']:.1f} % auto-labeled, auto-labels' "
             f"{'mean IoU' if boxes else 'accuracy'} {quality} vs truth, target kept: {'yes' if row['met'] else 'no'}"
             f"{' (nothing auto-labeled)' if row['auto_accuracy'] is None else ''}"
-            f"{worst_class(row) if row['policy'] == PER_CLASS else ''}, "
+            f"{f', worst class {worst_class(row)}' if row['policy'] == PER_CLASS and worst_class(row) else ''}, "
             f"{row['seconds'] / 60:.1f} min{' (resumed: the last part only)' if row.get('resumed') else ''}")
 
 
@@ -118,8 +118,8 @@ def main(argv=None) -> int:
     word = "auto-labels' mean IoU" if boxes else "auto-label accuracy"
     per_class = args.policy == PER_CLASS
     lines = [
-        f"**Coverage, {args.dataset}{', per-class promise' if args.policy == PER_CLASS else ''}** "
-        f"({len(rows)} seeds, target {word} ≥ {show(args.target)}{' for every class' if args.policy == PER_CLASS else ''}, "
+        f"**Coverage, {args.dataset}{', per-class promise' if per_class else ''}** "
+        f"({len(rows)} seeds, target {word} ≥ {show(args.target)}{' for every class' if per_class else ''}, "
         f"{(time.monotonic() - started) / 60:.0f} min with {args.jobs} at a time)",
         "",
         f"| seed | human labels | % auto-labeled | {word} |{' worst class |' if per_class else ''} met | minutes |",
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     for r in rows:
         acc = "—" if r["auto_accuracy"] is None else show(r["auto_accuracy"])
         human = f"{r['human']:,} ({pct(r['human'] / r['items'])})"
-        worst = f" {worst_class(r)[len(', worst class '):] or '—'} |" if per_class else ""
+        worst = f" {worst_class(r) or '—'} |" if per_class else ""
         lines.append(f"| {r['seed']} | {human} | {pct(r['auto_share'])} | {acc} |{worst} {'yes' if r['met'] else 'no'} | "
                      f"{r['seconds'] / 60:.1f}{' (resumed)' if r.get('resumed') else ''} |")
     judged = [r["auto_accuracy"] for r in rows if r["auto_accuracy"] is not None]
