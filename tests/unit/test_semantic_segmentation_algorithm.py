@@ -70,7 +70,7 @@ def write_channel(folder: Path, lines: list[dict[str, Any]]) -> None:
 
 
 def run_training(src: Path, workdir: Path, hps: dict[str, Any], previous: Path | None = None,
-                 model_dir: Path | None = None) -> tuple[subprocess.CompletedProcess, Path, Path]:
+                 model_dir: Path | None = None, tmp: Path | None = None) -> tuple[subprocess.CompletedProcess, Path, Path]:
     model_dir, failure = model_dir or workdir / "model", workdir / "output" / "failure"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
     env.update(
@@ -81,6 +81,8 @@ def run_training(src: Path, workdir: Path, hps: dict[str, Any], previous: Path |
     )
     if previous is not None:  # the loop's `model` channel: the previous iteration's model.tar.gz
         env["SM_CHANNEL_MODEL"] = str(previous)
+    if tmp is not None:
+        env["TMPDIR"] = str(tmp)
     proc = subprocess.run([sys.executable, "train.py"], cwd=src, env=env, capture_output=True, text=True, timeout=300)
     return proc, model_dir, failure
 
@@ -131,7 +133,9 @@ def test_training_continues_from_the_previous_model_it_is_given(trained):
     work, src, model_dir, _ = trained
     channel = pack_model(model_dir, work / "previous")
     hps = {"num-classes": 2, "label-attribute": "shapes-ref", "image-size": 64, "epochs": 1, "head-epochs": 1, "seed": 3}
-    warm, warm_dir, _ = run_training(src, work, hps, previous=channel, model_dir=work / "warm")
+    tmp = work / "tmp"
+    tmp.mkdir()
+    warm, warm_dir, _ = run_training(src, work, hps, previous=channel, model_dir=work / "warm", tmp=tmp)
     cold, cold_dir, _ = run_training(src, work, hps, model_dir=work / "cold")
     assert warm.returncode == 0 and cold.returncode == 0, warm.stderr[-2000:] + cold.stderr[-2000:]
     assert "continuing from the previous model (trained on 120 images, with its region head)" in warm.stdout
@@ -139,8 +143,9 @@ def test_training_continues_from_the_previous_model_it_is_given(trained):
     cold_iou = json.loads((cold_dir / "model-config.json").read_text())["validation_iou"]
     assert warm_iou > 0.7 > cold_iou, (warm_iou, cold_iou)
 
-    other, _, _ = run_training(src, work, {**hps, "width": 8}, previous=channel, model_dir=work / "other")
+    other, _, _ = run_training(src, work, {**hps, "width": 8}, previous=channel, model_dir=work / "other", tmp=tmp)
     assert other.returncode == 0 and "another architecture or input: training from scratch" in other.stdout
+    assert not list(tmp.glob("previous-model-*")), "the unpacked previous model must not outlive the training job"
 
     (work / "not-a-model").mkdir()
     (work / "not-a-model" / "notes.txt").write_text("hello")
