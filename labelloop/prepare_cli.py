@@ -78,13 +78,24 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         return 2
     try:
         prepared = prepare(args)
-    except PrepareError as exc:
+    except (PrepareError, OSError, ValueError) as exc:  # bad input (a missing source, --out a file): one line, no trace
         print(f"labelloop: {exc}", file=sys.stderr)
         return 2
     if args.from_folder or args.from_csv:
         who = "simulated annotators answer from the true labels" if prepared.truth else "you label on a local worker page"
         print(f"next ({who}):\n  {next_command(prepared, Path(args.out))}")
     return 0
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
+    return value
 
 
 def add_prepare_command(subparsers: Any) -> argparse.ArgumentParser:
@@ -111,7 +122,7 @@ def add_prepare_command(subparsers: Any) -> argparse.ArgumentParser:
     prep.add_argument("--classes", help="the class names, comma-separated, in class-index order "
                       "(needed for unlabeled data; with labels, their order)")
     prep.add_argument("--out", required=True, help="folder to write manifest.jsonl, labels.json, the true labels (and images/)")
-    prep.add_argument("--limit", type=int, help="a seeded random subset of this many items (default: all; "
+    prep.add_argument("--limit", type=positive_int, help="a seeded random subset of this many items (default: all; "
                       "fashion-mnist-detection, -segmentation: this many canvases, 5,000)")
     prep.add_argument("--seed", type=int, default=0, help="seed of the --limit subset")
     prep.add_argument("--source",

@@ -123,3 +123,16 @@ def test_the_command_prints_the_next_command_and_refuses_bad_input_with_status_2
     assert capsys.readouterr().err == f"labelloop: {tmp_path / 'missing'}: no such folder\n"
     assert cli.main(["prepare", "--out", str(tmp_path / "o")]) == 2
     assert "--from-folder DIR or --from-csv FILE" in capsys.readouterr().err
+
+
+def test_a_public_dataset_with_bad_input_fails_in_one_line_with_status_2(tmp_path, capsys):
+    assert cli.main(["prepare", "fashion-mnist", "--out", str(tmp_path / "o"), "--source", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"labelloop: Fashion-MNIST folder {tmp_path / 'none'} not found") and err.count("\n") == 1
+    (tmp_path / "a-file").write_text("")
+    assert cli.main(["prepare", "digits", "--out", str(tmp_path / "a-file")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("labelloop: ") and "a-file" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["prepare", "digits", "--out", str(tmp_path / "d"), "--limit", "0"])
+    assert stopped.value.code == 2 and "--limit: must be a positive whole number, got '0'" in capsys.readouterr().err
