@@ -198,7 +198,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     output = args.output or f"runs/digits-demo-{datetime.now():%Y%m%d-%H%M%S}"
     prep = argparse.Namespace(dataset="digits", out=args.data, limit=None, seed=args.seed, source=None)
-    prepared = prepare(prep)
+    try:
+        prepared = prepare(prep)
+    except OSError as exc:  # --data where no folder can be written: one line, no trace
+        print(f"labelloop: cannot prepare the digits in {args.data}: {exc}", file=sys.stderr)
+        return 2
     run = build_parser().parse_args(
         [
             "run", "--manifest", str(prepared.manifest), "--output", output,

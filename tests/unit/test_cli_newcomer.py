@@ -213,3 +213,11 @@ def test_ctrl_c_in_the_demo_names_the_command_that_resumes_it(tmp_path, monkeypa
     assert err.startswith("labelloop: stopped; to resume (every label so far is kept): labelloop demo --data data/d "
                           "--output runs/digits-demo-")
     assert err.rstrip().endswith("--human-batch-size 100 --seed 0")
+
+
+def test_the_demo_with_a_data_folder_it_cannot_write_fails_in_one_line(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    assert cli.main(["demo", "--data", str(tmp_path / "a-file" / "digits")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"labelloop: cannot prepare the digits in {tmp_path / 'a-file' / 'digits'}: ")
+    assert err.count("\n") == 1
