@@ -153,7 +153,11 @@ def run_local(args: argparse.Namespace) -> int:
     output = Path(args.output).resolve()
     if Path(layout.settings_uri(str(output))).exists():
         print(f"labelloop: {output} holds an earlier run of this job: resuming it (every label is kept)")
-    output.mkdir(parents=True, exist_ok=True)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"labelloop: --output {output}: cannot be the run's folder ({exc.strerror or exc})", file=sys.stderr)
+        return 2
     try:
         execution_input = _execution_input(args, output)
         workforce, truth = _workforce(args, execution_input)

@@ -221,3 +221,12 @@ def test_the_demo_with_a_data_folder_it_cannot_write_fails_in_one_line(tmp_path,
     err = capsys.readouterr().err
     assert err.startswith(f"labelloop: cannot prepare the digits in {tmp_path / 'a-file' / 'digits'}: ")
     assert err.count("\n") == 1
+
+
+def test_an_output_folder_that_cannot_be_made_fails_in_one_line(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "m.jsonl").write_text('{"source": "hello"}\n')
+    assert cli.main(["run", "--manifest", str(tmp_path / "m.jsonl"), "--labels", "a,b", "--label-attribute", "x",
+                     "--task-type", "text-classification",
+                     "--output", str(tmp_path / "a-file")]) == 2
+    assert capsys.readouterr().err == f"labelloop: --output {tmp_path / 'a-file'}: cannot be the run's folder (File exists)\n"
