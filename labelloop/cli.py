@@ -373,9 +373,18 @@ def version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except (BotoCoreError, ClientError) as exc:  # start, status, prepare-deploy: no credentials, no network, denied
+        if getattr(args, "debug", False):
+            import traceback
+
+            traceback.print_exc()
+        print(f"labelloop: {args.command}: AWS: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         if getattr(args, "debug", False):
             import traceback

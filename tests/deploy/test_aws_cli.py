@@ -185,6 +185,18 @@ def test_start_refuses_a_stack_that_does_not_exist(monkeypatch, capsys):
     assert "stack 'labelloop' does not exist" in capsys.readouterr().err
 
 
+def test_without_aws_credentials_start_fails_in_one_line(monkeypatch, tmp_path, capsys):
+    from labelloop import cli
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert cli.main(["start", "--stack", "labelloop", "--region", REGION, *BASIC]) == 2
+    assert capsys.readouterr().err == "labelloop: start: AWS: Unable to locate credentials\n"
+
+
 def test_status_of_a_failed_execution_shows_error_and_cause(monkeypatch, capsys):
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
