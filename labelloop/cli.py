@@ -15,75 +15,13 @@ from typing import Any
 from labelloop import layout, metrics_table, tasks
 from labelloop.calibration import BOUNDS
 from labelloop.cli_help import LABEL_ATTRIBUTE_HELP, TASK_TYPE_HELP, use_everywhere
-from labelloop.cli_run import add_cost_options, cost_settings, summary_lines
-from labelloop.config import CALIBRATION_METHODS, CALIBRATION_SCOPES, VALIDATION_POLICIES, ConfigurationError, JobSettings
+from labelloop import cli_run
+from labelloop.cli_run import add_cost_options, summary_lines
+from labelloop.config import CALIBRATION_METHODS, CALIBRATION_SCOPES, VALIDATION_POLICIES, ConfigurationError
 from labelloop.local.outcome import EXIT_CODES_HELP, EXIT_INTERRUPTED, STOPPED_LINE
 from labelloop.prepare_cli import add_prepare_command, prepare
 from labelloop.promise import start_line
 from labelloop.selection import STRATEGIES
-
-
-def _stage_manifest(uri: str, output: Path) -> str:
-    """An s3:// manifest is copied into the output folder before the offline engine starts."""
-    if not uri.startswith("s3://"):
-        path = Path(uri).resolve()
-        if not path.is_file():
-            raise ConfigurationError(f"--manifest {uri}: no such file")
-        return str(path)
-    import boto3
-
-    from labelloop.storage import split_s3
-
-    bucket, key = split_s3(uri)
-    local = Path(layout.staged_manifest_uri(str(output)))
-    local.parent.mkdir(parents=True, exist_ok=True)
-    boto3.client("s3").download_file(bucket, key, str(local))
-    return str(local)
-
-
-def _execution_input(args: argparse.Namespace, output: Path) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "ManifestUri": _stage_manifest(args.manifest, output),
-        "OutputUri": str(output),
-        "JobName": args.job_name,
-        "TaskType": args.task_type,
-        "LabelAttributeName": args.label_attribute,
-        "HumanBatchSize": args.human_batch_size,
-        "ConfidenceLevel": args.confidence,
-        "WorkersPerObject": args.workers_per_object,
-        "ValidationPolicy": args.validation_policy,
-        "CalibrationMethod": args.calibration,
-        "CalibrationScope": args.calibration_scope,
-        "PerClassPromise": args.per_class,
-        "IouBound": args.iou_bound,
-        "SlackReserve": args.slack_reserve,
-        "RetrainBeforeRoutingGrowth": args.retrain_before_routing or None,
-        "MarginThreshold": args.margin_threshold,
-        "SelectionStrategy": args.strategy,
-        "RandomFraction": args.random_fraction,
-        "ClassBalance": not args.no_class_balance,
-        "Diversity": args.diversity,
-        "WorstCaseTail": not args.no_worst_case_tail,
-        "TailBatch": not args.full_tail_batch,
-        "MaxIterations": args.max_iterations,
-        "Seed": args.seed,
-        **cost_settings(args),
-    }
-    optional = {
-        "TargetAccuracy": args.target_accuracy,  # none given: the task type's default
-        "MaxPercentageOfInputDatasetLabeled": args.max_percentage_labeled,
-        "ValidationFraction": args.validation_fraction,
-        "ValidationSize": args.validation_size,
-    }
-    data.update({k: v for k, v in optional.items() if v is not None})
-    if args.initial_model:
-        data["InitialModelArtifacts"] = str(Path(args.initial_model).resolve())
-    if args.labels:
-        data["LabelCategories"] = [s.strip() for s in args.labels.split(",")]
-    elif args.label_config:
-        data["LabelCategoryConfigUri"] = str(Path(args.label_config).resolve())
-    JobSettings.parse(data)  # fail before anything starts
-    return data
 
 
 class _Progress:
@@ -159,7 +97,7 @@ def run_local(args: argparse.Namespace) -> int:
         print(f"labelloop: --output {output}: cannot be the run's folder ({exc.strerror or exc})", file=sys.stderr)
         return 2
     try:
-        execution_input = _execution_input(args, output)
+        execution_input = cli_run.execution_input(args, output)
         workforce, truth = _workforce(args, execution_input)
         if hasattr(workforce, "start"):
             workforce.start()

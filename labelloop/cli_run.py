@@ -1,14 +1,35 @@
-"""`labelloop run`'s money options and the summary it prints when the loop ends."""
+"""`labelloop run`'s pieces: its money options, the execution input its options make (checked
+before anything starts, its problems named by the options), and the summary it prints when the
+loop ends."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from labelloop import layout, tasks
+from labelloop.config import ConfigurationError, JobSettings
 from labelloop.promise import quality_text, why_nothing_auto_labeled
+
+
+# Execution-input fields `run` sets from one option each, as given: {field: the option's dest}.
+AS_GIVEN = {
+    "JobName": "job_name", "TaskType": "task_type", "LabelAttributeName": "label_attribute",
+    "HumanBatchSize": "human_batch_size", "ConfidenceLevel": "confidence", "WorkersPerObject": "workers_per_object",
+    "ValidationPolicy": "validation_policy", "CalibrationMethod": "calibration", "CalibrationScope": "calibration_scope",
+    "PerClassPromise": "per_class", "IouBound": "iou_bound", "SlackReserve": "slack_reserve",
+    "MarginThreshold": "margin_threshold", "SelectionStrategy": "strategy", "RandomFraction": "random_fraction",
+    "Diversity": "diversity", "MaxIterations": "max_iterations", "Seed": "seed",
+}
+OPTIONAL = {"TargetAccuracy": "target_accuracy", "MaxPercentageOfInputDatasetLabeled": "max_percentage_labeled",
+            "ValidationFraction": "validation_fraction", "ValidationSize": "validation_size"}  # absent: the default
+MONEY = {"PricePerLabel": "price_per_label", "MaxHumanLabeledObjectCount": "human_budget",
+         "MaxHumanCost": "max_human_cost", "PricePerAdjustedLabel": "price_per_adjusted_label"}
+DERIVED = {"RetrainBeforeRoutingGrowth": "retrain_before_routing", "InitialModelArtifacts": "initial_model",
+           "LabelCategories": "labels", "LabelCategoryConfigUri": "label_config"}  # set from these options, changed
 
 
 def add_cost_options(run: argparse.ArgumentParser) -> None:
@@ -26,9 +47,59 @@ def add_cost_options(run: argparse.ArgumentParser) -> None:
 
 def cost_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The execution input's money fields from the options above (those given)."""
-    data = {"PricePerLabel": args.price_per_label, "MaxHumanLabeledObjectCount": args.human_budget,
-            "MaxHumanCost": args.max_human_cost, "PricePerAdjustedLabel": args.price_per_adjusted_label}
-    return {k: v for k, v in data.items() if v is not None}
+    return {field: getattr(args, dest) for field, dest in MONEY.items() if getattr(args, dest) is not None}
+
+
+def _stage_manifest(uri: str, output: Path) -> str:
+    """An s3:// manifest is copied into the output folder before the offline engine starts."""
+    if not uri.startswith("s3://"):
+        path = Path(uri).resolve()
+        if not path.is_file():
+            raise ConfigurationError(f"--manifest {uri}: no such file")
+        return str(path)
+    import boto3
+
+    from labelloop.storage import split_s3
+
+    bucket, key = split_s3(uri)
+    local = Path(layout.staged_manifest_uri(str(output)))
+    local.parent.mkdir(parents=True, exist_ok=True)
+    boto3.client("s3").download_file(bucket, key, str(local))
+    return str(local)
+
+
+def execution_input(args: argparse.Namespace, output: Path) -> dict[str, Any]:
+    """The state machine's input from `run`'s options, checked before anything starts; a problem
+    names the option that set the field (the task's, for the target: --target-iou for boxes and masks)."""
+    data: dict[str, Any] = {
+        "ManifestUri": _stage_manifest(args.manifest, output),
+        "OutputUri": str(output),
+        **{field: getattr(args, dest) for field, dest in AS_GIVEN.items()},
+        "RetrainBeforeRoutingGrowth": args.retrain_before_routing or None,
+        "ClassBalance": not args.no_class_balance,
+        "WorstCaseTail": not args.no_worst_case_tail,
+        "TailBatch": not args.full_tail_batch,
+        **cost_settings(args),
+    }
+    data.update({field: getattr(args, dest) for field, dest in OPTIONAL.items() if getattr(args, dest) is not None})
+    if args.initial_model:
+        data["InitialModelArtifacts"] = str(Path(args.initial_model).resolve())
+    if args.labels:
+        data["LabelCategories"] = [s.strip() for s in args.labels.split(",")]
+    elif args.label_config:
+        data["LabelCategoryConfigUri"] = str(Path(args.label_config).resolve())
+    try:
+        JobSettings.parse(data)
+    except ConfigurationError as exc:
+        raise ConfigurationError(_by_option(str(exc), args.task_type)) from None
+    return data
+
+
+def _by_option(problems: str, task_type: str) -> str:
+    options = {field: "--" + dest.replace("_", "-") for field, dest in {**AS_GIVEN, **OPTIONAL, **MONEY, **DERIVED}.items()}
+    if task_type in tasks.names() and tasks.get(task_type).bounded_mean:
+        options["TargetAccuracy"] = "--target-iou"
+    return re.sub(r"\b(" + "|".join(options) + r")\b", lambda m: options[m.group(1)], problems)
 
 
 def _human_line(summary: dict[str, Any], execution_input: dict[str, Any], answered: int) -> list[str]:

@@ -4,8 +4,8 @@ import argparse
 
 import pytest
 
-from labelloop.cli import _execution_input, build_parser
-from labelloop.cli_run import cost_settings, summary_lines
+from labelloop.cli import build_parser
+from labelloop.cli_run import cost_settings, execution_input, summary_lines
 from labelloop.config import ConfigurationError
 
 SUMMARY = {"Total": 200, "Rejected": 0, "HumanLabeledByThisJob": 100, "HumanAdjusted": 60, "HumanCost": 5.6,
@@ -48,8 +48,24 @@ def test_per_class_reaches_the_settings_and_is_refused_for_boxes_before_anything
     text = build_parser().parse_args(["run", "--manifest", str(manifest), "--output", str(tmp_path / "o"),
                                       "--task-type", "text-classification", "--label-attribute", "topic",
                                       "--labels", "a,b", "--per-class"])
-    assert _execution_input(text, tmp_path / "o")["PerClassPromise"] is True
+    assert execution_input(text, tmp_path / "o")["PerClassPromise"] is True
     boxes = run_args("--per-class")
     boxes.manifest, boxes.label_attribute = str(manifest), "objects"
-    with pytest.raises(ConfigurationError, match="PerClassPromise is for classification"):
-        _execution_input(boxes, tmp_path / "o")
+    with pytest.raises(ConfigurationError, match="--per-class is for classification"):
+        execution_input(boxes, tmp_path / "o")
+
+
+def test_a_bad_setting_is_named_by_the_option_that_set_it(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"source": "a"}\n')
+    text = build_parser().parse_args(["run", "--manifest", str(manifest), "--output", str(tmp_path / "o"),
+                                      "--task-type", "text-classification", "--label-attribute", "topic",
+                                      "--labels", "a,b", "--target-accuracy", "1.5", "--human-batch-size", "0"])
+    with pytest.raises(ConfigurationError) as refused:
+        execution_input(text, tmp_path / "o")
+    assert str(refused.value) == ("--human-batch-size must be a positive integer, got 0; "
+                                  "--target-accuracy must be a number in (0, 1), got 1.5")
+    boxes = run_args("--target-iou", "2")
+    boxes.manifest, boxes.label_attribute = str(manifest), "objects"
+    with pytest.raises(ConfigurationError, match=r"^--target-iou must be a number in \(0, 1\), got 2.0$"):
+        execution_input(boxes, tmp_path / "o")
