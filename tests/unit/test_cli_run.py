@@ -69,3 +69,13 @@ def test_a_bad_setting_is_named_by_the_option_that_set_it(tmp_path):
     boxes.manifest, boxes.label_attribute = str(manifest), "objects"
     with pytest.raises(ConfigurationError, match=r"^--target-iou must be a number in \(0, 1\), got 2.0$"):
         execution_input(boxes, tmp_path / "o")
+
+
+def test_every_field_the_run_options_set_names_an_option_run_has():
+    from labelloop import cli_run
+
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    flags = {flag for action in run._actions for flag in action.option_strings}
+    for table in (cli_run.AS_GIVEN, cli_run.OPTIONAL, cli_run.MONEY, cli_run.DERIVED):
+        for field, dest in table.items():
+            assert "--" + dest.replace("_", "-") in flags, (field, dest)
