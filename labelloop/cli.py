@@ -12,10 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from labelloop import layout, metrics_table, tasks
+from labelloop import cli_run, layout, metrics_table, tasks
 from labelloop.calibration import BOUNDS
 from labelloop.cli_help import LABEL_ATTRIBUTE_HELP, TASK_TYPE_HELP, use_everywhere
-from labelloop import cli_run
 from labelloop.cli_run import add_cost_options, summary_lines
 from labelloop.config import CALIBRATION_METHODS, CALIBRATION_SCOPES, VALIDATION_POLICIES, ConfigurationError
 from labelloop.local.outcome import EXIT_CODES_HELP, EXIT_INTERRUPTED, STOPPED_LINE
