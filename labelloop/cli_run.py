@@ -12,7 +12,7 @@ from typing import Any
 
 from labelloop import layout, tasks
 from labelloop.config import ConfigurationError, JobSettings
-from labelloop.promise import quality_text, why_nothing_auto_labeled
+from labelloop.promise import quality_text, target_flag, why_nothing_auto_labeled
 
 
 # Execution-input fields `run` sets from one option each, as given: {field: the option's dest}.
@@ -97,8 +97,7 @@ def execution_input(args: argparse.Namespace, output: Path) -> dict[str, Any]:
 
 def _by_option(problems: str, task_type: str) -> str:
     options = {field: "--" + dest.replace("_", "-") for field, dest in {**AS_GIVEN, **OPTIONAL, **MONEY, **DERIVED}.items()}
-    if task_type in tasks.names() and tasks.get(task_type).bounded_mean:
-        options["TargetAccuracy"] = "--target-iou"
+    options["TargetAccuracy"] = target_flag(task_type)
     return re.sub(r"\b(" + "|".join(options) + r")\b", lambda m: options[m.group(1)], problems)
 
 

@@ -101,8 +101,9 @@ def quality_text(task_type: str, value: float | None, digits: int = 2) -> str:
     return f"{100 * value:.{digits}f} %"
 
 
-def _target_flag(settings: JobSettings) -> str:
-    return "--target-iou" if _boxes(settings) else "--target-accuracy"
+def target_flag(task_type: str) -> str:
+    """The `run` option that sets a task type's target (an unknown type: the accuracy's)."""
+    return "--target-iou" if task_type in tasks.names() and tasks.get(task_type).bounded_mean else "--target-accuracy"
 
 
 def start_line(settings_json: dict[str, Any], total: int) -> str | None:
@@ -128,7 +129,7 @@ def _alternatives(settings: JobSettings) -> list[tuple[str, int]]:
     target, confidence = settings.target_accuracy, settings.confidence_level
     lower_target = round(target - 0.05, 2) if target > 0.55 else None
     lower_confidence = round(confidence - 0.05, 2) if confidence > 0.55 else None
-    flag = _target_flag(settings)
+    flag = target_flag(settings.task_type)
     out = []
     if lower_target:
         out.append((f"{flag} {lower_target:g}", _need(settings, lower_target, confidence)))
@@ -184,7 +185,7 @@ def why_nothing_auto_labeled(settings_json: dict[str, Any], metrics: list[dict[s
                  f"labels that the model gives that class, all right ({k} x {need} = {k * need} for {k} classes); this "
                  f"job held at most {held} in all, about {held // k} a class"]
     elif held < need:
-        lines = [f"nothing was auto-labeled: at {_target_flag(settings)} {settings.target_accuracy:g} and --confidence "
+        lines = [f"nothing was auto-labeled: at {target_flag(settings.task_type)} {settings.target_accuracy:g} and --confidence "
                  f"{settings.confidence_level:g} the first certificate needs {need} validation labels; this job held "
                  f"at most {held}"]
     elif _boxes(settings):
