@@ -180,6 +180,20 @@ def curve(run_dir: Path, quality: Callable[[str, Any], float]) -> list[tuple[int
     return sorted(set(points))
 
 
+def parse_settings(items: list[str]) -> dict:
+    """`--setting KEY=JSON` overrides as a dict (a value that is not JSON is taken as a string)."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--setting {item!r}: expected KEY=JSON")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
 def run_policy(name, policy, dataset, args, workdir: Path, resume: bool = False):
     """Run one policy through the local loop and score its output manifest against the truth.
 
@@ -345,15 +359,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(REPO / "bench" / "results"), help="table and plot folder")
     args = parser.parse_args(argv)
 
-    overrides = {}
-    for item in args.setting:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--setting {item!r}: expected KEY=JSON")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
+    try:
+        overrides = parse_settings(args.setting)
+    except ValueError as e:
+        parser.error(str(e))
     for name in LOOP_POLICIES:
         POLICIES[name] = {**POLICIES[name], **overrides}
     dataset = prepare(args.dataset, Path(args.data), args.seed)

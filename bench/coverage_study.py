@@ -10,9 +10,12 @@ auto-labeled, the auto-labels' accuracy or mean IoU, whether the target held, mi
   python bench/coverage_study.py --seeds 20 --jobs 2
   python bench/coverage_study.py --dataset fashion-mnist-detection-5k --seeds 10
   python bench/coverage_study.py --policy labelloop-per-class --seeds 20 --jobs 2
+  python bench/coverage_study.py --dataset fashion-mnist-segmentation-3k --batch 500 \
+      --setting 'IouBound="betting"' --seeds 10
 
 With `--policy labelloop-per-class` (the per-class promise) a run keeps the target when every
-class's auto-labels do; its line names the worst class.
+class's auto-labels do; its line names the worst class. `--setting KEY=JSON` (as in
+compare_policies) studies the defaults with a setting changed; the records' file name says which.
 """
 
 from __future__ import annotations
@@ -29,16 +32,23 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from compare_policies import POLICIES, prepare, run_policy, task_of  # noqa: E402
+from compare_policies import POLICIES, parse_settings, prepare, run_policy, task_of  # noqa: E402
 from promise_study import exact_interval  # noqa: E402
 
 PER_CLASS = "labelloop-per-class"
 
 
+def study_name(args: argparse.Namespace) -> str:
+    """The records' and run folders' name: the dataset, then what the study changed."""
+    changed = "".join(f"-{key}-{value}" for key, value in sorted(parse_settings(args.setting).items()))
+    return f"coverage-{args.dataset}" + ("-per-class" if args.policy == PER_CLASS else "") + changed
+
+
 def one_seed(args: argparse.Namespace, dataset, seed: int) -> dict:
     run_args = argparse.Namespace(**{**vars(args), "seed": seed})
-    work = Path(args.work) / f"coverage-{args.dataset}" / f"seed-{seed}"
-    row = run_policy(args.policy, POLICIES[args.policy], dataset, run_args, work, resume=args.resume)
+    work = Path(args.work) / study_name(args) / f"seed-{seed}"
+    policy = {**POLICIES[args.policy], **parse_settings(args.setting)}
+    row = run_policy(args.policy, policy, dataset, run_args, work, resume=args.resume)
     row.pop("curve")
     row["seed"] = seed
     if args.policy == PER_CLASS:
@@ -77,6 +87,8 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true",
                         help="keep the seeds an earlier study already wrote, and go on with a seed it left unfinished")
     parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--setting", action="append", default=[], metavar="KEY=JSON",
+                        help="change one of the policy's settings for every seed, e.g. 'IouBound=\"betting\"' (repeatable)")
     parser.add_argument("--target", type=float, default=None, help="default: the task type's (accuracy 0.95, mean IoU 0.6)")
     parser.add_argument("--max-iterations", type=int, default=None, help="stop each run after this many (quick checks)")
     parser.add_argument("--annotator-accuracy", type=float, default=1.0)
@@ -84,13 +96,17 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default=str(REPO / "bench" / "results" / "runs"))
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = parser.parse_args(argv)
+    try:
+        settings = parse_settings(args.setting)
+    except ValueError as e:
+        parser.error(str(e))
 
     boxes = task_of(args.dataset).bounded_mean
     args.target = args.target or task_of(args.dataset).default_target
     dataset = prepare(args.dataset, Path(args.data), 0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = f"coverage-{args.dataset}" + ("-per-class" if args.policy == PER_CLASS else "")
+    name = study_name(args)
     results = out / f"{name}.json"
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     rows = [r for r in json.loads(results.read_text()) if r["seed"] in seeds] if args.resume and results.exists() else []
@@ -118,7 +134,8 @@ def main(argv=None) -> int:
     word = "auto-labels' mean IoU" if boxes else "auto-label accuracy"
     per_class = args.policy == PER_CLASS
     lines = [
-        f"**Coverage, {args.dataset}{', per-class promise' if per_class else ''}** "
+        f"**Coverage, {args.dataset}{', per-class promise' if per_class else ''}"
+        f"{''.join(f', {key} {json.dumps(value)}' for key, value in settings.items())}** "
         f"({len(rows)} seeds, target {word} ≥ {show(args.target)}{' for every class' if per_class else ''}, "
         f"{(time.monotonic() - started) / 60:.0f} min with {args.jobs} at a time)",
         "",
