@@ -127,13 +127,8 @@ def fit(counts, labels, train: np.ndarray, held_out: np.ndarray, k: int) -> np.n
 def threshold(conf_val, right_val, target: float, confidence: float, small_start: bool = False) -> float | None:
     """The product's threshold; with `small_start` the fixed sequence starts where every item must
     be right (the start the product uses below its usual starting support), whatever the count."""
-    usual = calibration.start_for
-    if small_start:
-        calibration.start_for = lambda target, confidence, available, bounded_mean=False: usual(target, confidence, 0)
-    try:
-        return calibrate_threshold(conf_val, right_val, target_accuracy=target, confidence_level=confidence).threshold
-    finally:
-        calibration.start_for = usual
+    start = calibration.start_for(target, confidence, 0) if small_start else None
+    return calibrate_threshold(conf_val, right_val, target_accuracy=target, confidence_level=confidence, start=start).threshold
 
 
 def certify(conf_val, right_val, conf_pool, right_pool, args, small_start: bool = False, two_starts: bool = False) -> dict:

@@ -142,11 +142,13 @@ def calibrate_threshold(
     bounded_mean: bool = False,
     bound: str = "hoeffding-bentkus",
     read_order: Sequence[float] | None = None,
+    start: int | None = None,
 ) -> Calibration:
     """Lowest confidence threshold whose auto-labels meet `target_accuracy` with `confidence_level`.
 
-    Testing starts at the highest threshold with `start_for` validation items at or above it (or
-    `min_support`, if larger), then steps down through each distinct confidence value.
+    Testing starts at the highest threshold with `start` validation items at or above it (by
+    default `start_for`'s; `min_support`, if larger), then steps down through each distinct
+    confidence value. A `start` must not depend on which items are right.
     `carried_correct` of `carried_total` earlier verdicts (cumulative scope) count at every
     threshold; when they alone fail the bound, nothing new is auto-labeled.
 
@@ -175,7 +177,9 @@ def calibrate_threshold(
     if not 0 <= carried_correct <= carried_total:
         raise ValueError(f"carried verdicts: {carried_correct} right of {carried_total} is impossible")
     n_val = int(conf.size)
-    start = max(int(min_support), start_for(target_accuracy, confidence_level, n_val + carried_total, bounded_mean))
+    if start is None:
+        start = start_for(target_accuracy, confidence_level, n_val + carried_total, bounded_mean)
+    start = max(int(min_support), int(start))
     val_acc = float(ok.mean()) if n_val else None
     nothing = Calibration(None, None, 0, None, n_val, val_acc, start, carried_total, carried_correct)
     if n_val + carried_total < start or n_val == 0:

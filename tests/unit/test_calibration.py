@@ -81,6 +81,18 @@ def test_a_small_validation_set_certifies_as_soon_as_it_could_pass():
     assert cal.threshold is None
 
 
+def test_a_given_start_moves_the_first_test_but_never_below_min_support():
+    # 300 items, the top 100 all right and the rest wrong: the usual start (153 items) already
+    # holds errors and fails; starting at 80 certifies the top 100 (and a first error the bound allows).
+    conf = np.linspace(1.0, 0.0, 300)
+    correct = np.r_[np.ones(100, bool), np.zeros(200, bool)]
+    usual = calibrate_threshold(conf, correct, target_accuracy=0.95, confidence_level=0.95)
+    assert usual.threshold is None and usual.min_support == 153
+    early = calibrate_threshold(conf, correct, target_accuracy=0.95, confidence_level=0.95, start=80)
+    assert early.support >= 100 and early.min_support == 80 and early.lower_bound >= 0.95
+    floor = calibrate_threshold(conf, correct, target_accuracy=0.95, confidence_level=0.95, start=80, min_support=120)
+    assert floor.threshold is None and floor.min_support == 120
+
 @pytest.mark.parametrize("n", [59, 80, 120, 152])
 def test_coverage_of_the_guarantee_at_small_validation_sets(n):
     """Below the starting support the promise still holds: over models near the target, a
