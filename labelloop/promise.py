@@ -4,7 +4,8 @@ gather, and, when nothing was auto-labeled, why and what would change it.
 
 The numbers come from `labelloop.calibration`: below its starting support the lower-bound test
 starts at the smallest support that could pass (`start_for`: that many validation items at or
-above a threshold, all right; a mean IoU keeps the starting support), so a job that never holds that many cannot certify any
+above a threshold, all right; a mean IoU keeps the starting support, or under the betting bound its
+early start, a third of it), so a job that never holds that many cannot certify any
 threshold, however good its model.
 """
 
@@ -14,7 +15,7 @@ import math
 from typing import Any
 
 from labelloop import storage, tasks
-from labelloop.calibration import FIRST_TEST_SHORTFALL, class_confidence, start_for, starting_support
+from labelloop.calibration import FIRST_TEST_SHORTFALL, class_confidence, early_start, start_for, starting_support
 from labelloop.config import ConfigurationError, JobSettings, parse_label_category_config
 
 
@@ -35,7 +36,8 @@ def _per_class(settings: JobSettings) -> int:
 
 def _need(settings: JobSettings, target: float, confidence: float) -> int:
     k = _per_class(settings)
-    return start_for(target, class_confidence(confidence, k) if k else confidence, 0, _boxes(settings))
+    need = start_for(target, class_confidence(confidence, k) if k else confidence, 0, _boxes(settings))
+    return early_start(need) if _boxes(settings) and settings.iou_bound == "betting" else need
 
 
 def labels_needed(settings: JobSettings) -> int:

@@ -1,5 +1,7 @@
 """The bound on a mean quality in [0, 1] (IoU of boxes or masks): valid, and as tight as the exact one where they meet."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -120,3 +122,54 @@ def test_the_betting_bound_reads_an_order_fixed_by_the_item_ids_and_takes_no_sum
         calibrate_threshold(conf, iou, target_accuracy=0.6, confidence_level=0.95, bounded_mean=True, bound="betting")
     with pytest.raises(ValueError, match="bound must be one of"):
         calibrate_threshold(conf, iou, target_accuracy=0.6, confidence_level=0.95, bounded_mean=True, bound="bentkus")
+
+
+def _betting(conf, iou, target, **kw):
+    ids = np.arange(len(conf))
+    return calibrate_threshold(conf, iou, target_accuracy=target, confidence_level=0.95, bounded_mean=True,
+                               bound="betting", read_order=read_order(ids), **kw)
+
+
+def test_the_betting_bound_certifies_a_few_excellent_masks_from_its_early_start():
+    # 300 validation masks: the 70 most confident near IoU 0.9, the rest near 0.4. The top 173 (the
+    # usual start at a 0.7 target) average about 0.58 and fail; the early start (58) does not.
+    rng = np.random.default_rng(3)
+    conf = np.linspace(1.0, 0.0, 300, endpoint=False)
+    iou = np.clip(np.r_[rng.normal(0.9, 0.05, 70), rng.normal(0.4, 0.1, 230)], 0, 1)
+    usual = starting_support(0.7, 0.95, True)
+    assert _betting(conf, iou, 0.7, start=usual).threshold is None
+    cal = _betting(conf, iou, 0.7)
+    assert cal.min_support == math.ceil(usual / 3) and 70 <= cal.support < usual
+    assert cal.lower_bound >= 0.7 and cal.accuracy > 0.75
+    # A larger MinValidationSupport moves the early start too.
+    assert _betting(conf, iou, 0.7, min_support=120).threshold is None
+
+
+def test_the_betting_bound_still_certifies_from_the_usual_start_when_the_top_is_no_better():
+    # Boxes: the most confident sit near 0.7 like the rest, so the early tests fail; the usual start
+    # keeps three quarters of the error rate and vouches for the whole set.
+    rng = np.random.default_rng(4)
+    conf = np.linspace(1.0, 0.0, 400, endpoint=False)
+    iou = np.clip(rng.normal(0.7, 0.08, 400), 0, 1)
+    cal = _betting(conf, iou, 0.6)
+    assert cal.threshold is not None and cal.support >= 350 and cal.lower_bound >= 0.6
+
+
+def test_the_early_start_keeps_the_promise_where_the_best_masks_are_the_most_confident():
+    """A segmenter whose mean IoU at confidence c is c²: above threshold t the true mean is
+    (1 + t + t²) / 3, so only the top of the pool meets a 0.7 target (t above about 0.53)."""
+    misses = trials = early = 0
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        conf = rng.uniform(0.0, 1.0, 300)
+        mean = conf**2
+        iou = rng.beta(6 * mean + 1e-3, 6 * (1 - mean) + 1e-3)
+        cal = _betting(conf, iou, 0.7)
+        if cal.threshold is None:
+            continue
+        trials += 1
+        early += cal.support < starting_support(0.7, 0.95, True)
+        t = cal.threshold
+        misses += (1 + t + t * t) / 3 < 0.7
+    assert trials > 200 and early > 50
+    assert misses / trials <= 0.05

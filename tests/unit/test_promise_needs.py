@@ -66,6 +66,14 @@ def test_a_box_job_is_promised_a_mean_iou_and_told_what_would_change_it_in_those
     assert "bound on their mean IoU to reach 0.6 (best validation mean IoU 0.410)" in why[0]
 
 
+def test_the_betting_bound_tells_a_box_job_its_early_start():
+    usual = labels_needed(JobSettings.parse(BOXES))
+    betting = {**BOXES, "IouBound": "betting"}
+    need = labels_needed(JobSettings.parse(betting))
+    assert need == -(-usual // 3)  # a third of the usual start, rounded up
+    assert f"needs {need} validation labels for a first certificate" in start_line(betting, 5000)
+
+
 def test_a_per_class_job_is_told_what_every_class_needs():
     per_class = {**JOB, "LabelCategories": [str(d) for d in range(10)], "PerClassPromise": True}
     line = start_line(per_class, 1797)
