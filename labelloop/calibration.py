@@ -93,7 +93,8 @@ FIRST_TEST_SHORTFALL_BOUNDED_MEAN = 0.75
 # ones (the top 50 of 301 validation masks averaged 0.85, the top 173 0.69), so at a 0.7 target the
 # early start certifies models the usual start cannot; a detector's top boxes are not (see the
 # comment above), and then the usual start keeps three quarters of the error rate, or all of it
-# once the early tests pass down to it.
+# once the early tests pass down to it. A validation set too small for the usual start gives the
+# early start all of it.
 BETTING_EARLY_START = 1 / 3
 BETTING_EARLY_SHARE = 0.25
 
@@ -219,10 +220,13 @@ def calibrate_threshold(
         return nothing
     if bound == "betting":
         keys = np.asarray(read_order, dtype=float)[by_confidence]
-        alpha = np.zeros(idx.size)  # the error rate each start brings (the fallback procedure)
-        alpha[0] = (1.0 - confidence_level) * (BETTING_EARLY_SHARE if first < start else 1.0)
-        if first < start and support[-1] >= start:
-            alpha[np.argmax(support >= start)] += (1.0 - confidence_level) * (1.0 - BETTING_EARLY_SHARE)
+        # The error rate each start brings (the fallback procedure). A validation set smaller than
+        # the usual start (known from its size alone) gives the early start all of it.
+        share = BETTING_EARLY_SHARE if first < start <= support[-1] else 1.0
+        alpha = np.zeros(idx.size)
+        alpha[0] = (1.0 - confidence_level) * share
+        if share < 1.0:
+            alpha[np.argmax(support >= start)] += (1.0 - confidence_level) * (1.0 - share)
         j, bound_j = _betting_fallback(ok, keys, idx, target_accuracy, alpha)
     else:
         bounds = lower_bound(hits, support, confidence_level, bounded_mean)

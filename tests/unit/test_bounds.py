@@ -145,6 +145,17 @@ def test_the_betting_bound_certifies_a_few_excellent_masks_from_its_early_start(
     assert _betting(conf, iou, 0.7, min_support=120).threshold is None
 
 
+def test_a_validation_set_smaller_than_the_usual_start_certifies_from_the_early_start():
+    # 120 validation masks (a small job) cannot reach the usual start (173 at 0.7); the early start
+    # then has the whole error rate, and good masks are certified.
+    rng = np.random.default_rng(5)
+    conf = np.linspace(1.0, 0.0, 120, endpoint=False)
+    iou = np.clip(rng.normal(0.85, 0.06, 120), 0, 1)
+    assert _betting(conf, iou, 0.7, start=starting_support(0.7, 0.95, True)).threshold is None
+    cal = _betting(conf, iou, 0.7)
+    assert cal.support == 120 and cal.lower_bound >= 0.7
+
+
 def test_the_betting_bound_still_certifies_from_the_usual_start_when_the_top_is_no_better():
     # Boxes: the most confident sit near 0.7 like the rest, so the early tests fail; the usual start
     # keeps three quarters of the error rate and vouches for the whole set.
