@@ -87,16 +87,16 @@ def smallest_passing_support(target: float, confidence: float, bounded_mean: boo
 FIRST_TEST_SHORTFALL = 0.5
 FIRST_TEST_SHORTFALL_BOUNDED_MEAN = 0.75
 
-# The betting bound also tests from an early start (a third of the starting support) with a quarter
+# The betting bound also tests from an early start (a third of the starting support) with a tenth
 # of the error rate, then from the usual start with the rest plus whatever the early tests carried
 # down (the fallback procedure). A segmenter's most confident masks are far better than the next
 # ones (the top 50 of 301 validation masks averaged 0.85, the top 173 0.69), so at a 0.7 target the
 # early start certifies models the usual start cannot; a detector's top boxes are not (see the
-# comment above), and then the usual start keeps three quarters of the error rate, or all of it
+# comment above), and then the usual start keeps nine tenths of the error rate, or all of it
 # once the early tests pass down to it. A validation set too small for the usual start gives the
 # early start all of it.
 BETTING_EARLY_START = 1 / 3
-BETTING_EARLY_SHARE = 0.25
+BETTING_EARLY_SHARE = 0.1
 
 
 @functools.lru_cache(maxsize=64)  # a few settings per job, asked at every gate

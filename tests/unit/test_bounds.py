@@ -158,7 +158,7 @@ def test_a_validation_set_smaller_than_the_usual_start_certifies_from_the_early_
 
 def test_the_betting_bound_still_certifies_from_the_usual_start_when_the_top_is_no_better():
     # Boxes: the most confident sit near 0.7 like the rest, so the early tests fail; the usual start
-    # keeps three quarters of the error rate and vouches for the whole set.
+    # keeps nine tenths of the error rate and vouches for the whole set.
     rng = np.random.default_rng(4)
     conf = np.linspace(1.0, 0.0, 400, endpoint=False)
     iou = np.clip(rng.normal(0.7, 0.08, 400), 0, 1)
@@ -182,5 +182,5 @@ def test_the_early_start_keeps_the_promise_where_the_best_masks_are_the_most_con
         early += cal.support < starting_support(0.7, 0.95, True)
         t = cal.threshold
         misses += (1 + t + t * t) / 3 < 0.7
-    assert trials > 200 and early > 50
+    assert trials > 150 and early > 50
     assert misses / trials <= 0.05
