@@ -40,14 +40,14 @@ PER_CLASS = "labelloop-per-class"
 
 def study_name(args: argparse.Namespace) -> str:
     """The records' and run folders' name: the dataset, then what the study changed."""
-    changed = "".join(f"-{key}-{value}" for key, value in sorted(parse_settings(args.setting).items()))
+    changed = "".join(f"-{key}-{value}" for key, value in sorted(args.settings.items()))
     return f"coverage-{args.dataset}" + ("-per-class" if args.policy == PER_CLASS else "") + changed
 
 
 def one_seed(args: argparse.Namespace, dataset, seed: int) -> dict:
     run_args = argparse.Namespace(**{**vars(args), "seed": seed})
     work = Path(args.work) / study_name(args) / f"seed-{seed}"
-    policy = {**POLICIES[args.policy], **parse_settings(args.setting)}
+    policy = {**POLICIES[args.policy], **args.settings}
     row = run_policy(args.policy, policy, dataset, run_args, work, resume=args.resume)
     row.pop("curve")
     row["seed"] = seed
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = parser.parse_args(argv)
     try:
-        settings = parse_settings(args.setting)
+        args.settings = parse_settings(args.setting)  # parsed once; the seeds' workers get it with args
     except ValueError as e:
         parser.error(str(e))
 
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     per_class = args.policy == PER_CLASS
     lines = [
         f"**Coverage, {args.dataset}{', per-class promise' if per_class else ''}"
-        f"{''.join(f', {key} {json.dumps(value)}' for key, value in settings.items())}** "
+        f"{''.join(f', {key} {json.dumps(value)}' for key, value in args.settings.items())}** "
         f"({len(rows)} seeds, target {word} ≥ {show(args.target)}{' for every class' if per_class else ''}, "
         f"{(time.monotonic() - started) / 60:.0f} min with {args.jobs} at a time)",
         "",

@@ -286,23 +286,21 @@ def _betting_fallback(qualities: np.ndarray, keys: np.ndarray, idx: np.ndarray, 
     fallback procedure: with one start, plain fixed-sequence testing). The rates sum to 1 −
     confidence, so with that confidence no candidate that passes misses the target; the lowest
     threshold that passes is chosen (-1: none)."""
-    carried, chosen, chosen_alpha = 0.0, -1, 0.0
+    carried, chosen, chosen_alpha, chosen_held = 0.0, -1, 0.0, None
     for j, last in enumerate(idx):
         level = carried + alpha[j]
         if level <= 0.0:
             continue
         held = qualities[: last + 1][np.argsort(keys[: last + 1], kind="stable")]
         if betting_passes(held, target, 1.0 - level):
-            chosen, chosen_alpha, carried = j, level, level
+            chosen, chosen_alpha, chosen_held, carried = j, level, held, level
         else:
             if not alpha[j + 1:].any():
                 break  # nothing later can be tested
             carried = 0.0
     if chosen < 0:
         return -1, None
-    last = idx[chosen]
-    held = qualities[: last + 1][np.argsort(keys[: last + 1], kind="stable")]
-    return chosen, betting_lower(held, 1.0 - chosen_alpha)  # at least the target: the wealth falls as the mean rises
+    return chosen, betting_lower(chosen_held, 1.0 - chosen_alpha)  # at least the target: the wealth falls as the mean rises
 
 
 def worst_case_tail(pool_bound: float | None, pool_size: int, target_accuracy: float) -> int:
