@@ -43,12 +43,13 @@ def gates(run: Path, truth: str):
     names = parse_label_category_config(json.loads((run / "config/label-categories.json").read_text()), "categories")
     for it in sorted((run / "iterations").iterdir()):
         val_dir, pool_dir = it / "inference/validation", it / "inference/unlabeled"
-        if not ((it / "calibration.json").exists() and _count(val_dir) and _count(pool_dir)):
+        n_val, n_pool = _count(val_dir), _count(pool_dir)
+        if not ((it / "calibration.json").exists() and n_val and n_pool):
             continue
         target = json.loads((it / "calibration.json").read_text())["WorkingTarget"]
-        val, human = predictions(f"{val_dir}/", task, len(names), _count(val_dir), truth_attribute=settings.label_attribute)
+        val, human = predictions(f"{val_dir}/", task, len(names), n_val, truth_attribute=settings.label_attribute)
         quality = np.array([task.quality(p, h) for p, h in zip(val.values.tolist(), human)], dtype=float)
-        pool, _ = predictions(f"{pool_dir}/", task, len(names), _count(pool_dir))
+        pool, _ = predictions(f"{pool_dir}/", task, len(names), n_pool)
         yield it.name, settings, target, val, quality, pool, oracle_quality(settings, task, names, f"{pool_dir}/", pool)
 
 
