@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -35,6 +36,8 @@ sys.path.insert(0, str(REPO / "bench"))
 from compare_policies import POLICIES, parse_settings, prepare, run_policy, task_of  # noqa: E402
 from promise_study import exact_interval  # noqa: E402
 
+from labelloop.local.sagemaker_jobs import die_with_parent  # noqa: E402
+
 PER_CLASS = "labelloop-per-class"
 
 
@@ -42,6 +45,20 @@ def study_name(args: argparse.Namespace) -> str:
     """The records' and run folders' name: the dataset, then what the study changed."""
     changed = "".join(f"-{key}-{value}" for key, value in sorted(args.settings.items()))
     return f"coverage-{args.dataset}" + ("-per-class" if args.policy == PER_CLASS else "") + changed
+
+
+def tie_to_study(study: int) -> None:
+    """Pool initializer: a seed's worker dies with the study, as the worker's jobs die with it, so
+    a study stopped with `kill` leaves nothing running that writes into its run folders."""
+    tie = die_with_parent(study)
+    if tie:
+        tie()
+
+
+def seed_pool(jobs: int) -> ProcessPoolExecutor:
+    """`jobs` seeds at a time, each in a fresh (spawned) process tied to this one."""
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
+                               initializer=tie_to_study, initargs=(os.getpid(),))
 
 
 def one_seed(args: argparse.Namespace, dataset, seed: int) -> dict:
@@ -122,7 +139,7 @@ def main(argv=None) -> int:
         for seed in todo:
             done(one_seed(args, dataset, seed))
     else:
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
+        with seed_pool(args.jobs) as pool:
             for future in as_completed([pool.submit(one_seed, args, dataset, seed) for seed in todo]):
                 done(future.result())
     rows.sort(key=lambda r: r["seed"])

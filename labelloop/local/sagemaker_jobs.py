@@ -28,12 +28,14 @@ ACCOUNT = "123456789012"
 _LOG_TAIL = 2000
 
 
-def die_with_parent() -> Any:
+def die_with_parent(parent: int | None = None) -> Any:
     """A `preexec_fn` that makes a job's process die when the process that started it dies.
 
     A training or transform job killed with its parent (SIGKILL, an OOM kill) would otherwise run
     on, orphaned, writing into a run the next command resumes. Linux only (prctl
-    PR_SET_PDEATHSIG); elsewhere None, and the job's own timeout bounds it.
+    PR_SET_PDEATHSIG); elsewhere None, and the job's own timeout bounds it. Called in a child
+    that is already running (a process pool's initializer), with `parent` the pid of the process
+    that started it, the returned function ties that child the same way.
     """
     if not sys.platform.startswith("linux"):
         return None
@@ -41,7 +43,7 @@ def die_with_parent() -> Any:
     import signal
 
     libc = ctypes.CDLL(None, use_errno=True)  # loaded here, before the fork, not in the child
-    prctl, parent = libc.prctl, os.getpid()
+    prctl, parent = libc.prctl, parent or os.getpid()
 
     def preexec() -> None:
         prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
