@@ -32,7 +32,7 @@ def alive(pid: int) -> bool:
 
 def children_die_with(script: str) -> list[int]:
     """Run `script` (it prints the pids it started, then sleeps), kill it, return the pids still
-    running a few seconds later (killing them so the test leaves nothing behind)."""
+    running up to a minute later (killing them so the test leaves nothing behind)."""
     parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE, text=True,
                               cwd=REPO, env=dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'bench'}"))
     try:
@@ -41,7 +41,7 @@ def children_die_with(script: str) -> list[int]:
     finally:
         parent.send_signal(signal.SIGTERM)
         parent.wait(timeout=30)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60  # a worker still importing when its study dies exits once it gets to its initializer
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     left = [p for p in pids if alive(p)]
