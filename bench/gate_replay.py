@@ -42,10 +42,11 @@ def _count(folder: Path) -> int:
 def candidates(folder: Path, ids: np.ndarray) -> dict[str, np.ndarray]:
     """Each confidence candidate of a transform output's answers, in the order of `ids` ({} without)."""
     by_id = {}
-    for f in folder.glob("*.out"):
-        for line in open(f):
-            record = json.loads(line)
-            by_id[record["labelloop-id"]] = record["SageMakerOutput"].get("confidences") or {}
+    for path in folder.glob("*.out"):
+        with path.open() as lines:
+            for line in lines:
+                record = json.loads(line)
+                by_id[record["labelloop-id"]] = record["SageMakerOutput"].get("confidences") or {}
     names = sorted(set.intersection(*(set(by_id[i]) for i in ids.tolist()))) if len(ids) else []
     return {name: np.array([by_id[i][name] for i in ids.tolist()], dtype=float) for name in names}
 
