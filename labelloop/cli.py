@@ -217,8 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "model gives it at confidence 1 - (1 - --confidence) / classes, so it needs more validation "
                           "labels (10 classes at 95 %%/95 %%: 104 a class), and the adaptive policy's validation set "
                           "grows to hold that many for every class unless --validation-size is given")
-    run.add_argument("--iou-bound", choices=sorted(BOUNDS), default="hoeffding-bentkus",
-                     help="boxes and masks: the bound on the auto-labels' mean IoU: " + _choices_help(BOUNDS))
+    run.add_argument("--iou-bound", choices=sorted(BOUNDS), default=None,
+                     help="boxes and masks: the bound on the auto-labels' mean IoU (default: betting for masks, "
+                          "hoeffding-bentkus for boxes and under --calibration-scope cumulative): " + _choices_help(BOUNDS))
     run.add_argument("--slack-reserve", type=float, default=0.0,
                      help="cumulative scope: share of the accuracy slack (1 - target) kept back while the pool is full, "
                           "released as it empties (0: none)")

@@ -20,12 +20,13 @@ AS_GIVEN = {
     "JobName": "job_name", "TaskType": "task_type", "LabelAttributeName": "label_attribute",
     "HumanBatchSize": "human_batch_size", "ConfidenceLevel": "confidence", "WorkersPerObject": "workers_per_object",
     "ValidationPolicy": "validation_policy", "CalibrationMethod": "calibration", "CalibrationScope": "calibration_scope",
-    "PerClassPromise": "per_class", "IouBound": "iou_bound", "SlackReserve": "slack_reserve",
+    "PerClassPromise": "per_class", "SlackReserve": "slack_reserve",
     "MarginThreshold": "margin_threshold", "SelectionStrategy": "strategy", "RandomFraction": "random_fraction",
     "Diversity": "diversity", "MaxIterations": "max_iterations", "Seed": "seed",
 }
 OPTIONAL = {"TargetAccuracy": "target_accuracy", "MaxPercentageOfInputDatasetLabeled": "max_percentage_labeled",
-            "ValidationFraction": "validation_fraction", "ValidationSize": "validation_size"}  # absent: the default
+            "ValidationFraction": "validation_fraction", "ValidationSize": "validation_size",
+            "IouBound": "iou_bound"}  # absent: the default (the task type's, for the target and the bound)
 MONEY = {"PricePerLabel": "price_per_label", "MaxHumanLabeledObjectCount": "human_budget",
          "MaxHumanCost": "max_human_cost", "PricePerAdjustedLabel": "price_per_adjusted_label"}
 DERIVED = {"RetrainBeforeRoutingGrowth": "retrain_before_routing", "InitialModelArtifacts": "initial_model",

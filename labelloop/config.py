@@ -61,7 +61,7 @@ class JobSettings:
     calibration_method: str = "lower-bound"
     calibration_scope: str = "job"  # the scope docs/promise.md measures keeping the promise
     per_class: bool = False  # every class's auto-labels meet the target (labelloop.per_class)
-    iou_bound: str = "hoeffding-bentkus"  # boxes and masks: the bound on their mean IoU (calibration.BOUNDS)
+    iou_bound: str = "hoeffding-bentkus"  # boxes and masks: the bound on their mean IoU (parse: the task type's)
     reserve: float = 0.0  # cumulative scope: share of the accuracy slack kept back while the pool is full
     retrain_growth: float | None = 0.5  # cumulative scope: see retrains_before_routing; None: never
     worst_case_tail: bool = True  # cumulative scope: spend the bound's slack on items counted as errors
@@ -135,8 +135,12 @@ class JobSettings:
                 problems.append(f"{required} is required")
         if problems:
             raise ConfigurationError("; ".join(problems))
-        if values.get("target_accuracy") is None and data.get("TaskType") in tasks.names():
-            values["target_accuracy"] = tasks.get(data["TaskType"]).default_target  # accuracy, or a mean IoU
+        if data.get("TaskType") in tasks.names():  # the task type's target (an accuracy or a mean IoU) and bound
+            task, cumulative = tasks.get(data["TaskType"]), values.get("calibration_scope") == "cumulative"
+            # Betting reads every quality, the cumulative scope carries sums: that scope keeps Hoeffding–Bentkus.
+            defaults = {"target_accuracy": task.default_target,
+                        "iou_bound": "hoeffding-bentkus" if cumulative else task.default_iou_bound}
+            values.update({k: v for k, v in defaults.items() if values.get(k) is None})
         try:
             settings = cls(**values)
         except TypeError as exc:

@@ -60,7 +60,8 @@ class TaskType:
     report_example: ClassVar[str]  # how the report draws an item: "image" or "text"
     quality_name: ClassVar[str]  # what the per-item quality is, e.g. "accuracy"
     default_target: ClassVar[float]  # the auto-labels' default quality target
-    bound: ClassVar[str]  # the statistical bound that certifies the target
+    # Boxes and masks: the bound on the mean IoU a job gets unless it names one (calibration.BOUNDS).
+    default_iou_bound: ClassVar[str] = "hoeffding-bentkus"
     bounded_mean: ClassVar[bool] = False  # quality is any number in [0, 1] (an IoU), not pass/fail
     # The line's `<attribute>` names a file that holds the label (a mask PNG) rather than holding it;
     # Ground Truth then wants the attribute name to end in "-ref", and every other one not to.

@@ -41,7 +41,6 @@ class Classification(TaskType):
     widget = "classification"
     quality_name = "accuracy"
     default_target = 0.95
-    bound = "Clopper-Pearson lower bound on the accuracy, fixed-sequence over thresholds"
 
     def description(self, class_names: list[str]) -> str:
         return f"Choose one of {len(class_names)} categories"

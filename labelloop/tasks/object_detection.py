@@ -180,7 +180,6 @@ class ObjectDetection(TaskType):
     default_target = 0.6
     bounded_mean = True
     continues_training = True
-    bound = "Hoeffding–Bentkus lower bound on the mean IoU, fixed-sequence over thresholds"
 
     def description(self, class_names: list[str]) -> str:
         return f"Draw a box around every object of {len(class_names)} categories"

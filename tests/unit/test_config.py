@@ -194,6 +194,15 @@ def test_the_betting_bound_is_refused_where_it_cannot_hold(change, message):
         JobSettings.parse({**BASE, "IouBound": "bentkus"})
 
 
+def test_each_task_type_gets_its_own_bound_unless_the_job_names_one():
+    masks = {**BASE, "TaskType": "semantic-segmentation", "LabelAttributeName": "label-ref"}
+    assert JobSettings.parse(masks).iou_bound == "betting"
+    assert JobSettings.parse({**masks, "IouBound": "hoeffding-bentkus"}).iou_bound == "hoeffding-bentkus"
+    # The cumulative scope carries sums, which the betting bound cannot read: masks there keep Hoeffding-Bentkus.
+    assert JobSettings.parse({**masks, "CalibrationScope": "cumulative"}).iou_bound == "hoeffding-bentkus"
+    assert JobSettings.parse({**BASE, "TaskType": "object-detection"}).iou_bound == "hoeffding-bentkus"
+
+
 def test_the_per_class_promise_holds_enough_validation_labels_for_every_class():
     settings = JobSettings.parse({**BASE, "PerClassPromise": True})
     assert settings.validation_size_for(5000, n_classes=10) == 1040  # 104 a class at 99.5 %
