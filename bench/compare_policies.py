@@ -38,7 +38,7 @@ Policies (object detection, the fashion-mnist-detection-* datasets):
 Semantic segmentation (the fashion-mnist-segmentation-* datasets): the same policies; the image
 confidence is the mask's expected IoU (algorithms/semantic_segmentation/confidence.py), so
 fixed-score auto-labels a mask whose expected IoU is above 0.5, and labelloop certifies a mean
-IoU of 0.7 (Ground Truth's, background excluded). Simulated annotators click (four extreme
+IoU of 0.7 (Ground Truth's, background excluded) with the masks' default bound (betting). Simulated annotators click (four extreme
 points and corrective clicks, labelloop.tasks.semantic_segmentation.people) unless told to paint.
 
 Each run executes statemachine/active_learning.asl.json with the local engine and simulated
